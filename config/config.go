@@ -1,0 +1,311 @@
+// Package config loads and validates the Custos configuration file.
+//
+// Custos is an identity-aware checkpoint for autonomous agents: Envoy asks it,
+// through the ext_authz and ext_proc gRPC services, whether each request an
+// agent makes to a protected connection may proceed, and how its responses are
+// masked. This package turns the YAML configuration file into a [Config]:
+// where Custos listens, which token issuers it trusts, where the policy bundle
+// lives, which upstream connections it protects, and how approvals, masking,
+// auditing and the local development mode behave.
+//
+// Parsing is strict. Unknown keys, values of the wrong YAML type and duplicate
+// keys are errors at every level, and so are semantic mistakes such as an
+// upstream that is not an http or https URL. [Parse] and [Load] do not stop at
+// the first problem: they report every problem in the file at once as
+// [Errors], each [Error] naming the key path (for example
+// connections[1].upstream) and the line of the file it came from.
+package config
+
+import (
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Default values applied to keys the configuration file leaves out.
+const (
+	// DefaultGRPCAddr is the default address of the ext_authz, ext_proc and
+	// gRPC health listener (listen.grpc).
+	DefaultGRPCAddr = "127.0.0.1:9000"
+	// DefaultXDSAddr is the default address of the aggregated discovery
+	// service listener (listen.xds).
+	DefaultXDSAddr = "127.0.0.1:18000"
+	// DefaultHTTPAddr is the default address of the HTTP listener serving the
+	// approvals API and page, /metrics, /healthz and /readyz (listen.http).
+	DefaultHTTPAddr = "127.0.0.1:9090"
+	// DefaultDataplaneAddr is the default address of the data plane listener
+	// used by `custos dev` and `custos dataplane` (listen.dataplane).
+	DefaultDataplaneAddr = "127.0.0.1:10000"
+	// DefaultApprovalTimeout is the default approvals.timeout.
+	DefaultApprovalTimeout = 5 * time.Minute
+	// MaxApprovalTimeout is the largest approvals.timeout accepted.
+	MaxApprovalTimeout = 24 * time.Hour
+	// DefaultAuditDir is the default audit.dir.
+	DefaultAuditDir = "./data/audit"
+)
+
+// Connection kinds (connections[].kind).
+const (
+	// KindHTTP is a plain HTTP API; it is the default kind.
+	KindHTTP = "http"
+	// KindKubernetes is a Kubernetes API server.
+	KindKubernetes = "kubernetes"
+	// KindAzure is an Azure REST API such as Azure Resource Manager.
+	KindAzure = "azure"
+	// KindCosmos is an Azure Cosmos DB account.
+	KindCosmos = "cosmos"
+	// KindSQLHTTP is a SQL database reached over HTTP; only this kind takes
+	// dialect and statement_from.
+	KindSQLHTTP = "sql-http"
+	// KindGraphQL is a GraphQL API.
+	KindGraphQL = "graphql"
+)
+
+// Policy modes (connections[].policy_mode).
+const (
+	// PolicyModeEnforce applies policy decisions; it is the default.
+	PolicyModeEnforce = "enforce"
+	// PolicyModeShadow evaluates and records policy decisions without
+	// applying them.
+	PolicyModeShadow = "shadow"
+)
+
+// SQL dialects (connections[].dialect, kind sql-http only).
+const (
+	// DialectPostgres is the PostgreSQL dialect; it is the default.
+	DialectPostgres = "postgres"
+	// DialectSQLite is the SQLite dialect.
+	DialectSQLite = "sqlite"
+)
+
+// Approval modes (approvals.mode).
+const (
+	// ApprovalModeHold holds the request open until it is approved, denied or
+	// times out; it is the default.
+	ApprovalModeHold = "hold"
+	// ApprovalModeAsync answers the request at once and lets the approval be
+	// decided later.
+	ApprovalModeAsync = "async"
+)
+
+// Kinds lists the valid connection kinds.
+var Kinds = []string{KindHTTP, KindKubernetes, KindAzure, KindCosmos, KindSQLHTTP, KindGraphQL}
+
+// PolicyModes lists the valid connection policy modes.
+var PolicyModes = []string{PolicyModeEnforce, PolicyModeShadow}
+
+// Dialects lists the valid SQL dialects.
+var Dialects = []string{DialectPostgres, DialectSQLite}
+
+// ApprovalModes lists the valid approval modes.
+var ApprovalModes = []string{ApprovalModeHold, ApprovalModeAsync}
+
+// Entities lists, sorted, the names of the sensitive entities the masking
+// engine knows and that masking profiles may name.
+var Entities = []string{
+	"aba",
+	"account",
+	"azure_key",
+	"bearer",
+	"card",
+	"email",
+	"iban",
+	"phone",
+	"private_key",
+	"sas",
+	"ssn",
+}
+
+// BuiltinProfiles lists, sorted, the names of the built-in masking profiles.
+// They cannot be redefined under masking.profiles.
+var BuiltinProfiles = []string{"all", "pci", "pii", "secrets"}
+
+// BuiltinProfile reports whether name is a built-in masking profile.
+func BuiltinProfile(name string) bool {
+	return slices.Contains(BuiltinProfiles, name)
+}
+
+// KnownEntity reports whether name is one of [Entities].
+func KnownEntity(name string) bool {
+	return slices.Contains(Entities, name)
+}
+
+// Config is a parsed and validated Custos configuration.
+type Config struct {
+	Listen      Listen
+	Identity    Identity
+	Policy      Policy
+	Connections []Connection
+	Approvals   Approvals
+	Masking     Masking
+	Audit       Audit
+	Dev         *Dev // nil when the file has no dev: block
+}
+
+// Listen holds the host:port addresses Custos listens on.
+type Listen struct {
+	// GRPC serves ext_authz, ext_proc and gRPC health.
+	GRPC string
+	// XDS serves the aggregated discovery service (ADS) to Envoy.
+	XDS string
+	// HTTP serves the approvals API and page, /metrics, /healthz and /readyz.
+	HTTP string
+	// Dataplane is the data plane listener, used only by `custos dev` and
+	// `custos dataplane`.
+	Dataplane string
+}
+
+// Identity lists the token issuers Custos trusts.
+type Identity struct {
+	Issuers []Issuer
+}
+
+// Issuer is a trusted token issuer and the audiences accepted from it.
+type Issuer struct {
+	// Issuer is the issuer URL, compared with the token's iss claim.
+	Issuer string
+	// Audiences are the accepted values of the token's aud claim.
+	Audiences []string
+}
+
+// Policy locates the policy bundle.
+type Policy struct {
+	// Bundle is the policy bundle directory; empty means none.
+	Bundle string
+}
+
+// Connection is an upstream service protected by Custos. Requests reach it
+// under the /NAME/ prefix of the data plane listener (the prefix is stripped)
+// or by one of its Hosts in :authority.
+type Connection struct {
+	// Name identifies the connection and is its URL prefix.
+	Name string
+	// Upstream is the base URL of the upstream service.
+	Upstream string
+	// Hosts are additional lower-case host names, optionally with :port,
+	// matched against :authority.
+	Hosts []string
+	// Kind is one of [Kinds]; it defaults to [KindHTTP].
+	Kind string
+	// Masking is the masking profile name: empty, built-in or defined under
+	// masking.profiles.
+	Masking string
+	// PolicyMode is one of [PolicyModes]; it defaults to [PolicyModeEnforce].
+	PolicyMode string
+	// ForwardToken forwards the agent's bearer token to the upstream.
+	ForwardToken bool
+	// Labels are free-form key/value labels available to policy.
+	Labels map[string]string
+	// Dialect is the SQL dialect, only for kind sql-http; it defaults to
+	// [DialectPostgres] for that kind.
+	Dialect string
+	// StatementFrom says where a sql-http request carries its statement:
+	// json:POINTER, query:PARAM, form:PARAM or body. Only for kind sql-http.
+	StatementFrom string
+
+	upstreamURL *url.URL
+}
+
+// UpstreamURL returns the parsed upstream (valid after Parse). It returns a
+// copy, or nil for a Connection that did not come from Parse.
+func (c Connection) UpstreamURL() *url.URL {
+	if c.upstreamURL == nil {
+		return nil
+	}
+	u := *c.upstreamURL
+	return &u
+}
+
+// Approvals configures human approval of requests.
+type Approvals struct {
+	// Mode is one of [ApprovalModes]; it defaults to [ApprovalModeHold].
+	Mode string
+	// Timeout bounds how long an approval may stay pending.
+	Timeout time.Duration
+}
+
+// Masking holds the user-defined masking profiles.
+type Masking struct {
+	// Profiles maps a profile name to its definition.
+	Profiles map[string]Profile
+}
+
+// Profile is a user-defined masking profile.
+type Profile struct {
+	// Entities are the entity names the profile masks, from [Entities].
+	Entities []string
+}
+
+// Audit configures the audit log.
+type Audit struct {
+	// Dir is the directory audit records are written to.
+	Dir string
+}
+
+// Dev configures the local development mode.
+type Dev struct {
+	// Issuer enables the built-in development token issuer.
+	Issuer bool
+	// DemoUpstream is the host:port of the demo upstream; empty means none.
+	DemoUpstream string
+}
+
+// Default returns the configuration used for every key a file leaves out:
+// default listen addresses, hold approvals with a 5m timeout, the default
+// audit directory, and no issuers, connections or dev block.
+func Default() *Config {
+	return &Config{
+		Listen: Listen{
+			GRPC:      DefaultGRPCAddr,
+			XDS:       DefaultXDSAddr,
+			HTTP:      DefaultHTTPAddr,
+			Dataplane: DefaultDataplaneAddr,
+		},
+		Approvals: Approvals{
+			Mode:    ApprovalModeHold,
+			Timeout: DefaultApprovalTimeout,
+		},
+		Audit: Audit{Dir: DefaultAuditDir},
+	}
+}
+
+// Connection returns the connection called name.
+func (c *Config) Connection(name string) (Connection, bool) {
+	for _, conn := range c.Connections {
+		if conn.Name == name {
+			return conn, true
+		}
+	}
+	return Connection{}, false
+}
+
+// ConnectionForHost returns the connection that lists host among its Hosts.
+// Host names are compared case-insensitively and a :port suffix, on either
+// side, is ignored.
+func (c *Config) ConnectionForHost(host string) (Connection, bool) {
+	h := hostOnly(host)
+	if h == "" {
+		return Connection{}, false
+	}
+	for _, conn := range c.Connections {
+		for _, ch := range conn.Hosts {
+			if hostOnly(ch) == h {
+				return conn, true
+			}
+		}
+	}
+	return Connection{}, false
+}
+
+// hostOnly lower-cases host and strips a :port suffix and a trailing dot.
+func hostOnly(host string) string {
+	h := strings.ToLower(strings.TrimSpace(host))
+	if hn, _, err := net.SplitHostPort(h); err == nil {
+		h = hn
+	} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		h = h[1 : len(h)-1]
+	}
+	return strings.TrimSuffix(h, ".")
+}

@@ -1,0 +1,472 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// nameRE is the syntax of connection and masking profile names; a connection
+// name becomes a URL prefix.
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+const nameRule = "use 1-63 lower-case letters, digits and hyphens, starting and ending with a letter or digit"
+
+// validator checks the semantics of a decoded Config, skipping values that
+// could not be decoded (they have been reported already).
+type validator struct {
+	*tracker
+}
+
+func validate(c *Config, t *tracker) {
+	v := &validator{t}
+	v.listen(c)
+	v.identity(c)
+	v.connections(c)
+	v.approvals(c)
+	v.masking(c)
+	if c.Audit.Dir == "" {
+		v.errorf(v.child(v.child("", "audit"), "dir"), "must not be empty")
+	}
+}
+
+// errorf records a problem at path unless path could not be decoded.
+func (v *validator) errorf(path, format string, args ...any) {
+	if v.skip(path) {
+		return
+	}
+	v.add(path, v.line(path), fmt.Sprintf(format, args...))
+}
+
+// oneOf checks that val, at path, is one of allowed; what names the value.
+func (v *validator) oneOf(path, what, val string, allowed []string) bool {
+	if v.skip(path) {
+		return false
+	}
+	if slices.Contains(allowed, val) {
+		return true
+	}
+	msg := fmt.Sprintf("%q is not a valid %s (use one of: %s)", val, what, strings.Join(allowed, ", "))
+	if s := suggest(val, allowed); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	v.errorf(path, "%s", msg)
+	return false
+}
+
+type listener struct {
+	path, addr, host string
+	port             int
+}
+
+func (v *validator) listen(c *Config) {
+	lp := v.child("", "listen")
+	var ls []listener
+	check := func(p, addr string) {
+		if v.skip(p) {
+			return
+		}
+		host, port, problem := splitAddress(addr)
+		if problem != "" {
+			v.errorf(p, "%q is not a valid address: %s", addr, problem)
+			return
+		}
+		ls = append(ls, listener{path: p, addr: addr, host: strings.ToLower(host), port: port})
+	}
+	check(v.child(lp, "grpc"), c.Listen.GRPC)
+	check(v.child(lp, "xds"), c.Listen.XDS)
+	check(v.child(lp, "http"), c.Listen.HTTP)
+	check(v.child(lp, "dataplane"), c.Listen.Dataplane)
+	if c.Dev != nil && c.Dev.DemoUpstream != "" {
+		check(v.child(v.child("", "dev"), "demo_upstream"), c.Dev.DemoUpstream)
+	}
+	for i, b := range ls {
+		if b.port == 0 {
+			continue
+		}
+		for _, a := range ls[:i] {
+			if a.port == b.port && overlap(a.host, b.host) {
+				v.errorf(b.path, "%q conflicts with %s (%q); each listener needs its own address", b.addr, a.path, a.addr)
+				break
+			}
+		}
+	}
+}
+
+// splitAddress splits a host:port listen address. The host may be empty
+// (all interfaces), an IP address or a DNS name; the port is 0-65535.
+func splitAddress(addr string) (host string, port int, problem string) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, "use host:port, such as 127.0.0.1:9000"
+	}
+	if ps == "" || strings.Trim(ps, "0123456789") != "" {
+		return "", 0, fmt.Sprintf("port %q is not a number", ps)
+	}
+	port, err = strconv.Atoi(ps)
+	if err != nil || port > 65535 {
+		return "", 0, fmt.Sprintf("port %s is out of range (0-65535)", ps)
+	}
+	if host != "" && net.ParseIP(host) == nil && !dnsName(strings.ToLower(host)) {
+		return "", 0, fmt.Sprintf("%q is not a valid host name or IP address", host)
+	}
+	return host, port, ""
+}
+
+// overlap reports whether listeners on hosts a and b, with the same port,
+// would collide.
+func overlap(a, b string) bool {
+	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	loopback := func(h string) bool {
+		ip := net.ParseIP(h)
+		return h == "localhost" || ip != nil && ip.IsLoopback()
+	}
+	switch {
+	case a == b, wildcard(a), wildcard(b):
+		return true
+	case a == "localhost" || b == "localhost":
+		return loopback(a) && loopback(b)
+	}
+	ia, ib := net.ParseIP(a), net.ParseIP(b)
+	return ia != nil && ib != nil && ia.Equal(ib)
+}
+
+// dnsName reports whether s is a valid lower-case DNS name.
+func dnsName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (v *validator) identity(c *Config) {
+	ip := v.child(v.child("", "identity"), "issuers")
+	seen := map[string]string{}
+	for i, iss := range c.Identity.Issuers {
+		p := v.elem(ip, i)
+		pi := v.child(p, "issuer")
+		switch problem := checkIssuer(iss.Issuer); {
+		case iss.Issuer == "":
+			v.errorf(pi, "is required")
+		case problem != "":
+			v.errorf(pi, "%s", problem)
+		default:
+			if first, dup := seen[iss.Issuer]; dup {
+				v.errorf(pi, "duplicate issuer %q (first at %s)", iss.Issuer, first)
+			} else if !v.skip(pi) {
+				seen[iss.Issuer] = p
+			}
+		}
+		pa := v.child(p, "audiences")
+		if len(iss.Audiences) == 0 {
+			v.errorf(pa, "at least one audience is required")
+		}
+		for j, a := range iss.Audiences {
+			if strings.TrimSpace(a) == "" {
+				v.errorf(v.elem(pa, j), "must not be empty")
+			}
+		}
+	}
+}
+
+// checkIssuer returns what is wrong with issuer URL s, or "".
+func checkIssuer(s string) string {
+	u, problem := absoluteURL(s)
+	if problem != "" {
+		return problem
+	}
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http":
+		h := u.Hostname()
+		if ip := net.ParseIP(h); h != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Sprintf("%s must use https (http is allowed only for 127.0.0.1 or localhost)", showURL(s))
+		}
+	default:
+		return fmt.Sprintf("%s must be an https URL", showURL(s))
+	}
+	return ""
+}
+
+// absoluteURL parses s as an absolute URL with a host, no credentials, no
+// query and no fragment, and returns it or what is wrong.
+func absoluteURL(s string) (*url.URL, string) {
+	if !strings.Contains(s, "://") {
+		return nil, fmt.Sprintf("%s is not an absolute URL (include the scheme, such as http:// or https://)", showURL(s))
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		reason := err.Error()
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			reason = ue.Err.Error()
+		}
+		return nil, fmt.Sprintf("%s is not a valid URL: %s", showURL(s), reason)
+	}
+	switch {
+	case u.Scheme == "" || u.Opaque != "":
+		return nil, fmt.Sprintf("%s is not an absolute URL (include the scheme, such as http:// or https://)", showURL(s))
+	case u.User != nil:
+		return nil, "must not contain credentials (user:password@); supply them outside the configuration"
+	case u.Host == "" || u.Hostname() == "":
+		return nil, fmt.Sprintf("%s has no host", showURL(s))
+	case u.RawQuery != "" || u.ForceQuery:
+		return nil, "must not have a query string"
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return nil, fmt.Sprintf("%s must not have a fragment", showURL(s))
+	}
+	h := u.Hostname()
+	if net.ParseIP(h) == nil && !dnsName(strings.ToLower(h)) {
+		return nil, fmt.Sprintf("%s: %q is not a valid host name or IP address", showURL(s), h)
+	}
+	if ps := u.Port(); ps != "" {
+		if n, err := strconv.Atoi(ps); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Sprintf("%s: port %s is out of range (1-65535)", showURL(s), ps)
+		}
+	}
+	return u, ""
+}
+
+// showURL quotes s for a message, hiding any credentials and query string,
+// which may be secret.
+func showURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		if strings.ContainsAny(s, "@?") {
+			return "the URL"
+		}
+		return strconv.Quote(s)
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "REDACTED"
+	}
+	return strconv.Quote(u.String())
+}
+
+func (v *validator) connections(c *Config) {
+	cp := v.child("", "connections")
+	names := map[string]string{}
+	hosts := map[string]string{}
+	for i := range c.Connections {
+		conn := &c.Connections[i]
+		p := v.elem(cp, i)
+		if v.skip(p) {
+			continue
+		}
+
+		pn := v.child(p, "name")
+		switch {
+		case conn.Name == "":
+			v.errorf(pn, "is required")
+		case !nameRE.MatchString(conn.Name):
+			v.errorf(pn, "%q is not a valid connection name (%s; it becomes the URL prefix)", conn.Name, nameRule)
+		case names[conn.Name] != "":
+			v.errorf(pn, "duplicate connection name %q (first at %s)", conn.Name, names[conn.Name])
+		default:
+			if !v.skip(pn) {
+				names[conn.Name] = p
+			}
+		}
+
+		pu := v.child(p, "upstream")
+		if conn.Upstream == "" {
+			v.errorf(pu, "is required")
+		} else if !v.skip(pu) {
+			if u, problem := absoluteURL(conn.Upstream); problem != "" {
+				v.errorf(pu, "%s", problem)
+			} else if u.Scheme != "http" && u.Scheme != "https" {
+				v.errorf(pu, "%s must be an http or https URL", showURL(conn.Upstream))
+			} else {
+				conn.upstreamURL = u
+			}
+		}
+
+		ph := v.child(p, "hosts")
+		for j, h := range conn.Hosts {
+			pj := v.elem(ph, j)
+			if v.skip(pj) {
+				continue
+			}
+			lower := strings.ToLower(h)
+			conn.Hosts[j] = lower
+			if problem := checkHost(lower); problem != "" {
+				v.errorf(pj, "%q is not a valid host: %s", h, problem)
+				continue
+			}
+			key := hostOnly(lower)
+			if first, dup := hosts[key]; dup {
+				v.errorf(pj, "duplicate host %q (first at %s)", h, first)
+				continue
+			}
+			hosts[key] = pj
+		}
+
+		kindOK := v.oneOf(v.child(p, "kind"), "kind", conn.Kind, Kinds)
+		v.oneOf(v.child(p, "policy_mode"), "policy_mode", conn.PolicyMode, PolicyModes)
+
+		if conn.Masking != "" {
+			if _, defined := c.Masking.Profiles[conn.Masking]; !defined && !BuiltinProfile(conn.Masking) {
+				v.errorf(v.child(p, "masking"), "%s", unknownProfile(c, conn.Masking))
+			}
+		}
+
+		pd, ps := v.child(p, "dialect"), v.child(p, "statement_from")
+		switch {
+		case !kindOK:
+		case conn.Kind != KindSQLHTTP:
+			if conn.Dialect != "" {
+				v.errorf(pd, "only valid for kind %s (this connection's kind is %q)", KindSQLHTTP, conn.Kind)
+			}
+			if conn.StatementFrom != "" {
+				v.errorf(ps, "only valid for kind %s (this connection's kind is %q)", KindSQLHTTP, conn.Kind)
+			}
+		default:
+			v.oneOf(pd, "dialect", conn.Dialect, Dialects)
+			if conn.StatementFrom != "" {
+				if problem := checkStatementFrom(conn.StatementFrom); problem != "" {
+					v.errorf(ps, "%q is not a valid statement source: %s", conn.StatementFrom, problem)
+				}
+			}
+		}
+	}
+}
+
+func unknownProfile(c *Config, name string) string {
+	var defined []string
+	for n := range c.Masking.Profiles {
+		defined = append(defined, n)
+	}
+	slices.Sort(defined)
+	msg := fmt.Sprintf("unknown masking profile %q", name)
+	if s := suggest(name, append(slices.Clone(BuiltinProfiles), defined...)); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	msg += "; built-in profiles: " + strings.Join(BuiltinProfiles, ", ")
+	if len(defined) > 0 {
+		msg += "; defined under masking.profiles: " + strings.Join(defined, ", ")
+	}
+	return msg
+}
+
+// checkHost returns what is wrong with a lower-case connection host entry,
+// a DNS name optionally followed by :port, or "".
+func checkHost(h string) string {
+	name := h
+	if strings.Contains(h, ":") {
+		hn, ps, err := net.SplitHostPort(h)
+		if err != nil {
+			return "use a DNS name, optionally with :port"
+		}
+		if n, err := strconv.Atoi(ps); err != nil || strings.Trim(ps, "0123456789") != "" || n < 1 || n > 65535 {
+			return fmt.Sprintf("port %q is not a number in 1-65535", ps)
+		}
+		name = hn
+	}
+	if !dnsName(name) {
+		return "not a DNS name (letters, digits and hyphens in dot-separated labels)"
+	}
+	return ""
+}
+
+// checkStatementFrom returns what is wrong with a statement_from value, or "".
+func checkStatementFrom(s string) string {
+	const use = "use json:/POINTER, query:PARAM, form:PARAM or body"
+	kind, rest, found := strings.Cut(s, ":")
+	switch {
+	case s == "body":
+		return ""
+	case !found:
+		return use
+	case kind == "json":
+		if !strings.HasPrefix(rest, "/") {
+			return `the JSON pointer must start with "/", as in json:/query`
+		}
+		for i := 0; i < len(rest); i++ {
+			if rest[i] == '~' && (i+1 == len(rest) || rest[i+1] != '0' && rest[i+1] != '1') {
+				return "invalid JSON pointer escape (use ~0 for ~ and ~1 for /)"
+			}
+		}
+		return ""
+	case kind == "query" || kind == "form":
+		if rest == "" {
+			return fmt.Sprintf("no parameter name after %q, as in %s:q", kind+":", kind)
+		}
+		if strings.ContainsAny(rest, " \t\r\n") {
+			return "the parameter name must not contain spaces"
+		}
+		return ""
+	default:
+		return use
+	}
+}
+
+func (v *validator) approvals(c *Config) {
+	ap := v.child("", "approvals")
+	v.oneOf(v.child(ap, "mode"), "mode", c.Approvals.Mode, ApprovalModes)
+	pt := v.child(ap, "timeout")
+	switch t := c.Approvals.Timeout; {
+	case t <= 0:
+		v.errorf(pt, "%s must be greater than zero", t)
+	case t > MaxApprovalTimeout:
+		v.errorf(pt, "%s exceeds the maximum of 24h", t)
+	}
+}
+
+func (v *validator) masking(c *Config) {
+	pp := v.child(v.child("", "masking"), "profiles")
+	names := make([]string, 0, len(c.Masking.Profiles))
+	for n := range c.Masking.Profiles {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		prof := c.Masking.Profiles[name]
+		p := v.child(pp, name)
+		switch {
+		case BuiltinProfile(name):
+			v.errorf(p, "%q is a built-in profile and cannot be redefined", name)
+		case !nameRE.MatchString(name):
+			v.errorf(p, "%q is not a valid profile name (%s)", name, nameRule)
+		}
+		pe := v.child(p, "entities")
+		if len(prof.Entities) == 0 {
+			v.errorf(pe, "at least one entity is required (known: %s)", strings.Join(Entities, ", "))
+		}
+		seen := map[string]bool{}
+		for j, e := range prof.Entities {
+			pj := v.elem(pe, j)
+			if v.skip(pj) {
+				continue
+			}
+			switch {
+			case !KnownEntity(e):
+				msg := fmt.Sprintf("unknown entity %q", e)
+				if s := suggest(e, Entities); s != "" {
+					msg += fmt.Sprintf(" (did you mean %q?)", s)
+				}
+				v.errorf(pj, "%s; known entities: %s", msg, strings.Join(Entities, ", "))
+			case seen[e]:
+				v.errorf(pj, "duplicate entity %q", e)
+			}
+			seen[e] = true
+		}
+	}
+}

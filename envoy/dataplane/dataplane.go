@@ -1,0 +1,217 @@
+// Package dataplane is a Go stand-in for Envoy, for `custos dev`, the
+// end-to-end tests and the benchmarks, where no Envoy binary can run. It is
+// an ADS client that serves the one HTTP listener it is given and calls
+// ext_authz and ext_proc as Envoy does, following the rules in
+// shared/ENVOY.md; docs/dataplane.md maps each rule to its test.
+//
+// It knows nothing about Custos' policy: it speaks only Envoy's protocols, so
+// that what passes through it passes through Envoy. It NACKs any part of
+// Envoy's API that Custos' xDS does not emit rather than guess.
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Filter and extension names the data plane understands.
+const (
+	extAuthzName = "envoy.filters.http.ext_authz"
+	extProcName  = "envoy.filters.http.ext_proc"
+	routerName   = "envoy.filters.http.router"
+)
+
+// Options configure a data plane.
+type Options struct {
+	// XDS is the ADS server's host:port.
+	XDS string
+	// NodeID names this node to the control plane.
+	NodeID string
+	// Logger receives xDS and listener events (never request contents).
+	Logger *slog.Logger
+}
+
+// DataPlane is one running data plane.
+type DataPlane struct {
+	opts    Options
+	log     *slog.Logger
+	xdsConn *grpc.ClientConn
+
+	active atomic.Pointer[active]
+	nacks  atomic.Int64
+
+	mu        sync.Mutex
+	lastNACK  string
+	upstreams map[string]*upstream
+	server    *http.Server
+	lis       net.Listener
+	lisAddr   string // configured address of the bound listener
+	ready     chan struct{}
+	readyOnce sync.Once
+	streamID  atomic.Uint64
+}
+
+// active is the configuration requests are served with: a listener, its
+// route table and the clusters, swapped atomically on each accepted update.
+type active struct {
+	listener  *listenerConfig
+	routes    *routeTable
+	upstreams map[string]*upstream
+}
+
+// New connects (lazily) to the ADS server; Run starts serving.
+func New(opts Options) (*DataPlane, error) {
+	if opts.NodeID == "" {
+		opts.NodeID = "custos-dataplane"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	conn, err := grpc.NewClient(opts.XDS, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("xds client %s: %w", opts.XDS, err)
+	}
+	return &DataPlane{
+		opts:      opts,
+		log:       opts.Logger,
+		xdsConn:   conn,
+		upstreams: map[string]*upstream{},
+		ready:     make(chan struct{}),
+	}, nil
+}
+
+// Run follows the control plane and serves until ctx ends, then shuts the
+// listener down gracefully.
+func (d *DataPlane) Run(ctx context.Context) error {
+	defer d.xdsConn.Close()
+	go d.runADS(ctx)
+	<-ctx.Done()
+	d.mu.Lock()
+	srv := d.server
+	ups := d.upstreams
+	d.mu.Unlock()
+	if srv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}
+	for _, u := range ups {
+		u.close()
+	}
+	return nil
+}
+
+// Ready is closed once the listener serves with a complete configuration.
+func (d *DataPlane) Ready() <-chan struct{} { return d.ready }
+
+// Addr is the bound listener address ("" before the first listener).
+func (d *DataPlane) Addr() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.lis == nil {
+		return ""
+	}
+	return d.lis.Addr().String()
+}
+
+// NACKs counts the configurations this data plane refused, and LastNACK is
+// the error it sent with the last one.
+func (d *DataPlane) NACKs() int64 { return d.nacks.Load() }
+
+// LastNACK is the error sent with the last NACK, "" if none.
+func (d *DataPlane) LastNACK() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastNACK
+}
+
+func (d *DataPlane) setLastNACK(s string) {
+	d.mu.Lock()
+	d.lastNACK = s
+	d.mu.Unlock()
+}
+
+// activate builds the serving configuration from the accepted state once it
+// is complete (Envoy's listener warming: a listener serves only once its
+// routes have arrived).
+func (d *DataPlane) activate(st *adsState) {
+	if st.listener == nil {
+		return
+	}
+	rt := st.routes[st.listener.hcm.routeConfigName]
+	if rt == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	next := map[string]*upstream{}
+	for name, cc := range st.clusters {
+		if old, ok := d.upstreams[name]; ok && old.cfg.equal(cc) {
+			next[name] = old
+			continue
+		}
+		u, err := newUpstream(cc)
+		if err != nil {
+			d.log.Error("cluster", "name", name, "error", err)
+			continue
+		}
+		next[name] = u
+	}
+	for name, old := range d.upstreams {
+		if next[name] != old {
+			// Requests in flight keep their connections for a while.
+			time.AfterFunc(time.Minute, old.close)
+		}
+	}
+	d.upstreams = next
+	d.active.Store(&active{listener: st.listener, routes: rt, upstreams: next})
+	if err := d.bindLocked(st.listener.addr); err != nil {
+		d.log.Error("listener", "address", st.listener.addr, "error", err)
+		return
+	}
+	d.readyOnce.Do(func() { close(d.ready) })
+}
+
+// bindLocked serves the listener on addr, moving it if the address changed.
+func (d *DataPlane) bindLocked(addr string) error {
+	if d.lis != nil && d.lisAddr == addr {
+		return nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler: &connManager{dp: d},
+		// Envoy counts header bytes itself and answers 431 through the local
+		// reply; Go's own limit sits well above it.
+		MaxHeaderBytes:    4 << 20,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("listener stopped", "error", err)
+		}
+	}()
+	if old := d.server; old != nil {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = old.Shutdown(ctx)
+		}()
+	}
+	d.server, d.lis, d.lisAddr = srv, lis, addr
+	d.log.Info("listener serving", "address", lis.Addr().String())
+	return nil
+}

@@ -1,0 +1,270 @@
+package dataplane
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// connManager is the HTTP connection manager: it sanitises and normalises
+// each request, picks its route, runs ext_authz, ext_proc and the router in
+// that order, and renders its own replies through local_reply_config.
+type connManager struct {
+	dp *DataPlane
+}
+
+// stream is one request as it passes through the filters.
+type stream struct {
+	dp     *DataPlane
+	cfg    *active
+	hcm    *hcmConfig
+	w      http.ResponseWriter
+	r      *http.Request
+	id     uint64
+	route  *route
+	remote string // client address
+	local  string // listener address
+
+	// path is :path as the filters and the router see it (normalised, with query).
+	path string
+	// authority is :authority (port stripped when configured).
+	authority string
+	// metadata is the stream's dynamic metadata, by namespace.
+	metadata map[string]*structpb.Struct
+	// authzResponseHeaders are ext_authz's response_headers_to_add.
+	authzResponseHeaders []headerOp
+	// authzRan is true once ext_authz let the request through, so its
+	// encoder side adds its headers.
+	authzRan bool
+	// proc is the open ext_proc stream, nil when ext_proc does not (or no
+	// longer) take part.
+	proc *procStream
+	// body is the request body as the router will send it.
+	body io.Reader
+	// bodyLen is the length of a buffered body, -1 when streamed.
+	bodyLen int64
+	done    bool
+}
+
+// headerOp is one header mutation to apply to a response.
+type headerOp struct {
+	key, value string
+	overwrite  bool
+}
+
+func (m *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cfg := m.dp.active.Load()
+	if cfg == nil {
+		http.Error(w, "no configuration", http.StatusServiceUnavailable)
+		return
+	}
+	st := &stream{
+		dp: m.dp, cfg: cfg, hcm: cfg.listener.hcm, w: w, r: r,
+		id:       m.dp.streamID.Add(1),
+		metadata: map[string]*structpb.Struct{},
+		body:     r.Body,
+		bodyLen:  -1,
+	}
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		st.local = la.String()
+	}
+	st.remote = r.RemoteAddr
+	defer st.close()
+	st.decode()
+}
+
+// decode runs the request through the connection manager and the filters.
+func (st *stream) decode() {
+	// The listener's header limit comes before any filter
+	// (HttpConnectionManager max_request_headers_kb).
+	if headerBytes(st.r) > st.hcm.maxRequestHeaderSize {
+		st.localReply(http.StatusRequestHeaderFieldsTooLarge, "", "http1.headers_too_large", "", nil)
+		return
+	}
+	if !st.preparePath() {
+		return
+	}
+	st.sanitize()
+	st.authority = strings.ToLower(st.r.Host)
+	if st.hcm.stripAnyHostPort {
+		if h, _, err := net.SplitHostPort(st.authority); err == nil {
+			st.authority = h
+		}
+	}
+	st.route = st.cfg.routes.match(st.authority, st.path)
+
+	if a := st.hcm.extAuthz; a != nil && (st.route == nil || !st.route.authzDisabled) {
+		if !st.extAuthz(a) {
+			return
+		}
+	}
+	if p := st.hcm.extProc; p != nil && (st.route == nil || !st.route.procDisabled) {
+		if !st.extProcRequest(p) {
+			return
+		}
+	}
+	st.router()
+}
+
+// preparePath applies escaped-slash rejection, normalize_path and
+// merge_slashes to :path, before routing and before any filter sees it.
+func (st *stream) preparePath() bool {
+	raw := st.r.RequestURI
+	if raw == "*" || strings.HasPrefix(raw, "http://") || strings.HasPrefix(raw, "https://") {
+		raw = st.r.URL.RequestURI()
+	}
+	p, q := raw, ""
+	if i := strings.IndexByte(raw, '?'); i >= 0 {
+		p, q = raw[:i], raw[i:]
+	}
+	if st.hcm.rejectEscapedSlashes && hasEscapedSlash(p) {
+		st.localReply(http.StatusBadRequest, "", "path_normalization_failed", "", nil)
+		return false
+	}
+	if st.hcm.normalizePath {
+		n, err := normalizePath(p)
+		if err != nil {
+			st.localReply(http.StatusBadRequest, "", "path_normalization_failed", "", nil)
+			return false
+		}
+		p = n
+	}
+	if st.hcm.mergeSlashes {
+		p = mergeSlashes(p)
+	}
+	st.path = p + q
+	return true
+}
+
+// sanitize applies use_remote_address: the request is external, so the
+// x-envoy-* headers it brought are dropped, x-forwarded-for gets the peer
+// and x-request-id is generated afresh (preserve_external_request_id false).
+func (st *stream) sanitize() {
+	h := st.r.Header
+	if st.hcm.useRemoteAddress {
+		for k := range h {
+			if strings.HasPrefix(strings.ToLower(k), "x-envoy-") {
+				delete(h, k)
+			}
+		}
+		host, _, err := net.SplitHostPort(st.remote)
+		if err != nil {
+			host = st.remote
+		}
+		if prior := h.Get("x-forwarded-for"); prior != "" {
+			h.Set("x-forwarded-for", prior+","+host)
+		} else {
+			h.Set("x-forwarded-for", host)
+		}
+		h.Set("x-envoy-external-address", host)
+		h.Set("x-request-id", newUUID())
+	} else if h.Get("x-request-id") == "" {
+		h.Set("x-request-id", newUUID())
+	}
+	h.Set("x-forwarded-proto", "http")
+}
+
+// headerBytes counts header bytes as Envoy's header map does: every key and
+// value, pseudo-headers included.
+func headerBytes(r *http.Request) int {
+	n := len(":method") + len(r.Method) + len(":path") + len(r.RequestURI) +
+		len(":authority") + len(r.Host) + len(":scheme") + len("http")
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v)
+		}
+	}
+	return n
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// match picks the virtual host by :authority (exact domain first, then "*")
+// and its first route whose path matcher accepts the path.
+func (t *routeTable) match(authority, path string) *route {
+	p := path
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	var vh *virtualHost
+	for _, v := range t.vhosts {
+		for _, d := range v.domains {
+			if d == authority {
+				vh = v
+				break
+			}
+		}
+		if vh != nil {
+			break
+		}
+	}
+	if vh == nil {
+		for _, v := range t.vhosts {
+			for _, d := range v.domains {
+				if d == "*" {
+					vh = v
+					break
+				}
+			}
+			if vh != nil {
+				break
+			}
+		}
+	}
+	if vh == nil {
+		return nil
+	}
+	for _, r := range vh.routes {
+		if r.path != "" && p == r.path {
+			return r
+		}
+		if r.path == "" && strings.HasPrefix(p, r.prefix) {
+			return r
+		}
+	}
+	return nil
+}
+
+// localReply answers the request with a reply of the data plane's own,
+// rewritten by local_reply_config, and passes it through the encoder side of
+// the filters that saw the request (Envoy's sendLocalReply).
+func (st *stream) localReply(code int, body, details, flags string, modify func(http.Header)) {
+	h := http.Header{}
+	if modify != nil {
+		modify(h)
+	}
+	ctype := h.Get("content-type")
+	rc := &replyContext{request: st.r, resp: h, code: code, details: details, flags: flags, body: body}
+	if st.hcm.localReply != nil {
+		code, body = st.hcm.localReply.apply(rc, h)
+	}
+	if body != "" && h.Get("content-type") == "" {
+		if ctype == "" {
+			ctype = "text/plain"
+		}
+		h.Set("content-type", ctype)
+	}
+	h.Set("content-length", strconv.Itoa(len(body)))
+	st.encode(code, h, strings.NewReader(body), int64(len(body)), true)
+}
+
+// close ends the ext_proc stream, if one is still open.
+func (st *stream) close() {
+	if st.proc != nil {
+		st.proc.close()
+		st.proc = nil
+	}
+}

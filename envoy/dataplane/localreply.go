@@ -1,0 +1,340 @@
+package dataplane
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// localReplyConfig rewrites the replies the data plane produces itself, as
+// Envoy's connection manager local_reply_config does: the first mapper whose
+// filter matches may change the status, add headers and replace the body
+// format.
+type localReplyConfig struct {
+	mappers []*replyMapper
+	format  *bodyFormat // the default body_format, nil for plain text
+}
+
+type replyMapper struct {
+	status     statusMatch
+	newStatus  int
+	body       *string
+	format     *bodyFormat
+	headersAdd []headerTemplate
+}
+
+type statusMatch struct {
+	op    accesslogv3.ComparisonFilter_Op
+	value int
+}
+
+func (m statusMatch) matches(code int) bool {
+	switch m.op {
+	case accesslogv3.ComparisonFilter_EQ:
+		return code == m.value
+	case accesslogv3.ComparisonFilter_GE:
+		return code >= m.value
+	case accesslogv3.ComparisonFilter_LE:
+		return code <= m.value
+	}
+	return false
+}
+
+type headerTemplate struct {
+	key       string
+	value     *template
+	overwrite bool
+}
+
+// bodyFormat is a SubstitutionFormatString: text or JSON.
+type bodyFormat struct {
+	text        *template
+	json        *structpb.Struct
+	contentType string
+}
+
+func translateLocalReply(c *hcmv3.LocalReplyConfig) (*localReplyConfig, error) {
+	out := &localReplyConfig{}
+	if c == nil {
+		return out, nil
+	}
+	if err := onlyFields(c, "mappers", "body_format"); err != nil {
+		return nil, err
+	}
+	if c.GetBodyFormat() != nil {
+		f, err := translateFormat(c.GetBodyFormat())
+		if err != nil {
+			return nil, err
+		}
+		out.format = f
+	}
+	for i, m := range c.GetMappers() {
+		if err := onlyFields(m, "filter", "status_code", "body", "body_format_override", "headers_to_add"); err != nil {
+			return nil, err
+		}
+		f := m.GetFilter()
+		if err := onlyFields(f, "status_code_filter"); err != nil {
+			return nil, fmt.Errorf("local_reply_config.mappers[%d]: only status_code_filter is supported: %w", i, err)
+		}
+		cmp := f.GetStatusCodeFilter().GetComparison()
+		rm := &replyMapper{status: statusMatch{op: cmp.GetOp(), value: int(cmp.GetValue().GetDefaultValue())}}
+		if s := m.GetStatusCode(); s != nil {
+			rm.newStatus = int(s.GetValue())
+		}
+		if b := m.GetBody(); b != nil {
+			if err := onlyFields(b, "inline_string"); err != nil {
+				return nil, err
+			}
+			s := b.GetInlineString()
+			rm.body = &s
+		}
+		if m.GetBodyFormatOverride() != nil {
+			bf, err := translateFormat(m.GetBodyFormatOverride())
+			if err != nil {
+				return nil, fmt.Errorf("local_reply_config.mappers[%d]: %w", i, err)
+			}
+			rm.format = bf
+		}
+		for _, h := range m.GetHeadersToAdd() {
+			t, err := parseTemplate(h.GetHeader().GetValue())
+			if err != nil {
+				return nil, fmt.Errorf("local_reply_config.mappers[%d].headers_to_add: %w", i, err)
+			}
+			rm.headersAdd = append(rm.headersAdd, headerTemplate{
+				key:       strings.ToLower(h.GetHeader().GetKey()),
+				value:     t,
+				overwrite: h.GetAppendAction() == corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			})
+		}
+		out.mappers = append(out.mappers, rm)
+	}
+	return out, nil
+}
+
+func translateFormat(f *corev3.SubstitutionFormatString) (*bodyFormat, error) {
+	if err := onlyFields(f, "text_format", "json_format", "content_type", "text_format_source"); err != nil {
+		return nil, err
+	}
+	bf := &bodyFormat{contentType: f.GetContentType()}
+	switch {
+	case f.GetJsonFormat() != nil:
+		if err := checkJSONTemplates(f.GetJsonFormat()); err != nil {
+			return nil, err
+		}
+		bf.json = f.GetJsonFormat()
+		if bf.contentType == "" {
+			bf.contentType = "application/json"
+		}
+	default:
+		src := f.GetTextFormat()
+		if s := f.GetTextFormatSource(); s != nil {
+			src = s.GetInlineString()
+		}
+		t, err := parseTemplate(src)
+		if err != nil {
+			return nil, err
+		}
+		bf.text = t
+		if bf.contentType == "" {
+			bf.contentType = "text/plain"
+		}
+	}
+	return bf, nil
+}
+
+func checkJSONTemplates(s *structpb.Struct) error {
+	for _, v := range s.GetFields() {
+		switch k := v.GetKind().(type) {
+		case *structpb.Value_StringValue:
+			if _, err := parseTemplate(k.StringValue); err != nil {
+				return err
+			}
+		case *structpb.Value_StructValue:
+			if err := checkJSONTemplates(k.StructValue); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// template is a parsed substitution format string: literal text and the
+// command operators the data plane supports.
+type template struct {
+	parts []templatePart
+}
+
+type templatePart struct {
+	literal string
+	command string // REQ, RESP, LOCAL_REPLY_BODY, RESPONSE_CODE, RESPONSE_CODE_DETAILS, RESPONSE_FLAGS
+	arg     string
+}
+
+var supportedCommands = map[string]bool{
+	"REQ": true, "RESP": true, "LOCAL_REPLY_BODY": true, "RESPONSE_CODE": true,
+	"RESPONSE_CODE_DETAILS": true, "RESPONSE_FLAGS": true,
+}
+
+func parseTemplate(s string) (*template, error) {
+	t := &template{}
+	for len(s) > 0 {
+		i := strings.IndexByte(s, '%')
+		if i < 0 {
+			t.parts = append(t.parts, templatePart{literal: s})
+			break
+		}
+		if i > 0 {
+			t.parts = append(t.parts, templatePart{literal: s[:i]})
+		}
+		s = s[i+1:]
+		j := strings.IndexByte(s, '%')
+		if j < 0 {
+			return nil, fmt.Errorf("format %q: unterminated command", s)
+		}
+		cmd := s[:j]
+		s = s[j+1:]
+		if cmd == "" { // %% is a literal percent sign
+			t.parts = append(t.parts, templatePart{literal: "%"})
+			continue
+		}
+		name, arg := cmd, ""
+		if k := strings.IndexByte(cmd, '('); k >= 0 && strings.HasSuffix(cmd, ")") {
+			name, arg = cmd[:k], cmd[k+1:len(cmd)-1]
+		}
+		if !supportedCommands[name] {
+			return nil, fmt.Errorf("format command %%%s%% is not supported by the data plane", cmd)
+		}
+		t.parts = append(t.parts, templatePart{command: name, arg: strings.ToLower(arg)})
+	}
+	return t, nil
+}
+
+// replyContext is what a local reply's format commands read.
+type replyContext struct {
+	request *http.Request
+	resp    http.Header
+	code    int
+	details string
+	flags   string
+	body    string
+}
+
+// value evaluates one command; ok is false when the value is absent.
+func (p templatePart) value(c *replyContext) (string, bool) {
+	switch p.command {
+	case "REQ":
+		if p.arg == ":path" {
+			return c.request.URL.RequestURI(), true
+		}
+		v := c.request.Header.Get(p.arg)
+		return v, v != ""
+	case "RESP":
+		v := c.resp.Get(p.arg)
+		return v, v != ""
+	case "LOCAL_REPLY_BODY":
+		return c.body, true
+	case "RESPONSE_CODE":
+		return strconv.Itoa(c.code), true
+	case "RESPONSE_CODE_DETAILS":
+		return c.details, c.details != ""
+	case "RESPONSE_FLAGS":
+		return c.flags, c.flags != ""
+	}
+	return "", false
+}
+
+func (t *template) render(c *replyContext) string {
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.command == "" {
+			b.WriteString(p.literal)
+			continue
+		}
+		v, ok := p.value(c)
+		if !ok {
+			v = "-" // Envoy's placeholder for an absent value
+		}
+		b.WriteString(v)
+	}
+	return b.String()
+}
+
+// renderJSON renders a json_format: a string that is exactly one command
+// becomes null when absent, as in Envoy; other values pass through.
+func renderJSON(s *structpb.Struct, c *replyContext) map[string]any {
+	out := make(map[string]any, len(s.GetFields()))
+	for k, v := range s.GetFields() {
+		switch kind := v.GetKind().(type) {
+		case *structpb.Value_StringValue:
+			t, _ := parseTemplate(kind.StringValue) // checked at translation
+			if len(t.parts) == 1 && t.parts[0].command != "" {
+				if val, ok := t.parts[0].value(c); ok {
+					out[k] = val
+				} else {
+					out[k] = nil
+				}
+				continue
+			}
+			out[k] = t.render(c)
+		case *structpb.Value_StructValue:
+			out[k] = renderJSON(kind.StructValue, c)
+		default:
+			out[k] = v.AsInterface()
+		}
+	}
+	return out
+}
+
+func (f *bodyFormat) render(c *replyContext) string {
+	if f.json != nil {
+		b, err := json.Marshal(renderJSON(f.json, c))
+		if err != nil {
+			return c.body
+		}
+		return string(b) + "\n"
+	}
+	return f.text.render(c)
+}
+
+// apply rewrites a local reply: status, headers, body and content type.
+func (lr *localReplyConfig) apply(c *replyContext, headers http.Header) (int, string) {
+	code, body := c.code, c.body
+	var format *bodyFormat
+	for _, m := range lr.mappers {
+		if !m.status.matches(code) {
+			continue
+		}
+		if m.newStatus != 0 {
+			code = m.newStatus
+		}
+		if m.body != nil {
+			body = *m.body
+		}
+		for _, h := range m.headersAdd {
+			v := h.value.render(c)
+			if h.overwrite {
+				headers.Set(h.key, v)
+			} else {
+				headers.Add(h.key, v)
+			}
+		}
+		format = m.format
+		break
+	}
+	if format == nil {
+		format = lr.format
+	}
+	c.code, c.body = code, body
+	if format != nil {
+		body = format.render(c)
+		headers.Set("content-type", format.contentType)
+	}
+	return code, body
+}

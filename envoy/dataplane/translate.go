@@ -1,0 +1,574 @@
+package dataplane
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	procfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// onlyFields refuses a message that sets any field outside allowed: the data
+// plane serves the subset of Envoy's API Custos emits and NACKs the rest
+// rather than half-serve it.
+func onlyFields(m proto.Message, allowed ...string) error {
+	var bad []string
+	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		name := string(fd.Name())
+		for _, a := range allowed {
+			if a == name {
+				return true
+			}
+		}
+		bad = append(bad, name)
+		return true
+	})
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return fmt.Errorf("%s: unsupported field(s) %s", m.ProtoReflect().Descriptor().FullName(), strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+// validated runs the message's PGV rules, as Envoy does on every resource.
+func validated(m proto.Message) error {
+	if v, ok := m.(interface{ ValidateAll() error }); ok {
+		if err := v.ValidateAll(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func unpack[T proto.Message](a *anypb.Any, into T) (T, error) {
+	if a == nil {
+		return into, fmt.Errorf("missing typed_config")
+	}
+	if err := a.UnmarshalTo(into); err != nil {
+		return into, fmt.Errorf("typed_config %s: %w", a.GetTypeUrl(), err)
+	}
+	if err := validated(into); err != nil {
+		return into, err
+	}
+	return into, nil
+}
+
+func dur(d *durationpb.Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return d.AsDuration()
+}
+
+// listenerConfig is one listener the data plane serves.
+type listenerConfig struct {
+	name string
+	addr string
+	hcm  *hcmConfig
+}
+
+func translateListener(l *listenerv3.Listener) (*listenerConfig, error) {
+	if err := validated(l); err != nil {
+		return nil, err
+	}
+	if err := onlyFields(l, "name", "address", "filter_chains"); err != nil {
+		return nil, err
+	}
+	sa := l.GetAddress().GetSocketAddress()
+	if sa == nil || sa.GetProtocol() != corev3.SocketAddress_TCP {
+		return nil, fmt.Errorf("listener %q: only a TCP socket address is supported", l.GetName())
+	}
+	if len(l.GetFilterChains()) != 1 {
+		return nil, fmt.Errorf("listener %q: exactly one filter chain is supported", l.GetName())
+	}
+	fc := l.GetFilterChains()[0]
+	if err := onlyFields(fc, "filters"); err != nil {
+		return nil, err
+	}
+	if len(fc.GetFilters()) != 1 || fc.GetFilters()[0].GetTypedConfig() == nil {
+		return nil, fmt.Errorf("listener %q: the filter chain must hold one http_connection_manager", l.GetName())
+	}
+	hcmPB, err := unpack(fc.GetFilters()[0].GetTypedConfig(), &hcmv3.HttpConnectionManager{})
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
+	}
+	hcm, err := translateHCM(hcmPB)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
+	}
+	return &listenerConfig{
+		name: l.GetName(),
+		addr: net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
+		hcm:  hcm,
+	}, nil
+}
+
+// hcmConfig is the connection manager's behaviour.
+type hcmConfig struct {
+	routeConfigName      string
+	extAuthz             *extAuthzConfig
+	extProc              *extProcConfig
+	useRemoteAddress     bool
+	normalizePath        bool
+	mergeSlashes         bool
+	rejectEscapedSlashes bool
+	stripAnyHostPort     bool
+	maxRequestHeaderSize int
+	streamIdleTimeout    time.Duration
+	requestTimeout       time.Duration
+	localReply           *localReplyConfig
+}
+
+func translateHCM(h *hcmv3.HttpConnectionManager) (*hcmConfig, error) {
+	if err := onlyFields(h, "codec_type", "stat_prefix", "rds", "http_filters", "use_remote_address",
+		"normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "strip_any_host_port",
+		"max_request_headers_kb", "stream_idle_timeout", "request_timeout", "local_reply_config"); err != nil {
+		return nil, err
+	}
+	rds := h.GetRds()
+	if rds == nil || rds.GetConfigSource().GetAds() == nil {
+		return nil, fmt.Errorf("http_connection_manager: routes must come from RDS over ADS")
+	}
+	c := &hcmConfig{
+		routeConfigName:   rds.GetRouteConfigName(),
+		useRemoteAddress:  h.GetUseRemoteAddress().GetValue(),
+		normalizePath:     h.GetNormalizePath().GetValue(),
+		mergeSlashes:      h.GetMergeSlashes(),
+		stripAnyHostPort:  h.GetStripAnyHostPort(),
+		streamIdleTimeout: dur(h.GetStreamIdleTimeout(), 5*time.Minute), // Envoy's default
+		requestTimeout:    dur(h.GetRequestTimeout(), 0),
+	}
+	switch h.GetPathWithEscapedSlashesAction() {
+	case hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT, hcmv3.HttpConnectionManager_KEEP_UNCHANGED:
+	case hcmv3.HttpConnectionManager_REJECT_REQUEST:
+		c.rejectEscapedSlashes = true
+	default:
+		return nil, fmt.Errorf("http_connection_manager: path_with_escaped_slashes_action %s is not supported", h.GetPathWithEscapedSlashesAction())
+	}
+	kb := h.GetMaxRequestHeadersKb().GetValue()
+	if kb == 0 {
+		kb = 60 // Envoy's default
+	}
+	c.maxRequestHeaderSize = int(kb) * 1024
+	lr, err := translateLocalReply(h.GetLocalReplyConfig())
+	if err != nil {
+		return nil, err
+	}
+	c.localReply = lr
+
+	filters := h.GetHttpFilters()
+	if len(filters) == 0 || filters[len(filters)-1].GetName() != routerName {
+		return nil, fmt.Errorf("http_filters: the last filter must be %s", routerName)
+	}
+	for i, f := range filters {
+		if err := onlyFields(f, "name", "typed_config"); err != nil {
+			return nil, err
+		}
+		switch f.GetName() {
+		case extAuthzName:
+			if i != 0 {
+				return nil, fmt.Errorf("http_filters: %s must come first", extAuthzName)
+			}
+			pb, err := unpack(f.GetTypedConfig(), &extauthzv3.ExtAuthz{})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", extAuthzName, err)
+			}
+			if c.extAuthz, err = translateExtAuthz(pb); err != nil {
+				return nil, err
+			}
+		case extProcName:
+			if c.extProc != nil {
+				return nil, fmt.Errorf("http_filters: %s appears twice", extProcName)
+			}
+			pb, err := unpack(f.GetTypedConfig(), &procfilterv3.ExternalProcessor{})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", extProcName, err)
+			}
+			if c.extProc, err = translateExtProc(pb); err != nil {
+				return nil, err
+			}
+		case routerName:
+			if i != len(filters)-1 {
+				return nil, fmt.Errorf("http_filters: %s must be last", routerName)
+			}
+			pb, err := unpack(f.GetTypedConfig(), &routerv3.Router{})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", routerName, err)
+			}
+			if err := onlyFields(pb); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("http_filters: filter %q is not supported by the data plane", f.GetName())
+		}
+	}
+	return c, nil
+}
+
+// extAuthzConfig is the ext_authz filter's behaviour.
+type extAuthzConfig struct {
+	cluster          string
+	timeout          time.Duration
+	statusOnError    int
+	failureModeAllow bool
+	peerCertificate  bool
+}
+
+func translateExtAuthz(pb *extauthzv3.ExtAuthz) (*extAuthzConfig, error) {
+	if err := onlyFields(pb, "grpc_service", "transport_api_version", "failure_mode_allow", "status_on_error",
+		"include_peer_certificate"); err != nil {
+		return nil, err
+	}
+	if pb.GetTransportApiVersion() != corev3.ApiVersion_V3 {
+		return nil, fmt.Errorf("%s: transport_api_version must be V3", extAuthzName)
+	}
+	cluster, timeout, err := grpcTarget(pb.GetGrpcService())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", extAuthzName, err)
+	}
+	c := &extAuthzConfig{
+		cluster:          cluster,
+		timeout:          timeout,
+		statusOnError:    403, // Envoy's default
+		failureModeAllow: pb.GetFailureModeAllow(),
+		peerCertificate:  pb.GetIncludePeerCertificate(),
+	}
+	if s := pb.GetStatusOnError(); s != nil {
+		c.statusOnError = int(s.GetCode())
+	}
+	return c, nil
+}
+
+func grpcTarget(g *corev3.GrpcService) (string, time.Duration, error) {
+	if err := onlyFields(g, "envoy_grpc", "timeout"); err != nil {
+		return "", 0, err
+	}
+	eg := g.GetEnvoyGrpc()
+	if eg == nil {
+		return "", 0, fmt.Errorf("grpc_service: only envoy_grpc is supported")
+	}
+	if err := onlyFields(eg, "cluster_name"); err != nil {
+		return "", 0, err
+	}
+	return eg.GetClusterName(), dur(g.GetTimeout(), 200*time.Millisecond), nil
+}
+
+// processingMode says which messages ext_proc sends.
+type processingMode struct {
+	requestHeaders, responseHeaders   bool
+	requestBody, responseBody         procfilterv3.ProcessingMode_BodySendMode
+	requestTrailers, responseTrailers bool
+}
+
+func translateMode(m *procfilterv3.ProcessingMode) (processingMode, error) {
+	pm := processingMode{
+		requestHeaders:   m.GetRequestHeaderMode() != procfilterv3.ProcessingMode_SKIP,
+		responseHeaders:  m.GetResponseHeaderMode() != procfilterv3.ProcessingMode_SKIP,
+		requestBody:      m.GetRequestBodyMode(),
+		responseBody:     m.GetResponseBodyMode(),
+		requestTrailers:  m.GetRequestTrailerMode() == procfilterv3.ProcessingMode_SEND,
+		responseTrailers: m.GetResponseTrailerMode() == procfilterv3.ProcessingMode_SEND,
+	}
+	for _, b := range []procfilterv3.ProcessingMode_BodySendMode{pm.requestBody, pm.responseBody} {
+		switch b {
+		case procfilterv3.ProcessingMode_NONE, procfilterv3.ProcessingMode_BUFFERED:
+		default:
+			return pm, fmt.Errorf("processing_mode: body mode %s is not supported by the data plane", b)
+		}
+	}
+	return pm, nil
+}
+
+// extProcConfig is the ext_proc filter's behaviour.
+type extProcConfig struct {
+	cluster           string
+	mode              processingMode
+	messageTimeout    time.Duration
+	maxMessageTimeout time.Duration
+	failureModeAllow  bool
+	allowModeOverride bool
+	statusOnError     int
+	forwardNamespaces []string
+	receiveNamespaces []string
+}
+
+func translateExtProc(pb *procfilterv3.ExternalProcessor) (*extProcConfig, error) {
+	if err := onlyFields(pb, "grpc_service", "failure_mode_allow", "processing_mode", "message_timeout",
+		"max_message_timeout", "allow_mode_override", "metadata_options", "status_on_error"); err != nil {
+		return nil, err
+	}
+	cluster, _, err := grpcTarget(pb.GetGrpcService())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", extProcName, err)
+	}
+	mode, err := translateMode(pb.GetProcessingMode())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", extProcName, err)
+	}
+	mo := pb.GetMetadataOptions()
+	if mo != nil {
+		if err := onlyFields(mo, "forwarding_namespaces", "receiving_namespaces"); err != nil {
+			return nil, err
+		}
+		for _, ns := range []*procfilterv3.MetadataOptions_MetadataNamespaces{mo.GetForwardingNamespaces(), mo.GetReceivingNamespaces()} {
+			if ns != nil {
+				if err := onlyFields(ns, "untyped"); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	c := &extProcConfig{
+		cluster:           cluster,
+		mode:              mode,
+		messageTimeout:    dur(pb.GetMessageTimeout(), 200*time.Millisecond),
+		maxMessageTimeout: dur(pb.GetMaxMessageTimeout(), 0),
+		failureModeAllow:  pb.GetFailureModeAllow(),
+		allowModeOverride: pb.GetAllowModeOverride(),
+		statusOnError:     500, // Envoy's default
+		forwardNamespaces: mo.GetForwardingNamespaces().GetUntyped(),
+		receiveNamespaces: mo.GetReceivingNamespaces().GetUntyped(),
+	}
+	if s := pb.GetStatusOnError(); s != nil {
+		c.statusOnError = int(s.GetCode())
+	}
+	return c, nil
+}
+
+// routeTable is one route configuration.
+type routeTable struct {
+	name           string
+	vhosts         []*virtualHost
+	headersRemoved []string
+}
+
+type virtualHost struct {
+	name    string
+	domains []string
+	routes  []*route
+}
+
+type route struct {
+	name string
+	// exactly one of prefix and path
+	prefix, path string
+	// action: cluster or direct response
+	cluster       string
+	prefixRewrite string
+	hostRewrite   string
+	timeout       time.Duration
+	idleTimeout   time.Duration
+	direct        *directResponse
+	// per-filter settings
+	authzDisabled bool
+	contextExt    map[string]string
+	procDisabled  bool
+}
+
+type directResponse struct {
+	status int
+	body   string
+}
+
+func translateRoutes(rc *routev3.RouteConfiguration) (*routeTable, error) {
+	if err := validated(rc); err != nil {
+		return nil, err
+	}
+	if err := onlyFields(rc, "name", "virtual_hosts", "request_headers_to_remove"); err != nil {
+		return nil, err
+	}
+	t := &routeTable{name: rc.GetName()}
+	for _, h := range rc.GetRequestHeadersToRemove() {
+		t.headersRemoved = append(t.headersRemoved, strings.ToLower(h))
+	}
+	for _, vh := range rc.GetVirtualHosts() {
+		if err := onlyFields(vh, "name", "domains", "routes"); err != nil {
+			return nil, err
+		}
+		v := &virtualHost{name: vh.GetName()}
+		for _, d := range vh.GetDomains() {
+			if d != "*" && strings.Contains(d, "*") {
+				return nil, fmt.Errorf("virtual host %q: wildcard domain %q is not supported", vh.GetName(), d)
+			}
+			v.domains = append(v.domains, strings.ToLower(d))
+		}
+		for _, r := range vh.GetRoutes() {
+			rt, err := translateRoute(r)
+			if err != nil {
+				return nil, fmt.Errorf("virtual host %q: %w", vh.GetName(), err)
+			}
+			v.routes = append(v.routes, rt)
+		}
+		t.vhosts = append(t.vhosts, v)
+	}
+	return t, nil
+}
+
+func translateRoute(r *routev3.Route) (*route, error) {
+	if err := onlyFields(r, "name", "match", "route", "direct_response", "typed_per_filter_config"); err != nil {
+		return nil, err
+	}
+	m := r.GetMatch()
+	if err := onlyFields(m, "prefix", "path"); err != nil {
+		return nil, fmt.Errorf("route %q: %w", r.GetName(), err)
+	}
+	rt := &route{name: r.GetName(), prefix: m.GetPrefix(), path: m.GetPath()}
+	if _, ok := m.GetPathSpecifier().(*routev3.RouteMatch_Prefix); !ok && rt.path == "" {
+		return nil, fmt.Errorf("route %q: a prefix or path match is required", r.GetName())
+	}
+	switch a := r.GetAction().(type) {
+	case *routev3.Route_Route:
+		ra := a.Route
+		if err := onlyFields(ra, "cluster", "prefix_rewrite", "host_rewrite_literal", "timeout", "idle_timeout"); err != nil {
+			return nil, fmt.Errorf("route %q: %w", r.GetName(), err)
+		}
+		rt.cluster = ra.GetCluster()
+		rt.prefixRewrite = ra.GetPrefixRewrite()
+		rt.hostRewrite = ra.GetHostRewriteLiteral()
+		rt.timeout = dur(ra.GetTimeout(), 15*time.Second) // Envoy's default route timeout
+		rt.idleTimeout = dur(ra.GetIdleTimeout(), 0)
+	case *routev3.Route_DirectResponse:
+		if err := onlyFields(a.DirectResponse, "status", "body"); err != nil {
+			return nil, fmt.Errorf("route %q: %w", r.GetName(), err)
+		}
+		d := &directResponse{status: int(a.DirectResponse.GetStatus())}
+		if b := a.DirectResponse.GetBody(); b != nil {
+			if err := onlyFields(b, "inline_string"); err != nil {
+				return nil, fmt.Errorf("route %q: %w", r.GetName(), err)
+			}
+			d.body = b.GetInlineString()
+		}
+		rt.direct = d
+	default:
+		return nil, fmt.Errorf("route %q: action %T is not supported", r.GetName(), a)
+	}
+	for name, cfg := range r.GetTypedPerFilterConfig() {
+		switch name {
+		case extAuthzName:
+			pb, err := unpack(cfg, &extauthzv3.ExtAuthzPerRoute{})
+			if err != nil {
+				return nil, fmt.Errorf("route %q: %w", r.GetName(), err)
+			}
+			if cs := pb.GetCheckSettings(); cs != nil {
+				if err := onlyFields(cs, "context_extensions"); err != nil {
+					return nil, fmt.Errorf("route %q: %w", r.GetName(), err)
+				}
+				rt.contextExt = cs.GetContextExtensions()
+			}
+			rt.authzDisabled = pb.GetDisabled()
+		case extProcName:
+			pb, err := unpack(cfg, &procfilterv3.ExtProcPerRoute{})
+			if err != nil {
+				return nil, fmt.Errorf("route %q: %w", r.GetName(), err)
+			}
+			if pb.GetOverrides() != nil {
+				return nil, fmt.Errorf("route %q: ext_proc overrides are not supported", r.GetName())
+			}
+			rt.procDisabled = pb.GetDisabled()
+		default:
+			return nil, fmt.Errorf("route %q: per-filter config for %q is not supported", r.GetName(), name)
+		}
+	}
+	return rt, nil
+}
+
+// clusterConfig is one upstream cluster.
+type clusterConfig struct {
+	name           string
+	addr           string // host:port of the one endpoint
+	dns            bool
+	http2          bool
+	connectTimeout time.Duration
+	maxRequests    int
+	tls            *tlsSettings
+}
+
+type tlsSettings struct {
+	sni     string
+	caFile  string
+	sanDNS  []string
+	caBytes []byte
+}
+
+func translateCluster(c *clusterv3.Cluster) (*clusterConfig, error) {
+	if err := validated(c); err != nil {
+		return nil, err
+	}
+	if err := onlyFields(c, "name", "type", "connect_timeout", "load_assignment", "typed_extension_protocol_options",
+		"circuit_breakers", "dns_lookup_family", "transport_socket"); err != nil {
+		return nil, err
+	}
+	cc := &clusterConfig{name: c.GetName(), connectTimeout: dur(c.GetConnectTimeout(), 5*time.Second), maxRequests: 1024}
+	switch c.GetType() {
+	case clusterv3.Cluster_STATIC:
+	case clusterv3.Cluster_STRICT_DNS:
+		cc.dns = true
+	default:
+		return nil, fmt.Errorf("cluster %q: type %s is not supported", c.GetName(), c.GetType())
+	}
+	eps := c.GetLoadAssignment().GetEndpoints()
+	if len(eps) != 1 || len(eps[0].GetLbEndpoints()) != 1 {
+		return nil, fmt.Errorf("cluster %q: exactly one endpoint is supported", c.GetName())
+	}
+	sa := eps[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
+	if sa == nil {
+		return nil, fmt.Errorf("cluster %q: the endpoint needs a socket address", c.GetName())
+	}
+	cc.addr = net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
+	for k, v := range c.GetTypedExtensionProtocolOptions() {
+		if k != "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" {
+			return nil, fmt.Errorf("cluster %q: protocol options %q are not supported", c.GetName(), k)
+		}
+		opts, err := unpack(v, &upstreamhttpv3.HttpProtocolOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
+		}
+		if opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
+			return nil, fmt.Errorf("cluster %q: only explicit HTTP/2 protocol options are supported", c.GetName())
+		}
+		cc.http2 = true
+	}
+	for _, t := range c.GetCircuitBreakers().GetThresholds() {
+		if t.GetPriority() == corev3.RoutingPriority_DEFAULT && t.GetMaxRequests() != nil {
+			cc.maxRequests = int(t.GetMaxRequests().GetValue())
+		}
+	}
+	if ts := c.GetTransportSocket(); ts != nil {
+		tctx, err := unpack(ts.GetTypedConfig(), &tlsv3.UpstreamTlsContext{})
+		if err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
+		}
+		vc := tctx.GetCommonTlsContext().GetValidationContext()
+		if vc == nil || vc.GetTrustedCa().GetFilename() == "" {
+			return nil, fmt.Errorf("cluster %q: TLS without a trusted_ca file is not supported (it would not verify the upstream)", c.GetName())
+		}
+		tl := &tlsSettings{sni: tctx.GetSni(), caFile: vc.GetTrustedCa().GetFilename()}
+		for _, m := range vc.GetMatchTypedSubjectAltNames() {
+			tl.sanDNS = append(tl.sanDNS, m.GetMatcher().GetExact())
+		}
+		b, err := os.ReadFile(tl.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %q: trusted_ca: %w", c.GetName(), err)
+		}
+		tl.caBytes = b
+		cc.tls = tl
+	}
+	return cc, nil
+}

@@ -1,0 +1,532 @@
+package xds
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"time"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/custos-dev/custos/config"
+)
+
+// Timeouts and limits the emitted configuration uses.
+const (
+	// AuthzTimeout bounds one Check call (grpc_service.timeout).
+	AuthzTimeout = 2 * time.Second
+	// MessageTimeout bounds each ext_proc reply that is not a hold.
+	MessageTimeout = 2 * time.Second
+	// HoldMargin is added to the approval timeout for every timer that must
+	// outlast a hold, so that Custos' own answer at the end of a hold arrives
+	// before Envoy gives up on the request.
+	HoldMargin = 30 * time.Second
+	// MaxRequestHeadersKB is the listener's request-header limit (431 above it).
+	MaxRequestHeadersKB = 60
+	// BodyLimitBytes is the buffer limit for bodies a filter buffers (413 above it).
+	BodyLimitBytes = 1 << 20
+	// MaxGRPCRequests sizes the circuit breakers of Custos' gRPC cluster; each
+	// held request keeps one ext_proc stream open.
+	MaxGRPCRequests = 65536
+	// caBundle is the system trust store Envoy verifies https upstreams with.
+	caBundle = "/etc/ssl/certs/ca-certificates.crt"
+)
+
+// Options are the settings that do not come from the configuration file.
+type Options struct {
+	// GRPCAddress is where Envoy reaches Custos' gRPC services; empty means
+	// listen.grpc with an unspecified host replaced by 127.0.0.1.
+	GRPCAddress string
+}
+
+// Resources builds every Envoy resource for cfg, each validated with
+// ValidateAll before and after packing its typed configs.
+func Resources(cfg *config.Config, opts Options) (map[resource.Type][]types.Resource, error) {
+	b := builder{cfg: cfg, opts: opts}
+	lis, err := b.listener()
+	if err != nil {
+		return nil, fmt.Errorf("build listener: %w", err)
+	}
+	rc, err := b.routes()
+	if err != nil {
+		return nil, fmt.Errorf("build routes: %w", err)
+	}
+	clusters, err := b.clusters()
+	if err != nil {
+		return nil, fmt.Errorf("build clusters: %w", err)
+	}
+	out := map[resource.Type][]types.Resource{
+		resource.ListenerType: {lis},
+		resource.RouteType:    {rc},
+		resource.ClusterType:  clusters,
+	}
+	for typ, rs := range out {
+		for _, r := range rs {
+			if err := validate(r); err != nil {
+				return nil, fmt.Errorf("%s %q: %w", typ, resourceName(r), err)
+			}
+		}
+	}
+	return out, nil
+}
+
+type builder struct {
+	cfg  *config.Config
+	opts Options
+}
+
+type validator interface {
+	ValidateAll() error
+}
+
+func validate(m proto.Message) error {
+	v, ok := m.(validator)
+	if !ok {
+		return fmt.Errorf("%T has no validation", m)
+	}
+	return v.ValidateAll()
+}
+
+// pack validates m and packs it into an Any: PGV does not look inside Any, so
+// every typed config is checked here before it disappears into bytes.
+func pack(m proto.Message) (*anypb.Any, error) {
+	if err := validate(m); err != nil {
+		return nil, fmt.Errorf("%s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	return anypb.New(m)
+}
+
+func resourceName(r types.Resource) string {
+	switch v := r.(type) {
+	case *listenerv3.Listener:
+		return v.GetName()
+	case *routev3.RouteConfiguration:
+		return v.GetName()
+	case *clusterv3.Cluster:
+		return v.GetName()
+	}
+	return fmt.Sprintf("%T", r)
+}
+
+func (b builder) holdTimeout() time.Duration {
+	return b.cfg.Approvals.Timeout + HoldMargin
+}
+
+func (b builder) listener() (*listenerv3.Listener, error) {
+	addr, err := socketAddress(b.cfg.Listen.Dataplane, false)
+	if err != nil {
+		return nil, fmt.Errorf("listen.dataplane: %w", err)
+	}
+	authz, err := pack(b.extAuthz())
+	if err != nil {
+		return nil, err
+	}
+	proc, err := pack(b.extProc())
+	if err != nil {
+		return nil, err
+	}
+	router, err := pack(&routerv3.Router{})
+	if err != nil {
+		return nil, err
+	}
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: "custos",
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource: &corev3.ConfigSource{
+				ResourceApiVersion:    corev3.ApiVersion_V3,
+				ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+			},
+			RouteConfigName: RouteConfigName,
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{
+			{Name: ExtAuthzFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: authz}},
+			{Name: ExtProcFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: proc}},
+			{Name: RouterFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
+		},
+		// External requests lose their x-envoy-* headers and get a fresh
+		// x-request-id: the id Custos records is not the agent's choice.
+		UseRemoteAddress:             wrapperspb.Bool(true),
+		NormalizePath:                wrapperspb.Bool(true),
+		MergeSlashes:                 true,
+		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_REJECT_REQUEST,
+		StripPortMode:                &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
+		MaxRequestHeadersKb:          wrapperspb.UInt32(MaxRequestHeadersKB),
+		StreamIdleTimeout:            durationpb.New(b.holdTimeout() + HoldMargin),
+		LocalReplyConfig:             localReplyConfig(),
+	}
+	hcmAny, err := pack(hcm)
+	if err != nil {
+		return nil, err
+	}
+	return &listenerv3.Listener{
+		Name:    ListenerName,
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: addr}},
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{{
+				Name:       HCMFilter,
+				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
+			}},
+		}},
+	}, nil
+}
+
+func grpcService() *corev3.GrpcService {
+	return &corev3.GrpcService{
+		TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: GRPCCluster}},
+		Timeout:         durationpb.New(AuthzTimeout),
+	}
+}
+
+func (b builder) extAuthz() *extauthzv3.ExtAuthz {
+	return &extauthzv3.ExtAuthz{
+		Services:               &extauthzv3.ExtAuthz_GrpcService{GrpcService: grpcService()},
+		TransportApiVersion:    corev3.ApiVersion_V3,
+		FailureModeAllow:       false,
+		StatusOnError:          &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+		IncludePeerCertificate: true,
+	}
+}
+
+func (b builder) extProc() *extprocv3.ExternalProcessor {
+	return &extprocv3.ExternalProcessor{
+		GrpcService:      grpcService(),
+		FailureModeAllow: false,
+		ProcessingMode: &extprocv3.ProcessingMode{
+			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+			ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
+			RequestBodyMode:     extprocv3.ProcessingMode_NONE,
+			ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
+			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+		},
+		MessageTimeout:    durationpb.New(MessageTimeout),
+		MaxMessageTimeout: durationpb.New(b.holdTimeout()),
+		MetadataOptions: &extprocv3.MetadataOptions{
+			ForwardingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{ExtAuthzFilter}},
+			ReceivingNamespaces:  &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{ReceivingNamespace}},
+		},
+		StatusOnError: &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+	}
+}
+
+// localReply describes how one status of Envoy's own replies is rendered.
+type localReply struct {
+	match   uint32
+	status  uint32
+	code    string
+	message string
+	extra   map[string]any
+}
+
+// localReplies renders every reply Envoy produces itself as the CONTRACT's
+// JSON. Custos' own denials (401, 403) come with their JSON body and match no
+// mapper; a stage that cannot decide fails its gRPC call, which Envoy turns
+// into status_on_error (503) and this table into `unavailable`.
+var localReplies = []localReply{
+	{400, 400, "bad_request", "the request was refused before policy: %RESPONSE_CODE_DETAILS%", nil},
+	{404, 404, "not_found", "no connection serves this path or host", nil},
+	{413, 413, "request_too_large", "the request body is over the limit", map[string]any{"limit_bytes": float64(BodyLimitBytes)}},
+	{431, 431, "request_headers_too_large", "the request headers are over the limit", map[string]any{"limit_bytes": float64(MaxRequestHeadersKB * 1024)}},
+	{500, 503, "unavailable", "a stage could not complete; nothing was forwarded unprocessed (%RESPONSE_CODE_DETAILS%)", nil},
+	{502, 503, "unavailable", "the upstream could not be reached (%RESPONSE_CODE_DETAILS%)", nil},
+	{503, 503, "unavailable", "a stage could not decide or the upstream is unavailable; nothing was forwarded (%RESPONSE_CODE_DETAILS%)", nil},
+	{504, 503, "unavailable", "a stage or the upstream timed out (%RESPONSE_CODE_DETAILS%)", nil},
+}
+
+// RequestIDFormat is the substitution command for the request id in local replies.
+const RequestIDFormat = "%REQ(X-REQUEST-ID)%"
+
+func localReplyConfig() *hcmv3.LocalReplyConfig {
+	lrc := &hcmv3.LocalReplyConfig{}
+	for _, r := range localReplies {
+		fields := map[string]any{
+			"error":      r.code,
+			"message":    r.message,
+			"request_id": RequestIDFormat,
+		}
+		for k, v := range r.extra {
+			fields[k] = v
+		}
+		body, err := structpb.NewStruct(fields)
+		if err != nil {
+			panic(err) // static table: a failure is a programming error caught by the tests
+		}
+		m := &hcmv3.ResponseMapper{
+			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
+				StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
+					Op: accesslogv3.ComparisonFilter_EQ,
+					Value: &corev3.RuntimeUInt32{
+						DefaultValue: r.match,
+						RuntimeKey:   "custos.local_reply." + strconv.Itoa(int(r.match)),
+					},
+				}},
+			}},
+			BodyFormatOverride: &corev3.SubstitutionFormatString{
+				Format:      &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: body},
+				ContentType: "application/json",
+			},
+			HeadersToAdd: []*corev3.HeaderValueOption{{
+				Header:       &corev3.HeaderValue{Key: "x-custos-request-id", Value: RequestIDFormat},
+				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+			}},
+		}
+		if r.status != r.match {
+			m.StatusCode = wrapperspb.UInt32(r.status)
+		}
+		lrc.Mappers = append(lrc.Mappers, m)
+	}
+	return lrc
+}
+
+func (b builder) routes() (*routev3.RouteConfiguration, error) {
+	rc := &routev3.RouteConfiguration{
+		Name:                   RouteConfigName,
+		RequestHeadersToRemove: StrippedHeaders,
+	}
+	byPath := &routev3.VirtualHost{Name: CatchAllVirtualHost, Domains: []string{"*"}}
+	for _, c := range b.cfg.Connections {
+		ext, err := b.connectionFilterConfig(c)
+		if err != nil {
+			return nil, fmt.Errorf("connection %q: %w", c.Name, err)
+		}
+		base := basePath(c)
+		byPath.Routes = append(byPath.Routes,
+			b.connectionRoute(c, &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/" + c.Name + "/"}}, base+"/", ext),
+			b.connectionRoute(c, &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: "/" + c.Name}}, base+"/", ext),
+		)
+		if len(c.Hosts) > 0 {
+			vh := &routev3.VirtualHost{Name: VirtualHostName(c.Name), Domains: append([]string(nil), c.Hosts...)}
+			rewrite := ""
+			if base != "" {
+				rewrite = base + "/"
+			}
+			vh.Routes = append(vh.Routes, b.connectionRoute(c, &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}, rewrite, ext))
+			rc.VirtualHosts = append(rc.VirtualHosts, vh)
+		}
+	}
+	off, err := disabledFilters()
+	if err != nil {
+		return nil, err
+	}
+	byPath.Routes = append(byPath.Routes, &routev3.Route{
+		Name:  "not-found",
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+			Status: 404,
+		}},
+		TypedPerFilterConfig: off,
+	})
+	rc.VirtualHosts = append(rc.VirtualHosts, byPath)
+	return rc, nil
+}
+
+// basePath is the upstream URL's path without its trailing slash ("" for root).
+func basePath(c config.Connection) string {
+	p := c.UpstreamURL().Path
+	for len(p) > 0 && p[len(p)-1] == '/' {
+		p = p[:len(p)-1]
+	}
+	return p
+}
+
+func (b builder) connectionFilterConfig(c config.Connection) (map[string]*anypb.Any, error) {
+	authz, err := pack(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
+		CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: map[string]string{
+			ContextConnection: c.Name,
+			ContextExtProc:    "on",
+		}},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]*anypb.Any{ExtAuthzFilter: authz}, nil
+}
+
+func disabledFilters() (map[string]*anypb.Any, error) {
+	authz, err := pack(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}})
+	if err != nil {
+		return nil, err
+	}
+	proc, err := pack(&extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Disabled{Disabled: true}})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]*anypb.Any{ExtAuthzFilter: authz, ExtProcFilter: proc}, nil
+}
+
+func (b builder) connectionRoute(c config.Connection, match *routev3.RouteMatch, rewrite string, perFilter map[string]*anypb.Any) *routev3.Route {
+	hold := durationpb.New(b.holdTimeout())
+	return &routev3.Route{
+		Name:  c.Name,
+		Match: match,
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterName(c.Name)},
+			PrefixRewrite:    rewrite,
+			// The upstream sees its own host name, not the listener's.
+			HostRewriteSpecifier: &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: c.UpstreamURL().Host},
+			Timeout:              hold,
+			IdleTimeout:          hold,
+		}},
+		TypedPerFilterConfig: perFilter,
+	}
+}
+
+func (b builder) clusters() ([]types.Resource, error) {
+	grpcAddr := b.opts.GRPCAddress
+	if grpcAddr == "" {
+		grpcAddr = b.cfg.Listen.GRPC
+	}
+	g, err := cluster(GRPCCluster, grpcAddr, true, "")
+	if err != nil {
+		return nil, fmt.Errorf("custos gRPC cluster: %w", err)
+	}
+	g.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		Priority:           corev3.RoutingPriority_DEFAULT,
+		MaxRequests:        wrapperspb.UInt32(MaxGRPCRequests),
+		MaxPendingRequests: wrapperspb.UInt32(MaxGRPCRequests),
+		MaxConnections:     wrapperspb.UInt32(1024),
+	}}}
+	out := []types.Resource{g}
+	names := make([]string, 0, len(b.cfg.Connections))
+	byName := map[string]config.Connection{}
+	for _, c := range b.cfg.Connections {
+		names = append(names, c.Name)
+		byName[c.Name] = c
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		u := byName[n].UpstreamURL()
+		port := u.Port()
+		tlsHost := ""
+		if u.Scheme == "https" {
+			tlsHost = u.Hostname()
+			if port == "" {
+				port = "443"
+			}
+		} else if port == "" {
+			port = "80"
+		}
+		c, err := cluster(ClusterName(n), net.JoinHostPort(u.Hostname(), port), false, tlsHost)
+		if err != nil {
+			return nil, fmt.Errorf("connection %q: %w", n, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func cluster(name, hostport string, http2 bool, tlsHost string) (*clusterv3.Cluster, error) {
+	sa, err := socketAddress(hostport, true)
+	if err != nil {
+		return nil, err
+	}
+	c := &clusterv3.Cluster{
+		Name:           name,
+		ConnectTimeout: durationpb.New(time.Second),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: name,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				LbEndpoints: []*endpointv3.LbEndpoint{{
+					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+						Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: sa}},
+					}},
+				}},
+			}},
+		},
+	}
+	if _, err := netip.ParseAddr(sa.GetAddress()); err == nil {
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
+	} else {
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
+		c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
+	}
+	if http2 {
+		opts, err := pack(&upstreamhttpv3.HttpProtocolOptions{
+			UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+				ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+					ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+						Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+					},
+				},
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{HTTPProtocolOptions: opts}
+	}
+	if tlsHost != "" {
+		tctx, err := pack(&tlsv3.UpstreamTlsContext{
+			Sni: tlsHost,
+			CommonTlsContext: &tlsv3.CommonTlsContext{
+				ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+					TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: caBundle}},
+					MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+						SanType: tlsv3.SubjectAltNameMatcher_DNS,
+						Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: tlsHost}},
+					}},
+				}},
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.TransportSocket = &corev3.TransportSocket{
+			Name:       "envoy.transport_sockets.tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tctx},
+		}
+	}
+	return c, nil
+}
+
+// socketAddress parses host:port. For a cluster endpoint (dial true) an
+// unspecified host (0.0.0.0, ::, empty) means this machine: 127.0.0.1.
+func socketAddress(hostport string, dial bool) (*corev3.SocketAddress, error) {
+	host, portStr, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not host:port: %w", hostport, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("%q: bad port", hostport)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	if dial {
+		if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+			host = "127.0.0.1"
+		}
+		if port == 0 {
+			return nil, errors.New("port 0 cannot be dialled")
+		}
+	}
+	return &corev3.SocketAddress{
+		Address:       host,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port)},
+	}, nil
+}
