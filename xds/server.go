@@ -122,6 +122,13 @@ func (s *Server) Update(ctx context.Context, cfg *config.Config) (string, error)
 	return version, nil
 }
 
+// SetSnapshot serves a prepared snapshot as it is. Update is the way to serve
+// a configuration; this exists for tests that must serve resources Custos
+// itself never emits (to see a node refuse them).
+func (s *Server) SetSnapshot(ctx context.Context, snap *cachev3.Snapshot) error {
+	return s.cache.SetSnapshot(ctx, snapshotKey, snap)
+}
+
 // Version is the version of the served snapshot, "" before the first Update.
 func (s *Server) Version() string {
 	s.mu.Lock()

@@ -87,10 +87,12 @@ func (st *stream) decode() {
 		st.localReply(http.StatusRequestHeaderFieldsTooLarge, "", "http1.headers_too_large", "", nil)
 		return
 	}
+	// Header sanitising (x-request-id included) precedes path checks, so
+	// even a refused path gets a request id in its reply.
+	st.sanitize()
 	if !st.preparePath() {
 		return
 	}
-	st.sanitize()
 	st.authority = strings.ToLower(st.r.Host)
 	if st.hcm.stripAnyHostPort {
 		if h, _, err := net.SplitHostPort(st.authority); err == nil {

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/envoy/dataplane"
+	"github.com/custos-dev/custos/examples"
+	"github.com/custos-dev/custos/examples/demo"
+	"github.com/custos-dev/custos/xds"
+)
+
+func newDevCmd(g *globals) *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "dev [--config FILE]",
+		Short: "Run everything on one machine: control plane, data plane and demo upstream",
+		Long: `Run Custos on one machine: the control plane, the Go data plane following it
+over xDS on loopback (as Envoy would), and the demo upstream when dev.demo_upstream
+is set. Without --config it runs the built-in example (examples/dev.yaml).
+
+It prints each address and a ready curl line. Ctrl-C stops everything.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			var cfg *config.Config
+			if path == "" {
+				cfg, err = config.Parse(examples.DevConfig)
+				if err != nil {
+					return fmt.Errorf("built-in example: %w", err)
+				}
+			} else if cfg, err = config.Load(path); err != nil {
+				return reportConfigErrors(g, path, err)
+			}
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+
+			var demoSrv *http.Server
+			if cfg.Dev != nil && cfg.Dev.DemoUpstream != "" {
+				lis, err := net.Listen("tcp", cfg.Dev.DemoUpstream)
+				if err != nil {
+					return fmt.Errorf("dev.demo_upstream: %w", err)
+				}
+				demoSrv = &http.Server{Handler: demo.Handler(), ReadHeaderTimeout: 10 * time.Second}
+				go func() { _ = demoSrv.Serve(lis) }()
+				defer demoSrv.Close()
+			}
+
+			cp, err := startControlPlane(ctx, cfg, "", log)
+			if err != nil {
+				return err
+			}
+			defer cp.shutdown()
+
+			dp, err := dataplane.New(dataplane.Options{XDS: cp.xdsAddr, NodeID: "custos-dev", Logger: log})
+			if err != nil {
+				return err
+			}
+			dpDone := make(chan error, 1)
+			go func() { dpDone <- dp.Run(ctx) }()
+			select {
+			case <-dp.Ready():
+			case <-time.After(10 * time.Second):
+				return errors.New("the data plane did not get its configuration over xDS within 10s")
+			case <-ctx.Done():
+				return nil
+			}
+			if path != "" {
+				r := &xds.Reloader{Path: path, Apply: cp.apply, Log: log}
+				go func() {
+					if err := r.Run(ctx); err != nil {
+						log.Error("config reload stopped", "error", err)
+					}
+				}()
+			}
+			printDevBanner(g, cfg, cp, dp.Addr())
+			select {
+			case <-ctx.Done():
+			case err := <-cp.errc:
+				if err != nil {
+					return err
+				}
+			}
+			log.Info("shutting down")
+			cancel()
+			<-dpDone
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&path, "config", "", "configuration file (YAML); default: the built-in example")
+	return cmd
+}
+
+func printDevBanner(g *globals, cfg *config.Config, cp *controlPlane, dpAddr string) {
+	w := g.stdout
+	fmt.Fprintln(w, "custos dev is running")
+	fmt.Fprintf(w, "  data plane (agents)  http://%s\n", dpAddr)
+	fmt.Fprintf(w, "  gRPC services        %s (ext_authz, ext_proc, health)\n", cp.grpcAddr)
+	fmt.Fprintf(w, "  xDS (ADS)            %s\n", cp.xdsAddr)
+	fmt.Fprintf(w, "  health               http://%s/healthz  http://%s/readyz\n", cp.httpAddr, cp.httpAddr)
+	if cfg.Dev != nil && cfg.Dev.DemoUpstream != "" {
+		fmt.Fprintf(w, "  demo upstream        http://%s\n", cfg.Dev.DemoUpstream)
+	}
+	for _, c := range cfg.Connections {
+		fmt.Fprintf(w, "  connection %-9s /%s/ -> %s\n", c.Name, c.Name, c.Upstream)
+	}
+	if len(cfg.Connections) > 0 {
+		fmt.Fprintln(w, "Try:")
+		fmt.Fprintf(w, "  curl -si http://%s/%s/1\n", dpAddr, cfg.Connections[0].Name)
+	}
+	fmt.Fprintln(w, "Ctrl-C stops everything.")
+}

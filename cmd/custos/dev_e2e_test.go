@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/envoy/dataplane"
+	"github.com/custos-dev/custos/examples/demo"
+	"github.com/custos-dev/custos/xds"
+)
+
+// upstreamLog is a real HTTP upstream (the demo API) that remembers what it
+// received, so tests can tell what crossed the data plane.
+type upstreamLog struct {
+	mu   sync.Mutex
+	reqs []*http.Request
+}
+
+func (u *upstreamLog) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.reqs = append(u.reqs, r.Clone(context.Background()))
+		u.mu.Unlock()
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (u *upstreamLog) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.reqs)
+}
+
+func (u *upstreamLog) last(t *testing.T) *http.Request {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.reqs) == 0 {
+		t.Fatal("the upstream received nothing")
+	}
+	return u.reqs[len(u.reqs)-1]
+}
+
+// stack is the control plane and the data plane, as `custos dev` runs them,
+// on loopback with ephemeral ports.
+type stack struct {
+	cp       *controlPlane
+	dp       *dataplane.DataPlane
+	dpURL    string
+	upstream *upstreamLog
+	cfg      *config.Config
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func devConfig(upstreamURL string, extra string) string {
+	return fmt.Sprintf(`listen:
+  grpc: 127.0.0.1:0
+  xds: 127.0.0.1:0
+  http: 127.0.0.1:0
+  dataplane: 127.0.0.1:0
+connections:
+  - name: customers
+    upstream: %s
+    hosts: [customers.internal]
+%s`, upstreamURL, extra)
+}
+
+func startStack(t *testing.T, extraConnections string) *stack {
+	t.Helper()
+	up := &upstreamLog{}
+	srv := httptest.NewServer(up.wrap(demo.Handler()))
+	t.Cleanup(srv.Close)
+	cfg, err := config.Parse([]byte(devConfig(srv.URL, extraConnections)))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cp, err := startControlPlane(ctx, cfg, "", testLogger(t))
+	if err != nil {
+		cancel()
+		t.Fatalf("control plane: %v", err)
+	}
+	dp, err := dataplane.New(dataplane.Options{XDS: cp.xdsAddr, NodeID: t.Name(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = dp.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		cp.shutdown()
+	})
+	select {
+	case <-dp.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the data plane got no configuration over xDS")
+	}
+	return &stack{cp: cp, dp: dp, dpURL: "http://" + dp.Addr(), upstream: up, cfg: cfg}
+}
+
+func do(t *testing.T, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+func get(t *testing.T, url string, headers map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		if strings.EqualFold(k, "host") {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	return do(t, req)
+}
+
+// contractError checks a reply Custos or Envoy produced: JSON with the
+// stable code and the request id that is also in x-custos-request-id.
+func contractError(t *testing.T, resp *http.Response, body []byte, status int, code string) map[string]any {
+	t.Helper()
+	if resp.StatusCode != status {
+		t.Fatalf("status %d, want %d; body %s", resp.StatusCode, status, body)
+	}
+	if ct := resp.Header.Get("content-type"); !strings.HasPrefix(ct, "application/json") {
+		t.Fatalf("content-type %q, want JSON; body %s", ct, body)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("body is not JSON: %v: %s", err, body)
+	}
+	if m["error"] != code {
+		t.Fatalf("error %v, want %q; body %s", m["error"], code, body)
+	}
+	id, _ := m["request_id"].(string)
+	if id == "" || id == "-" {
+		t.Fatalf("no request_id in %s", body)
+	}
+	if got := resp.Header.Get("x-custos-request-id"); got != id {
+		t.Fatalf("x-custos-request-id %q, body request_id %q", got, id)
+	}
+	return m
+}
+
+func TestDevRequestReachesUpstreamWithRequestID(t *testing.T) {
+	s := startStack(t, "")
+	resp, body := get(t, s.dpURL+"/customers/7", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	var c demo.Customer
+	if err := json.Unmarshal(body, &c); err != nil || c.ID != 7 {
+		t.Fatalf("body is not customer 7: %v %s", err, body)
+	}
+	if resp.Header.Get("x-custos-request-id") == "" {
+		t.Fatal("no x-custos-request-id on the response")
+	}
+	if got := s.upstream.last(t).URL.Path; got != "/7" {
+		t.Fatalf("upstream path %q, want the prefix stripped: /7", got)
+	}
+}
+
+func TestDevUnknownPrefixIs404(t *testing.T) {
+	s := startStack(t, "")
+	resp, body := get(t, s.dpURL+"/nowhere/1", nil)
+	contractError(t, resp, body, 404, "not_found")
+	if s.upstream.count() != 0 {
+		t.Fatal("an unknown prefix reached the upstream")
+	}
+}
+
+func TestDevUnconfiguredConnectionIs403(t *testing.T) {
+	// xDS still routes /ghost/ (a configuration Envoy holds) while the
+	// services have dropped the connection: Check must refuse it.
+	s := startStack(t, "  - name: ghost\n    upstream: http://127.0.0.1:1\n")
+	without, err := config.Parse([]byte(devConfig("http://127.0.0.1:1", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cp.svc.SetConfig(without)
+	resp, body := get(t, s.dpURL+"/ghost/1", nil)
+	m := contractError(t, resp, body, 403, "forbidden")
+	if !strings.Contains(fmt.Sprint(m["message"]), `"ghost" is not configured`) {
+		t.Fatalf("message %v does not name the connection", m["message"])
+	}
+}
+
+func TestDevFailsClosedWhenGRPCServicesAreDown(t *testing.T) {
+	s := startStack(t, "")
+	s.cp.grpcSrv.Stop()
+	resp, body := get(t, s.dpURL+"/customers/1", nil)
+	contractError(t, resp, body, 503, "unavailable")
+	if s.upstream.count() != 0 {
+		t.Fatal("with the gRPC services down the request was forwarded")
+	}
+}
+
+func TestDevEscapedSlashIsRefused(t *testing.T) {
+	s := startStack(t, "")
+	for _, p := range []string{"/customers/1%2F..%2F2", "/customers/1%2f2", "/customers/1%5C2"} {
+		resp, body := get(t, s.dpURL+p, nil)
+		contractError(t, resp, body, 400, "bad_request")
+	}
+	if s.upstream.count() != 0 {
+		t.Fatal("a path with an escaped slash reached the upstream")
+	}
+}
+
+func TestDevAgentRequestIDDoesNotSurvive(t *testing.T) {
+	s := startStack(t, "")
+	const forged = "forged-by-agent"
+	resp, body := get(t, s.dpURL+"/customers/1", map[string]string{
+		"x-custos-request-id": forged,
+		"x-custos-principal":  "admin",
+		"x-custos-made-up":    "1",
+		"x-custos-session":    "nightly-run",
+		"x-request-id":        forged,
+	})
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("x-custos-request-id"); got == "" || got == forged {
+		t.Fatalf("x-custos-request-id %q: the agent's value survived", got)
+	}
+	up := s.upstream.last(t)
+	for _, h := range []string{"x-custos-request-id", "x-custos-principal", "x-custos-made-up"} {
+		if v := up.Header.Get(h); v != "" {
+			t.Errorf("upstream received %s: %q", h, v)
+		}
+	}
+	if up.Header.Get("x-request-id") == forged {
+		t.Error("the agent's x-request-id reached the upstream")
+	}
+	if up.Header.Get("x-custos-session") != "nightly-run" {
+		t.Error("x-custos-session, which an agent may send, was stripped")
+	}
+}
+
+func TestDevHostRoutesToConnection(t *testing.T) {
+	s := startStack(t, "")
+	resp, body := get(t, s.dpURL+"/3", map[string]string{"host": "customers.internal"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	var c demo.Customer
+	if err := json.Unmarshal(body, &c); err != nil || c.ID != 3 {
+		t.Fatalf("body is not customer 3: %v %s", err, body)
+	}
+	up := s.upstream.last(t)
+	if up.URL.Path != "/3" {
+		t.Fatalf("upstream path %q, want /3", up.URL.Path)
+	}
+	if resp.Header.Get("x-custos-request-id") == "" {
+		t.Fatal("no x-custos-request-id")
+	}
+}
+
+func TestDevReloadAppliesGoodFileAndKeepsOldOnBadFile(t *testing.T) {
+	s := startStack(t, "")
+	path := filepath.Join(t.TempDir(), "custos.yaml")
+	up := s.cfg.Connections[0].Upstream
+	good := devConfig(up, "  - name: second\n    upstream: "+up+"\n")
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := &xds.Reloader{Path: path, Apply: s.cp.apply, Log: testLogger(t)}
+	before := s.cp.xds.Version()
+	if err := r.Reload(context.Background()); err != nil {
+		t.Fatalf("reload of a good file: %v", err)
+	}
+	v := s.cp.xds.Version()
+	if v == before {
+		t.Fatal("a changed configuration kept the snapshot version")
+	}
+	// The data plane follows over xDS; poll until the new route serves.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, _ := get(t, s.dpURL+"/second/2", nil)
+		if resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new connection never served: last status %d", resp.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if err := os.WriteFile(path, []byte(good+"    upstrem: http://x\n    policy_mode: sometimes\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := r.Reload(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "connections[1].upstrem") || !strings.Contains(err.Error(), "connections[1].policy_mode") {
+		t.Fatalf("reload of a bad file: %v, want both errors with their key paths", err)
+	}
+	if s.cp.xds.Version() != v {
+		t.Fatal("a rejected file changed the served snapshot")
+	}
+	for _, p := range []string{"/customers/1", "/second/1"} {
+		resp, body := get(t, s.dpURL+p, nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s after a rejected reload: status %d: %s", p, resp.StatusCode, body)
+		}
+	}
+}

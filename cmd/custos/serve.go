@@ -1,0 +1,75 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/xds"
+)
+
+func newServeCmd(g *globals) *cobra.Command {
+	var path, grpcAdvertise string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the control plane for a real Envoy: gRPC services, xDS and HTTP",
+		Long: `Run the control plane for a real Envoy (see envoy/bootstrap.yaml): the
+ext_authz and ext_proc gRPC services and gRPC health on listen.grpc, ADS on
+listen.xds, /healthz and /readyz on listen.http.
+
+The configuration reloads when the file changes or on SIGHUP; a file with
+errors is rejected with all of them and the running configuration stays.
+A configuration with a dev: block is refused: a dev issuer must never run in
+production.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if path == "" {
+				return usageError{errors.New("--config FILE is required")}
+			}
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				return reportConfigErrors(g, path, err)
+			}
+			if err := refuseDev(cfg); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			ctx := cmd.Context()
+			cp, err := startControlPlane(ctx, cfg, grpcAdvertise, log)
+			if err != nil {
+				return err
+			}
+			defer cp.shutdown()
+			log.Info("custos serving", "grpc", cp.grpcAddr, "xds", cp.xdsAddr, "http", cp.httpAddr, "connections", len(cfg.Connections))
+			r := &xds.Reloader{Path: path, Check: refuseDev, Apply: cp.apply, Log: log}
+			go func() {
+				if err := r.Run(ctx); err != nil {
+					log.Error("config reload stopped", "error", err)
+				}
+			}()
+			select {
+			case <-ctx.Done():
+				log.Info("shutting down")
+				return nil
+			case err := <-cp.errc:
+				return err
+			}
+		},
+	}
+	cmd.Flags().StringVar(&path, "config", "", "configuration file (YAML)")
+	cmd.Flags().StringVar(&grpcAdvertise, "grpc-address", "", "host:port Envoy uses to reach the gRPC services (default: the address bound for listen.grpc)")
+	return cmd
+}
+
+// refuseDev rejects a configuration meant for `custos dev`.
+func refuseDev(cfg *config.Config) error {
+	if cfg.Dev != nil {
+		return errors.New("the configuration has a dev: block; `custos serve` refuses it (a dev issuer must never run in production); remove it or use `custos dev`")
+	}
+	return nil
+}
