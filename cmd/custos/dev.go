@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/controlplane"
 	"github.com/custos-dev/custos/envoy/dataplane"
 	"github.com/custos-dev/custos/examples"
 	"github.com/custos-dev/custos/examples/demo"
@@ -56,13 +57,13 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 				defer demoSrv.Close()
 			}
 
-			cp, err := startControlPlane(ctx, cfg, "", log)
+			cp, err := controlplane.Start(ctx, cfg, "", log)
 			if err != nil {
 				return err
 			}
-			defer cp.shutdown()
+			defer cp.Shutdown()
 
-			dp, err := dataplane.New(dataplane.Options{XDS: cp.xdsAddr, NodeID: "custos-dev", Logger: log})
+			dp, err := dataplane.New(dataplane.Options{XDS: cp.XDSAddr, NodeID: "custos-dev", Logger: log})
 			if err != nil {
 				return err
 			}
@@ -76,7 +77,7 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 				return nil
 			}
 			if path != "" {
-				r := &xds.Reloader{Path: path, Apply: cp.apply, Log: log}
+				r := &xds.Reloader{Path: path, Apply: cp.Apply, Log: log}
 				go func() {
 					if err := r.Run(ctx); err != nil {
 						log.Error("config reload stopped", "error", err)
@@ -86,7 +87,7 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 			printDevBanner(g, cfg, cp, dp.Addr())
 			select {
 			case <-ctx.Done():
-			case err := <-cp.errc:
+			case err := <-cp.Errors():
 				if err != nil {
 					return err
 				}
@@ -101,13 +102,13 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 	return cmd
 }
 
-func printDevBanner(g *globals, cfg *config.Config, cp *controlPlane, dpAddr string) {
+func printDevBanner(g *globals, cfg *config.Config, cp *controlplane.ControlPlane, dpAddr string) {
 	w := g.stdout
 	fmt.Fprintln(w, "custos dev is running")
 	fmt.Fprintf(w, "  data plane (agents)  http://%s\n", dpAddr)
-	fmt.Fprintf(w, "  gRPC services        %s (ext_authz, ext_proc, health)\n", cp.grpcAddr)
-	fmt.Fprintf(w, "  xDS (ADS)            %s\n", cp.xdsAddr)
-	fmt.Fprintf(w, "  health               http://%s/healthz  http://%s/readyz\n", cp.httpAddr, cp.httpAddr)
+	fmt.Fprintf(w, "  gRPC services        %s (ext_authz, ext_proc, health)\n", cp.GRPCAddr)
+	fmt.Fprintf(w, "  xDS (ADS)            %s\n", cp.XDSAddr)
+	fmt.Fprintf(w, "  health               http://%s/healthz  http://%s/readyz\n", cp.HTTPAddr, cp.HTTPAddr)
 	if cfg.Dev != nil && cfg.Dev.DemoUpstream != "" {
 		fmt.Fprintf(w, "  demo upstream        http://%s\n", cfg.Dev.DemoUpstream)
 	}

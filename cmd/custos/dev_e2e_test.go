@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/controlplane"
 	"github.com/custos-dev/custos/envoy/dataplane"
 	"github.com/custos-dev/custos/examples/demo"
 	"github.com/custos-dev/custos/xds"
@@ -56,7 +57,7 @@ func (u *upstreamLog) last(t *testing.T) *http.Request {
 // stack is the control plane and the data plane, as `custos dev` runs them,
 // on loopback with ephemeral ports.
 type stack struct {
-	cp       *controlPlane
+	cp       *controlplane.ControlPlane
 	dp       *dataplane.DataPlane
 	dpURL    string
 	upstream *upstreamLog
@@ -90,12 +91,12 @@ func startStack(t *testing.T, extraConnections string) *stack {
 		t.Fatalf("config: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	cp, err := startControlPlane(ctx, cfg, "", testLogger(t))
+	cp, err := controlplane.Start(ctx, cfg, "", testLogger(t))
 	if err != nil {
 		cancel()
 		t.Fatalf("control plane: %v", err)
 	}
-	dp, err := dataplane.New(dataplane.Options{XDS: cp.xdsAddr, NodeID: t.Name(), Logger: testLogger(t)})
+	dp, err := dataplane.New(dataplane.Options{XDS: cp.XDSAddr, NodeID: t.Name(), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +105,7 @@ func startStack(t *testing.T, extraConnections string) *stack {
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		cp.shutdown()
+		cp.Shutdown()
 	})
 	select {
 	case <-dp.Ready():
@@ -206,7 +207,7 @@ func TestDevUnconfiguredConnectionIs403(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.cp.svc.SetConfig(without)
+	s.cp.Services.SetConfig(without)
 	resp, body := get(t, s.dpURL+"/ghost/1", nil)
 	m := contractError(t, resp, body, 403, "forbidden")
 	if !strings.Contains(fmt.Sprint(m["message"]), `"ghost" is not configured`) {
@@ -216,7 +217,7 @@ func TestDevUnconfiguredConnectionIs403(t *testing.T) {
 
 func TestDevFailsClosedWhenGRPCServicesAreDown(t *testing.T) {
 	s := startStack(t, "")
-	s.cp.grpcSrv.Stop()
+	s.cp.StopGRPC()
 	resp, body := get(t, s.dpURL+"/customers/1", nil)
 	contractError(t, resp, body, 503, "unavailable")
 	if s.upstream.count() != 0 {
@@ -292,12 +293,12 @@ func TestDevReloadAppliesGoodFileAndKeepsOldOnBadFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := &xds.Reloader{Path: path, Apply: s.cp.apply, Log: testLogger(t)}
-	before := s.cp.xds.Version()
+	r := &xds.Reloader{Path: path, Apply: s.cp.Apply, Log: testLogger(t)}
+	before := s.cp.XDS.Version()
 	if err := r.Reload(context.Background()); err != nil {
 		t.Fatalf("reload of a good file: %v", err)
 	}
-	v := s.cp.xds.Version()
+	v := s.cp.XDS.Version()
 	if v == before {
 		t.Fatal("a changed configuration kept the snapshot version")
 	}
@@ -321,7 +322,7 @@ func TestDevReloadAppliesGoodFileAndKeepsOldOnBadFile(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "connections[1].upstrem") || !strings.Contains(err.Error(), "connections[1].policy_mode") {
 		t.Fatalf("reload of a bad file: %v, want both errors with their key paths", err)
 	}
-	if s.cp.xds.Version() != v {
+	if s.cp.XDS.Version() != v {
 		t.Fatal("a rejected file changed the served snapshot")
 	}
 	for _, p := range []string{"/customers/1", "/second/1"} {

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/controlplane"
 	"github.com/custos-dev/custos/xds"
 )
 
@@ -40,13 +41,13 @@ production.`,
 				return fmt.Errorf("%s: %w", path, err)
 			}
 			ctx := cmd.Context()
-			cp, err := startControlPlane(ctx, cfg, grpcAdvertise, log)
+			cp, err := controlplane.Start(ctx, cfg, grpcAdvertise, log)
 			if err != nil {
 				return err
 			}
-			defer cp.shutdown()
-			log.Info("custos serving", "grpc", cp.grpcAddr, "xds", cp.xdsAddr, "http", cp.httpAddr, "connections", len(cfg.Connections))
-			r := &xds.Reloader{Path: path, Check: refuseDev, Apply: cp.apply, Log: log}
+			defer cp.Shutdown()
+			log.Info("custos serving", "grpc", cp.GRPCAddr, "xds", cp.XDSAddr, "http", cp.HTTPAddr, "connections", len(cfg.Connections))
+			r := &xds.Reloader{Path: path, Check: refuseDev, Apply: cp.Apply, Log: log}
 			go func() {
 				if err := r.Run(ctx); err != nil {
 					log.Error("config reload stopped", "error", err)
@@ -56,7 +57,7 @@ production.`,
 			case <-ctx.Done():
 				log.Info("shutting down")
 				return nil
-			case err := <-cp.errc:
+			case err := <-cp.Errors():
 				return err
 			}
 		},

@@ -1,4 +1,8 @@
-package main
+// Package controlplane assembles what `custos serve` runs and `custos dev`
+// starts first: the gRPC services Envoy calls (listen.grpc), the ADS server
+// (listen.xds) and the HTTP endpoints (listen.http), with graceful shutdown
+// and configuration reload.
+package controlplane
 
 import (
 	"context"
@@ -18,27 +22,29 @@ import (
 	"github.com/custos-dev/custos/xds"
 )
 
-// controlPlane is what `serve` runs and `dev` starts first: the gRPC services
-// Envoy calls (listen.grpc), ADS (listen.xds) and the HTTP endpoints
-// (listen.http).
-type controlPlane struct {
-	log     *slog.Logger
-	listen  config.Listen
-	svc     *extproc.Service
-	xds     *xds.Server
+// ControlPlane is one running control plane.
+type ControlPlane struct {
+	log    *slog.Logger
+	listen config.Listen
+	// Services are the ext_authz and ext_proc services.
+	Services *extproc.Service
+	// XDS is the ADS server and its snapshot cache.
+	XDS     *xds.Server
 	grpcSrv *grpc.Server
 	xdsSrv  *grpc.Server
 	httpSrv *http.Server
-	// Addresses actually bound (a :0 port in the file becomes a real one).
-	grpcAddr, xdsAddr, httpAddr string
+	// GRPCAddr, XDSAddr and HTTPAddr are the addresses actually bound (a :0
+	// port in the file becomes a real one).
+	GRPCAddr, XDSAddr, HTTPAddr string
 	serving                     atomic.Bool
 	errc                        chan error
 }
 
-// startControlPlane binds every listener first, so that a busy port is an
-// error before anything runs, then serves.
-func startControlPlane(ctx context.Context, cfg *config.Config, grpcAdvertise string, logger *slog.Logger) (*controlPlane, error) {
-	cp := &controlPlane{log: logger, listen: cfg.Listen, errc: make(chan error, 3)}
+// Start binds every listener first, so that a busy port is an error before
+// anything runs, then serves until Shutdown. grpcAdvertise is where Envoy
+// reaches the gRPC services ("" for the bound listen.grpc address).
+func Start(ctx context.Context, cfg *config.Config, grpcAdvertise string, logger *slog.Logger) (*ControlPlane, error) {
+	cp := &ControlPlane{log: logger, listen: cfg.Listen, errc: make(chan error, 3)}
 	grpcLis, err := net.Listen("tcp", cfg.Listen.GRPC)
 	if err != nil {
 		return nil, fmt.Errorf("listen.grpc: %w", err)
@@ -54,19 +60,19 @@ func startControlPlane(ctx context.Context, cfg *config.Config, grpcAdvertise st
 		xdsLis.Close()
 		return nil, fmt.Errorf("listen.http: %w", err)
 	}
-	cp.grpcAddr, cp.xdsAddr, cp.httpAddr = grpcLis.Addr().String(), xdsLis.Addr().String(), httpLis.Addr().String()
+	cp.GRPCAddr, cp.XDSAddr, cp.HTTPAddr = grpcLis.Addr().String(), xdsLis.Addr().String(), httpLis.Addr().String()
 	if grpcAdvertise == "" {
-		grpcAdvertise = cp.grpcAddr
+		grpcAdvertise = cp.GRPCAddr
 	}
 
-	cp.svc = extproc.New(cfg, record.Log{Logger: logger}, logger)
+	cp.Services = extproc.New(cfg, record.Log{Logger: logger}, logger)
 	cp.grpcSrv = grpc.NewServer()
-	cp.svc.Register(cp.grpcSrv)
+	cp.Services.Register(cp.grpcSrv)
 
-	cp.xds = xds.NewServer(ctx, logger, xds.Options{GRPCAddress: grpcAdvertise})
+	cp.XDS = xds.NewServer(ctx, logger, xds.Options{GRPCAddress: grpcAdvertise})
 	cp.xdsSrv = grpc.NewServer()
-	cp.xds.Register(cp.xdsSrv)
-	if _, err := cp.xds.Update(ctx, cfg); err != nil {
+	cp.XDS.Register(cp.xdsSrv)
+	if _, err := cp.XDS.Update(ctx, cfg); err != nil {
 		grpcLis.Close()
 		xdsLis.Close()
 		httpLis.Close()
@@ -96,34 +102,41 @@ func serveErr(what string, err error) error {
 }
 
 // readyz answers 200 once xDS holds a snapshot and the gRPC services serve.
-func (cp *controlPlane) readyz(w http.ResponseWriter, _ *http.Request) {
+func (cp *ControlPlane) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("content-type", "text/plain")
-	if !cp.serving.Load() || cp.xds.Version() == "" {
+	if !cp.serving.Load() || cp.XDS.Version() == "" {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, "not ready")
 		return
 	}
-	fmt.Fprintln(w, "ready", cp.xds.Version())
+	fmt.Fprintln(w, "ready", cp.XDS.Version())
 }
 
-// apply installs a reloaded configuration: the snapshot first (it validates
+// Apply installs a reloaded configuration: the snapshot first (it validates
 // everything Envoy will get), then the services' view of it. Listen
 // addresses change only on restart.
-func (cp *controlPlane) apply(ctx context.Context, cfg *config.Config) error {
+func (cp *ControlPlane) Apply(ctx context.Context, cfg *config.Config) error {
 	if cfg.Listen != cp.listen {
 		return errors.New("listen addresses change only on restart")
 	}
-	if _, err := cp.xds.Update(ctx, cfg); err != nil {
+	if _, err := cp.XDS.Update(ctx, cfg); err != nil {
 		return err
 	}
-	cp.svc.SetConfig(cfg)
+	cp.Services.SetConfig(cfg)
 	return nil
 }
 
-// shutdown stops accepting, drains the gRPC streams and the HTTP server.
-func (cp *controlPlane) shutdown() {
+// Errors delivers an error when a server stops unexpectedly.
+func (cp *ControlPlane) Errors() <-chan error { return cp.errc }
+
+// StopGRPC stops the gRPC services abruptly, as a crash would; tests use it
+// to see the data plane fail closed.
+func (cp *ControlPlane) StopGRPC() { cp.grpcSrv.Stop() }
+
+// Shutdown stops accepting, drains the gRPC streams and the HTTP server.
+func (cp *ControlPlane) Shutdown() {
 	cp.serving.Store(false)
-	cp.svc.Shutdown()
+	cp.Services.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = cp.httpSrv.Shutdown(ctx)
