@@ -29,14 +29,16 @@ func (s *Service) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err
 			err = status.Error(codes.Internal, "ext_proc: internal error")
 		}
 		if err != nil {
-			ex.finish(record.Aborted, status.Convert(err).Message())
+			_ = ex.finish(record.Aborted, status.Convert(err).Message())
 		}
 	}()
 	for {
 		req, err := stream.Recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
-				ex.finish(record.Aborted, "stream ended before the response")
+				// Envoy ended the stream: a normal end, recorded if the
+				// response was never seen (client gone, upstream reset).
+				_ = ex.finish(record.Aborted, "stream ended before the response")
 				return nil
 			}
 			return err
@@ -47,10 +49,6 @@ func (s *Service) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err
 		}
 		if err := stream.Send(resp); err != nil {
 			return err
-		}
-		if ex.done {
-			// The exchange is recorded; Envoy closes its side next.
-			continue
 		}
 	}
 }
@@ -89,7 +87,9 @@ func (ex *exchange) handle(req *extprocv3.ProcessingRequest) (*extprocv3.Process
 			return nil, err
 		}
 		if r.ResponseBody.GetEndOfStream() {
-			ex.finish(record.Completed, "")
+			if err := ex.finish(record.Completed, ""); err != nil {
+				return nil, err
+			}
 		}
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
 			ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{}}}}, nil
@@ -97,7 +97,9 @@ func (ex *exchange) handle(req *extprocv3.ProcessingRequest) (*extprocv3.Process
 		if err := ex.need(); err != nil {
 			return nil, err
 		}
-		ex.finish(record.Completed, "")
+		if err := ex.finish(record.Completed, ""); err != nil {
+			return nil, err
+		}
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{
 			ResponseTrailers: &extprocv3.TrailersResponse{}}}, nil
 	default:
@@ -141,7 +143,10 @@ func (ex *exchange) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.Proces
 	}
 	// Bodies and trailers are not sent in the current processing mode, so
 	// with end_of_stream or without, the response headers are the last message.
-	ex.finish(record.Completed, "")
+	// No evidence, no response: a record that fails fails the exchange.
+	if err := ex.finish(record.Completed, ""); err != nil {
+		return nil, err
+	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
 			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{
@@ -151,10 +156,11 @@ func (ex *exchange) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.Proces
 		}}}}, nil
 }
 
-// finish records the exchange once; later calls do nothing.
-func (ex *exchange) finish(outcome record.Outcome, detail string) {
+// finish records the exchange once; later calls do nothing. A failed record
+// is returned as a gRPC error for the caller to fail the stream with.
+func (ex *exchange) finish(outcome record.Outcome, detail string) error {
 	if ex.done || !ex.haveD {
-		return
+		return nil
 	}
 	ex.done = true
 	e := record.Exchange{
@@ -171,5 +177,7 @@ func (ex *exchange) finish(outcome record.Outcome, detail string) {
 	}
 	if err := ex.svc.recorder.Record(context.WithoutCancel(ex.ctx), e); err != nil {
 		ex.svc.log.Error("record exchange", "request_id", e.RequestID, "error", err)
+		return status.Error(codes.Unavailable, "ext_proc: the exchange could not be recorded")
 	}
+	return nil
 }

@@ -116,7 +116,13 @@ func pack(m proto.Message) (*anypb.Any, error) {
 	if err := validate(m); err != nil {
 		return nil, fmt.Errorf("%s: %w", m.ProtoReflect().Descriptor().FullName(), err)
 	}
-	return anypb.New(m)
+	// Deterministic, so that the same configuration always packs to the same
+	// bytes and keeps its snapshot version.
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 func resourceName(r types.Resource) string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -86,6 +87,10 @@ func (d *DataPlane) adsStream(ctx context.Context, st *adsState) error {
 		}
 	}
 	d.log.Info("ads stream open", "node", d.opts.NodeID)
+	// As Envoy does on start, listeners wait for the first clusters: a
+	// listener's filters name clusters that must exist when it is applied.
+	_, clustersSeen := st.versions[typeCluster]
+	var heldListener *discoveryv3.DiscoveryResponse
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
@@ -94,33 +99,52 @@ func (d *DataPlane) adsStream(ctx context.Context, st *adsState) error {
 			}
 			return err
 		}
-		typ := resp.GetTypeUrl()
-		applyErr := d.apply(st, resp)
-		if applyErr != nil {
-			d.nacks.Add(1)
-			d.setLastNACK(applyErr.Error())
-			d.log.Warn("xds NACK", "type", typ, "version", resp.GetVersionInfo(), "error", applyErr)
-			if err := send(typ, subsFor(st, typ), st.versions[typ], resp.GetNonce(), applyErr); err != nil {
-				return err
-			}
+		if resp.GetTypeUrl() == typeListener && !clustersSeen {
+			heldListener = resp
 			continue
 		}
-		st.versions[typ] = resp.GetVersionInfo()
-		d.log.Debug("xds ACK", "type", typ, "version", resp.GetVersionInfo())
-		if err := send(typ, subsFor(st, typ), resp.GetVersionInfo(), resp.GetNonce(), nil); err != nil {
+		if err := d.handleResponse(st, resp, send); err != nil {
 			return err
 		}
-		if typ == typeListener && st.listener != nil {
-			want := []string{st.listener.hcm.routeConfigName}
-			if !equalStrings(want, st.routeSubs) {
-				st.routeSubs = want
-				if err := send(typeRoute, want, st.versions[typeRoute], "", nil); err != nil {
+		if resp.GetTypeUrl() == typeCluster && !clustersSeen {
+			clustersSeen = true
+			if heldListener != nil {
+				if err := d.handleResponse(st, heldListener, send); err != nil {
 					return err
 				}
+				heldListener = nil
 			}
 		}
-		d.activate(st)
 	}
+}
+
+type sendFunc func(typ string, names []string, version, nonce string, nack error) error
+
+// handleResponse applies one response and ACKs or NACKs it.
+func (d *DataPlane) handleResponse(st *adsState, resp *discoveryv3.DiscoveryResponse, send sendFunc) error {
+	typ := resp.GetTypeUrl()
+	if err := d.apply(st, resp); err != nil {
+		d.nacks.Add(1)
+		d.setLastNACK(err.Error())
+		d.log.Warn("xds NACK", "type", typ, "version", resp.GetVersionInfo(), "error", err)
+		return send(typ, subsFor(st, typ), st.versions[typ], resp.GetNonce(), err)
+	}
+	st.versions[typ] = resp.GetVersionInfo()
+	d.log.Debug("xds ACK", "type", typ, "version", resp.GetVersionInfo())
+	if err := send(typ, subsFor(st, typ), resp.GetVersionInfo(), resp.GetNonce(), nil); err != nil {
+		return err
+	}
+	if typ == typeListener && st.listener != nil {
+		want := []string{st.listener.hcm.routeConfigName}
+		if !slices.Equal(want, st.routeSubs) {
+			st.routeSubs = want
+			if err := send(typeRoute, want, st.versions[typeRoute], "", nil); err != nil {
+				return err
+			}
+		}
+	}
+	d.activate(st)
+	return nil
 }
 
 func subsFor(st *adsState, typ string) []string {
@@ -128,18 +152,6 @@ func subsFor(st *adsState, typ string) []string {
 		return st.routeSubs
 	}
 	return nil
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // apply translates a whole response (state of the world for its type) and

@@ -28,7 +28,8 @@ type Exchange struct {
 	SessionID  string
 	Connection string
 	Method     string
-	// Path is the path the upstream received (prefix stripped).
+	// Path is the path the upstream received (prefix stripped), without the
+	// query, which may carry credentials such as SAS signatures.
 	Path string
 	// Status is the response status the agent received, 0 if none was seen.
 	Status   int
@@ -39,7 +40,8 @@ type Exchange struct {
 	Detail string
 }
 
-// Recorder receives every finished exchange exactly once.
+// Recorder receives every finished exchange exactly once. An error means
+// the exchange left no evidence; the caller fails the request.
 type Recorder interface {
 	Record(ctx context.Context, e Exchange) error
 }
