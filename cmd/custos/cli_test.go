@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// run executes the binary's root command in-process.
+func run(ctx context.Context, args ...string) (stdout, stderr string, err error) {
+	var out, errb bytes.Buffer
+	cmd := newRootCmd(&out, &errb)
+	cmd.SetArgs(args)
+	err = cmd.ExecuteContext(ctx)
+	return out.String(), errb.String(), err
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigValidateReportsEveryErrorWithItsPath(t *testing.T) {
+	p := writeFile(t, "bad.yaml", `listen:
+  grpc: 127.0.0.1:9000
+connections:
+  - name: customers
+    upstream: ftp://127.0.0.1:8081
+  - name: customers
+    upstream: http://127.0.0.1:8082
+    policy_mod: enforce
+approvals:
+  timeout: 5 minutes
+`)
+	_, stderr, err := run(context.Background(), "config", "validate", "--config", p)
+	if err == nil {
+		t.Fatal("an invalid file validated")
+	}
+	for _, want := range []string{
+		"connections[0].upstream",
+		"connections[1].name",
+		"connections[1].policy_mod",
+		"approvals.timeout",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if !strings.Contains(err.Error(), "4 error(s)") {
+		t.Errorf("summary %q", err)
+	}
+}
+
+func TestConfigValidateAcceptsTheExamples(t *testing.T) {
+	for _, p := range []string{"../../examples/dev.yaml"} {
+		stdout, stderr, err := run(context.Background(), "config", "validate", "--config", p)
+		if err != nil || !strings.Contains(stdout, "valid") {
+			t.Fatalf("%s: %v\n%s%s", p, err, stdout, stderr)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"config", "validate"},
+		{"serve"},
+		{"dataplane"},
+		{"dev", "--log-level", "loud"},
+		{"version", "--no-such-flag"},
+	} {
+		_, _, err := run(context.Background(), args...)
+		var ue usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+}
+
+func TestServeRefusesDevBlock(t *testing.T) {
+	p := writeFile(t, "dev.yaml", "dev:\n  demo_upstream: 127.0.0.1:8081\n")
+	_, _, err := run(context.Background(), "serve", "--config", p)
+	if err == nil || !strings.Contains(err.Error(), "dev: block") {
+		t.Fatalf("serve with a dev block: %v", err)
+	}
+}
+
+func TestVersionPrints(t *testing.T) {
+	stdout, _, err := run(context.Background(), "version")
+	if err != nil || !strings.HasPrefix(stdout, "custos ") {
+		t.Fatalf("%q %v", stdout, err)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// syncBuffer is a writer the command and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestDevCommandServesTheCurlLineAndStopsCleanly(t *testing.T) {
+	demo := freePort(t)
+	p := writeFile(t, "dev.yaml", `listen:
+  grpc: 127.0.0.1:0
+  xds: 127.0.0.1:0
+  http: 127.0.0.1:0
+  dataplane: 127.0.0.1:0
+connections:
+  - name: customers
+    upstream: http://`+demo+`
+dev:
+  demo_upstream: `+demo+`
+`)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	cmd := newRootCmd(&out, io.Discard)
+	cmd.SetArgs([]string{"dev", "--config", p})
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+
+	curl := regexp.MustCompile(`curl -si (http://\S+)`)
+	var url string
+	deadline := time.Now().Add(10 * time.Second)
+	for url == "" {
+		if m := curl.FindStringSubmatch(out.String()); m != nil {
+			url = m[1]
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("dev exited early: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no curl line printed:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range []string{"data plane (agents)", "gRPC services", "xDS (ADS)", "/readyz", "demo upstream"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("banner lacks %q", want)
+		}
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("x-custos-request-id") == "" || !bytes.Contains(body, []byte(`"card_number"`)) {
+		t.Fatalf("the curl line got %d %q", resp.StatusCode, body)
+	}
+	health := regexp.MustCompile(`(http://\S+/readyz)`).FindStringSubmatch(out.String())
+	if health == nil {
+		t.Fatal("no readyz address")
+	}
+	r, err := http.Get(health[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(r.Body).ReadString('\n')
+	r.Body.Close()
+	if r.StatusCode != 200 || !strings.HasPrefix(line, "ready") {
+		t.Fatalf("readyz %d %q", r.StatusCode, line)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("dev did not stop cleanly: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("dev did not stop within 10s of Ctrl-C")
+	}
+	if _, err := http.Get(url); err == nil {
+		t.Fatal("the data plane still serves after shutdown")
+	}
+}
