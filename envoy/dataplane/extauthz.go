@@ -1,7 +1,9 @@
 package dataplane
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,13 +19,50 @@ import (
 // extAuthz runs the ext_authz filter. It returns false when it answered the
 // request itself (denied, or an error without failure_mode_allow).
 func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
+	var body []byte
+	if b := cfg.withBody; b != nil && st.hasBody() {
+		buf, over, err := readUpTo(st.body, b.maxBytes)
+		if err != nil {
+			st.localReply(http.StatusBadRequest, "", "downstream_remote_disconnect", "", nil)
+			return false
+		}
+		if over && !b.allowPartial {
+			st.localReply(http.StatusRequestEntityTooLarge, "", "request_payload_too_large", "", nil)
+			return false
+		}
+		body = buf
+		if over {
+			st.body = io.MultiReader(bytes.NewReader(buf), st.body)
+			// The check saw only a prefix; the header tells both the
+			// authorization service and the upstream.
+			st.r.Header.Set("x-envoy-auth-partial-body", "true")
+		} else {
+			st.body = bytes.NewReader(buf)
+			st.r.Header.Set("x-envoy-auth-partial-body", "false")
+		}
+	}
 	up := st.cfg.upstreams[cfg.cluster]
 	if up == nil || up.grpc == nil {
 		return st.authzError(cfg)
 	}
-	ctx, cancel := context.WithTimeout(st.r.Context(), cfg.timeout)
+	if err := up.acquire(); err != nil {
+		return st.authzError(cfg)
+	}
+	defer up.release()
+	ctx, cancel := context.WithTimeout(st.ctx, cfg.timeout)
 	defer cancel()
-	resp, err := authv3.NewAuthorizationClient(up.grpc).Check(ctx, st.checkRequest())
+	req := st.checkRequest()
+	if cfg.withBody != nil && body != nil {
+		hr := req.GetAttributes().GetRequest().GetHttp()
+		if cfg.withBody.packAsBytes {
+			hr.RawBody = body
+		} else {
+			// A proto3 string must be UTF-8 for Go's marshaller; Envoy's
+			// C++ sends the bytes as they are (docs/dataplane.md).
+			hr.Body = strings.ToValidUTF8(string(body), "\uFFFD")
+		}
+	}
+	resp, err := authv3.NewAuthorizationClient(up.grpc).Check(ctx, req)
 	if err != nil {
 		st.dp.log.Debug("ext_authz call failed", "error", err)
 		return st.authzError(cfg)

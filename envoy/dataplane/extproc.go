@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -18,14 +19,28 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// procStream is one request's ext_proc stream (Envoy opens one per request,
-// when the first message is due).
+// procStream is one request's ext_proc stream. Envoy opens it when the first
+// message is due and sends exactly one message per phase (one per chunk when
+// streaming); every message gets exactly one reply of the matching kind.
 type procStream struct {
+	st      *stream
 	cfg     *extProcConfig
 	mode    processingMode
 	client  extprocv3.ExternalProcessor_ProcessClient
 	cancel  context.CancelFunc
 	replies chan procReply
+	release func()
+
+	mu      sync.Mutex
+	pending []pendingMessage // sent, awaiting their replies, in order
+	// requestDone/responseDone stop further body and trailer messages in a
+	// direction (CONTINUE_AND_REPLACE, or the direction is finished).
+	requestDone, responseDone bool
+}
+
+type pendingMessage struct {
+	kind string
+	sent time.Time
 }
 
 type procReply struct {
@@ -37,9 +52,15 @@ type procReply struct {
 type procFailure struct {
 	status  int
 	details string
-	// closed is true when the processor ended the stream with OK: Envoy
-	// then carries on without it, whatever failure_mode_allow says.
+	// closed: the processor ended the stream with OK. Envoy then carries on
+	// without it, whatever failure_mode_allow says.
 	closed bool
+	// idle: the stream idle timeout fired; the reply is the connection
+	// manager's, not the filter's.
+	idle bool
+	// immediate: the processor answered a streamed chunk with an
+	// ImmediateResponse.
+	immediate *extprocv3.ImmediateResponse
 }
 
 // procOutcome is the reply to one message.
@@ -49,18 +70,26 @@ type procOutcome struct {
 	fail      *procFailure
 }
 
+// openProc opens the stream on the filter's cluster; each open stream holds
+// one request of the cluster's circuit breaker until it ends.
 func (st *stream) openProc(cfg *extProcConfig) (*procStream, *procFailure) {
 	up := st.cfg.upstreams[cfg.cluster]
 	if up == nil || up.grpc == nil {
+		return nil, &procFailure{status: cfg.statusOnError, details: "ext_proc_error_gRPC_error_14"}
+	}
+	if err := up.acquire(); err != nil {
 		return nil, &procFailure{status: cfg.statusOnError, details: "ext_proc_error_gRPC_error_14"}
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(st.r.Context()))
 	client, err := extprocv3.NewExternalProcessorClient(up.grpc).Process(ctx)
 	if err != nil {
 		cancel()
+		up.release()
 		return nil, &procFailure{status: cfg.statusOnError, details: grpcDetails(err)}
 	}
-	p := &procStream{cfg: cfg, mode: cfg.mode, client: client, cancel: cancel, replies: make(chan procReply, 1)}
+	var once sync.Once
+	p := &procStream{st: st, cfg: cfg, mode: cfg.mode, client: client, cancel: cancel,
+		replies: make(chan procReply, 16), release: func() { once.Do(up.release) }}
 	go func() {
 		for {
 			resp, err := client.Recv()
@@ -82,25 +111,58 @@ func grpcDetails(err error) string {
 }
 
 // close half-closes and then cancels the stream, as Envoy does after the
-// last expected reply.
+// last expected reply, and gives back its circuit-breaker slot.
 func (p *procStream) close() {
 	_ = p.client.CloseSend()
 	p.cancel()
+	p.release()
 }
 
-// exchange sends one message and waits for its reply under message_timeout.
-// A reply that carries only override_message_timeout restarts the timer once
-// for this message, within max_message_timeout.
-func (p *procStream) exchange(st *stream, req *extprocv3.ProcessingRequest, want string) procOutcome {
-	req.MetadataContext = st.forwardedMetadata(p.cfg)
+// send sends one message; its reply is awaited later, in order.
+func (p *procStream) send(req *extprocv3.ProcessingRequest, want string) *procFailure {
+	req.MetadataContext = p.st.forwardedMetadata(p.cfg)
+	p.mu.Lock()
+	p.pending = append(p.pending, pendingMessage{kind: want, sent: time.Now()})
+	p.mu.Unlock()
 	if err := p.client.Send(req); err != nil {
-		return procOutcome{fail: p.streamEnded(err)}
+		// The reason is on the receive side (status or io.EOF).
+		r := <-p.replies
+		if r.err != nil {
+			return p.streamEnded(r.err)
+		}
+		return p.streamEnded(err)
 	}
-	timer := time.NewTimer(p.cfg.messageTimeout)
+	return nil
+}
+
+// exchange sends one message and waits for its reply.
+func (p *procStream) exchange(req *extprocv3.ProcessingRequest, want string) procOutcome {
+	if f := p.send(req, want); f != nil {
+		return procOutcome{fail: f}
+	}
+	return p.await()
+}
+
+// await waits for the reply to the oldest message awaiting one, under
+// message_timeout from when it was sent. A reply that carries only
+// override_message_timeout restarts the timer once for this message, within
+// [1ms, max_message_timeout]; otherwise it is ignored, as Envoy ignores it.
+func (p *procStream) await() procOutcome {
+	p.mu.Lock()
+	if len(p.pending) == 0 {
+		p.mu.Unlock()
+		return procOutcome{fail: &procFailure{status: p.cfg.statusOnError, details: "ext_proc_error_spurious_message"}}
+	}
+	msg := p.pending[0]
+	p.pending = p.pending[1:]
+	p.mu.Unlock()
+	timer := time.NewTimer(time.Until(msg.sent.Add(p.cfg.messageTimeout)))
 	defer timer.Stop()
 	overridden := false
 	for {
 		select {
+		case <-p.st.ctx.Done():
+			return procOutcome{fail: &procFailure{idle: true}}
 		case <-timer.C:
 			return procOutcome{fail: &procFailure{status: http.StatusGatewayTimeout, details: "ext_proc_error_message_timeout"}}
 		case r := <-p.replies:
@@ -111,23 +173,17 @@ func (p *procStream) exchange(st *stream, req *extprocv3.ProcessingRequest, want
 			if d := resp.GetOverrideMessageTimeout(); d != nil && resp.GetResponse() == nil {
 				t := d.AsDuration()
 				if p.cfg.maxMessageTimeout == 0 || overridden || t < time.Millisecond || t > p.cfg.maxMessageTimeout {
-					continue // ignored, as Envoy ignores an override it may not apply
+					continue
 				}
 				overridden = true
-				if !timer.Stop() {
-					select {
-					case <-timer.C:
-					default:
-					}
-				}
 				timer.Reset(t)
 				continue
 			}
-			st.receiveMetadata(p.cfg, resp.GetDynamicMetadata())
+			p.st.receiveMetadata(p.cfg, resp.GetDynamicMetadata())
 			if ir := resp.GetImmediateResponse(); ir != nil {
 				return procOutcome{immediate: ir}
 			}
-			if kindOf(resp) != want {
+			if kindOf(resp) != msg.kind {
 				return procOutcome{fail: &procFailure{status: p.cfg.statusOnError, details: "ext_proc_error_spurious_message"}}
 			}
 			return procOutcome{resp: resp}
@@ -166,6 +222,8 @@ func (st *stream) forwardedMetadata(cfg *extProcConfig) *corev3.Metadata {
 	if len(cfg.forwardNamespaces) == 0 {
 		return nil
 	}
+	st.mdMu.Lock()
+	defer st.mdMu.Unlock()
 	md := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{}}
 	for _, ns := range cfg.forwardNamespaces {
 		if s, ok := st.metadata[ns]; ok {
@@ -175,9 +233,11 @@ func (st *stream) forwardedMetadata(cfg *extProcConfig) *corev3.Metadata {
 	return md
 }
 
-// receiveMetadata writes a reply's dynamic_metadata, but only for the
-// receiving namespaces.
+// receiveMetadata writes a reply's dynamic_metadata, only for the receiving
+// namespaces (metadata_options.receiving_namespaces).
 func (st *stream) receiveMetadata(cfg *extProcConfig, md *structpb.Struct) {
+	st.mdMu.Lock()
+	defer st.mdMu.Unlock()
 	for ns, v := range md.GetFields() {
 		allowed := false
 		for _, r := range cfg.receiveNamespaces {
@@ -191,29 +251,44 @@ func (st *stream) receiveMetadata(cfg *extProcConfig, md *structpb.Struct) {
 	}
 }
 
-// procFailed applies a failure: the processor closing its stream, or
-// failure_mode_allow, lets the request carry on without ext_proc; anything
-// else answers with the failure's status. It returns true to carry on.
-func (st *stream) procFailed(f *procFailure) bool {
+// endProc closes the stream and detaches it from the request.
+func (st *stream) endProc() *procStream {
 	p := st.proc
 	st.proc = nil
 	if p != nil {
 		p.close()
 	}
-	if f.closed || (p != nil && p.cfg.failureModeAllow) || (p == nil && st.hcm.extProc.failureModeAllow) {
+	return p
+}
+
+// procFailed applies a failure. The processor closing its stream, or
+// failure_mode_allow, lets the request carry on without ext_proc; anything
+// else answers with the failure's status. It returns true to carry on.
+func (st *stream) procFailed(f *procFailure) bool {
+	if f.immediate != nil {
+		st.immediate(f.immediate)
+		return false
+	}
+	p := st.endProc()
+	if f.idle {
+		st.idleReply()
+		return false
+	}
+	allow := st.hcm.extProc != nil && st.hcm.extProc.failureModeAllow
+	if p != nil {
+		allow = p.cfg.failureModeAllow
+	}
+	if f.closed || allow {
 		return true
 	}
 	st.localReply(f.status, "", f.details, "", nil)
 	return false
 }
 
-// immediate answers with a processor's ImmediateResponse; the stream is done.
+// immediate answers with a processor's ImmediateResponse; the stream is
+// done and later messages are not sent.
 func (st *stream) immediate(ir *extprocv3.ImmediateResponse) {
-	p := st.proc
-	st.proc = nil
-	if p != nil {
-		p.close()
-	}
+	st.endProc()
 	code := int(ir.GetStatus().GetCode())
 	if code < 200 {
 		code = 200
@@ -224,16 +299,39 @@ func (st *stream) immediate(ir *extprocv3.ImmediateResponse) {
 	}
 	st.localReply(code, string(ir.GetBody()), details, "", func(h http.Header) {
 		if m := ir.GetHeaders(); m != nil {
-			applyHeaderMutation(h, m, false)
+			applyHeaderMutation(h, m)
 		}
 	})
 }
 
-// extProcRequest opens the stream and sends the request headers (and a
-// buffered body). It returns false when it answered the request itself.
+// handled sorts a reply: it returns the common response to act on, or nil
+// when the request was answered (or carried on without ext_proc: then ok is
+// true and common is nil).
+func (st *stream) handled(out procOutcome, get func(*extprocv3.ProcessingResponse) *extprocv3.CommonResponse) (common *extprocv3.CommonResponse, ok bool) {
+	switch {
+	case out.fail != nil:
+		return nil, st.procFailed(out.fail)
+	case out.immediate != nil:
+		st.immediate(out.immediate)
+		return nil, false
+	}
+	c := get(out.resp)
+	if c == nil {
+		c = &extprocv3.CommonResponse{}
+	}
+	return c, true
+}
+
+func needsStream(m processingMode) bool {
+	return m.requestHeaders || m.responseHeaders || m.requestBody != procfilterv3.ProcessingMode_NONE ||
+		m.responseBody != procfilterv3.ProcessingMode_NONE || m.requestTrailers || m.responseTrailers
+}
+
+// extProcRequest runs the decoding side of ext_proc: it opens the stream,
+// sends the request headers and sets the request body up for its mode. It
+// returns false when it answered the request itself.
 func (st *stream) extProcRequest(cfg *extProcConfig) bool {
-	if !cfg.mode.requestHeaders && !cfg.mode.responseHeaders && cfg.mode.requestBody == procfilterv3.ProcessingMode_NONE &&
-		cfg.mode.responseBody == procfilterv3.ProcessingMode_NONE {
+	if !needsStream(cfg.mode) {
 		return true
 	}
 	p, fail := st.openProc(cfg)
@@ -241,30 +339,46 @@ func (st *stream) extProcRequest(cfg *extProcConfig) bool {
 		return st.procFailed(fail)
 	}
 	st.proc = p
+	if p.mode.requestBody == procfilterv3.ProcessingMode_STREAMED || p.mode.requestBody == procfilterv3.ProcessingMode_BUFFERED_PARTIAL {
+		// The processor may change a streamed body's length.
+		st.r.Header.Del("content-length")
+	}
 	if p.mode.requestHeaders {
-		noBody := st.r.ContentLength == 0 && len(st.r.TransferEncoding) == 0
-		out := p.exchange(st, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
-			RequestHeaders: &extprocv3.HttpHeaders{Headers: requestHeaderMap(st), EndOfStream: noBody},
+		out := p.exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
+			RequestHeaders: &extprocv3.HttpHeaders{Headers: requestHeaderMap(st), EndOfStream: !st.hasBody()},
 		}}, "request_headers")
-		switch {
-		case out.fail != nil:
-			return st.procFailed(out.fail)
-		case out.immediate != nil:
-			st.immediate(out.immediate)
-			return false
+		common, ok := st.handled(out, func(r *extprocv3.ProcessingResponse) *extprocv3.CommonResponse {
+			return r.GetRequestHeaders().GetResponse()
+		})
+		if common == nil {
+			return ok
 		}
-		common := out.resp.GetRequestHeaders().GetResponse()
 		st.applyRequestMutation(common.GetHeaderMutation())
 		if mo := out.resp.GetModeOverride(); mo != nil && cfg.allowModeOverride {
 			p.mode = overrideMode(p.mode, mo)
 		}
+		if common.GetStatus() == extprocv3.CommonResponse_CONTINUE_AND_REPLACE {
+			b := mutateBody(nil, common.GetBodyMutation())
+			st.setBody(b)
+			st.r.Header.Del("content-length")
+			p.requestDone = true
+		}
 	}
-	if p.mode.requestBody == procfilterv3.ProcessingMode_BUFFERED && st.proc != nil {
-		return st.bufferedRequestBody(p)
+	if st.proc == nil || p.requestDone || !st.hasBody() {
+		return true
+	}
+	switch p.mode.requestBody {
+	case procfilterv3.ProcessingMode_BUFFERED:
+		return st.bufferedRequestBody(p, false)
+	case procfilterv3.ProcessingMode_BUFFERED_PARTIAL:
+		return st.bufferedRequestBody(p, true)
+	case procfilterv3.ProcessingMode_STREAMED:
+		st.streamRequestBody(p)
 	}
 	return true
 }
 
+// overrideMode applies a mode_override; body modes it leaves unset are NONE.
 func overrideMode(m processingMode, mo *procfilterv3.ProcessingMode) processingMode {
 	m.responseHeaders = mo.GetResponseHeaderMode() != procfilterv3.ProcessingMode_SKIP
 	m.requestBody = mo.GetRequestBodyMode()
@@ -273,43 +387,6 @@ func overrideMode(m processingMode, mo *procfilterv3.ProcessingMode) processingM
 	m.responseTrailers = mo.GetResponseTrailerMode() == procfilterv3.ProcessingMode_SEND
 	return m
 }
-
-func (st *stream) bufferedRequestBody(p *procStream) bool {
-	body, err := io.ReadAll(io.LimitReader(st.r.Body, bufferLimit+1))
-	if err != nil {
-		st.localReply(http.StatusBadRequest, "", "downstream_body_read_error", "", nil)
-		return false
-	}
-	if len(body) > bufferLimit {
-		st.localReply(http.StatusRequestEntityTooLarge, "", "request_payload_too_large", "", nil)
-		return false
-	}
-	out := p.exchange(st, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
-		RequestBody: &extprocv3.HttpBody{Body: body, EndOfStream: true},
-	}}, "request_body")
-	switch {
-	case out.fail != nil:
-		if !st.procFailed(out.fail) {
-			return false
-		}
-	case out.immediate != nil:
-		st.immediate(out.immediate)
-		return false
-	default:
-		common := out.resp.GetRequestBody().GetResponse()
-		st.applyRequestMutation(common.GetHeaderMutation())
-		if bm := common.GetBodyMutation(); bm != nil {
-			body = mutateBody(body, bm)
-		}
-	}
-	st.body = strings.NewReader(string(body))
-	st.bodyLen = int64(len(body))
-	return true
-}
-
-// bufferLimit is the connection's buffer limit (Envoy's default
-// per_connection_buffer_limit_bytes, 1 MiB).
-const bufferLimit = 1 << 20
 
 func mutateBody(body []byte, bm *extprocv3.BodyMutation) []byte {
 	switch m := bm.GetMutation().(type) {
@@ -348,6 +425,14 @@ func responseHeaderMap(code int, h http.Header) *corev3.HeaderMap {
 	return m
 }
 
+func trailerMap(h http.Header) *corev3.HeaderMap {
+	m := &corev3.HeaderMap{}
+	addHeaders(h, func(k, v string) {
+		m.Headers = append(m.Headers, &corev3.HeaderValue{Key: k, RawValue: []byte(v)})
+	})
+	return m
+}
+
 func addHeaders(h http.Header, add func(k, v string)) {
 	keys := make([]string, 0, len(h))
 	for k := range h {
@@ -361,8 +446,9 @@ func addHeaders(h http.Header, add func(k, v string)) {
 	}
 }
 
-// refusedHeader reports headers a processor may not set without mutation
-// rules (Envoy's HeaderMutationRules defaults).
+// refusedHeader reports headers a processor may not change without
+// mutation_rules (Envoy's HeaderMutationRules defaults): the mutation is
+// ignored.
 func refusedHeader(k string) bool {
 	return k == "host" || k == ":authority" || k == ":scheme" || k == ":method" || strings.HasPrefix(k, "x-envoy-")
 }
@@ -387,15 +473,16 @@ func (st *stream) applyRequestMutation(m *extprocv3.HeaderMutation) {
 	}
 	for _, k := range m.GetRemoveHeaders() {
 		k = strings.ToLower(k)
-		if strings.HasPrefix(k, ":") || k == "host" || refusedHeader(k) {
+		if strings.HasPrefix(k, ":") || refusedHeader(k) {
 			continue
 		}
 		st.r.Header.Del(k)
 	}
 }
 
-// applyHeaderMutation mutates response headers; :status may be set.
-func applyHeaderMutation(h http.Header, m *extprocv3.HeaderMutation, _ bool) (status int) {
+// applyHeaderMutation mutates response headers or trailers; it returns a
+// new :status when the mutation sets one.
+func applyHeaderMutation(h http.Header, m *extprocv3.HeaderMutation) (status int) {
 	for _, o := range m.GetSetHeaders() {
 		k := strings.ToLower(o.GetHeader().GetKey())
 		if k == ":status" {

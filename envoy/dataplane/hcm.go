@@ -1,13 +1,18 @@
 package dataplane
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
+	"errors"
 	"encoding/hex"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -35,7 +40,12 @@ type stream struct {
 	path string
 	// authority is :authority (port stripped when configured).
 	authority string
+	// ctx ends when the client goes or the stream idle timeout fires.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	idle   *time.Timer
 	// metadata is the stream's dynamic metadata, by namespace.
+	mdMu     sync.Mutex
 	metadata map[string]*structpb.Struct
 	// authzResponseHeaders are ext_authz's response_headers_to_add.
 	authzResponseHeaders []headerOp
@@ -47,9 +57,15 @@ type stream struct {
 	proc *procStream
 	// body is the request body as the router will send it.
 	body io.Reader
-	// bodyLen is the length of a buffered body, -1 when streamed.
+	idleFor time.Duration
+	// bodyLen is the length of the body the router sends, -1 when unknown.
 	bodyLen int64
-	done    bool
+	// requestStreaming is closed when a STREAMED request body has been
+	// processed; streamFailure is why it stopped, if it failed.
+	requestStreaming chan struct{}
+	failMu           sync.Mutex
+	streamFailure    *procFailure
+	wroteHeader      bool
 }
 
 // headerOp is one header mutation to apply to a response.
@@ -69,8 +85,12 @@ func (m *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id:       m.dp.streamID.Add(1),
 		metadata: map[string]*structpb.Struct{},
 		body:     r.Body,
-		bodyLen:  -1,
+		bodyLen:  r.ContentLength,
 	}
+	if r.ContentLength == 0 {
+		st.body = http.NoBody
+	}
+	st.ctx, st.cancel = context.WithCancelCause(r.Context())
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		st.local = la.String()
 	}
@@ -100,6 +120,7 @@ func (st *stream) decode() {
 		}
 	}
 	st.route = st.cfg.routes.match(st.authority, st.path)
+	st.startIdleTimer()
 
 	if a := st.hcm.extAuthz; a != nil && (st.route == nil || !st.route.authzDisabled) {
 		if !st.extAuthz(a) {
@@ -260,13 +281,94 @@ func (st *stream) localReply(code int, body, details, flags string, modify func(
 		h.Set("content-type", ctype)
 	}
 	h.Set("content-length", strconv.Itoa(len(body)))
-	st.encode(code, h, strings.NewReader(body), int64(len(body)), true)
+	st.encode(response{code: code, header: h, body: strings.NewReader(body), length: int64(len(body))})
 }
 
-// close ends the ext_proc stream, if one is still open.
+// close ends the ext_proc stream, if one is still open, and the stream's
+// timers.
 func (st *stream) close() {
-	if st.proc != nil {
-		st.proc.close()
-		st.proc = nil
+	st.endProc()
+	if st.idle != nil {
+		st.idle.Stop()
 	}
+	st.cancel(nil)
+}
+
+var errIdle = errors.New("stream idle timeout")
+
+// startIdleTimer arms stream_idle_timeout, or the route's idle_timeout
+// which overrides it once a route is chosen. Activity on the stream (body
+// bytes, headers either way) re-arms it; an ext_proc hold is not activity.
+func (st *stream) startIdleTimer() {
+	d := st.hcm.streamIdleTimeout
+	if st.route != nil && st.route.idleTimeout > 0 {
+		d = st.route.idleTimeout
+	}
+	if d <= 0 {
+		return
+	}
+	st.idleFor = d
+	st.idle = time.AfterFunc(d, func() { st.cancel(errIdle) })
+}
+
+func (st *stream) touch() {
+	if st.idle != nil && st.ctx.Err() == nil {
+		st.idle.Reset(st.idleFor)
+	}
+}
+
+// idleReply answers a stream whose idle timeout fired: 408 if nothing was
+// sent yet, else a reset.
+func (st *stream) idleReply() {
+	st.endProc()
+	if st.wroteHeader {
+		panic(http.ErrAbortHandler)
+	}
+	st.localReply(http.StatusRequestTimeout, "stream timeout", "stream_idle_timeout", "SI", nil)
+}
+
+// hasBody reports whether the request has a body to send upstream.
+func (st *stream) hasBody() bool { return st.bodyLen != 0 }
+
+// setBody replaces the request body with a buffered one.
+func (st *stream) setBody(b []byte) {
+	st.body, st.bodyLen = bytes.NewReader(b), int64(len(b))
+	st.r.Header.Set("content-length", strconv.Itoa(len(b)))
+	if len(b) == 0 {
+		st.body = http.NoBody
+	}
+}
+
+func (st *stream) setStreamFailure(f *procFailure) {
+	st.failMu.Lock()
+	st.streamFailure = f
+	st.failMu.Unlock()
+}
+
+// takeStreamFailure returns (once) why a streamed request body failed.
+func (st *stream) takeStreamFailure() *procFailure {
+	st.failMu.Lock()
+	defer st.failMu.Unlock()
+	f := st.streamFailure
+	st.streamFailure = nil
+	return f
+}
+
+// takeStreamFailureIfAny answers the request for a failed streamed request
+// body; it reports whether there was one.
+func (st *stream) takeStreamFailureIfAny() bool {
+	if st.requestStreaming == nil {
+		return false
+	}
+	<-st.requestStreaming
+	f := st.takeStreamFailure()
+	if f == nil {
+		return false
+	}
+	if st.procFailed(f) {
+		// The processor went away: Envoy would have forwarded the rest, but
+		// the upstream request already failed.
+		st.localReply(http.StatusServiceUnavailable, "", "upstream_reset_before_response_started{connection_failure}", "UF", nil)
+	}
+	return true
 }

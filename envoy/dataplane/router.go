@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -40,7 +41,7 @@ func (st *stream) router() {
 	}
 	defer up.release()
 
-	ctx := st.r.Context()
+	ctx := st.ctx
 	if r.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.timeout)
@@ -50,19 +51,25 @@ func (st *stream) router() {
 	start := time.Now()
 	resp, err := up.transport.RoundTrip(out)
 	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		switch {
+		case st.takeStreamFailureIfAny():
+		case st.ctx.Err() != nil:
+			st.idleReply()
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			st.localReply(http.StatusGatewayTimeout, "", "upstream_response_timeout", "UT", nil)
-		} else {
+		default:
 			st.localReply(http.StatusServiceUnavailable, "", "upstream_reset_before_response_started{connection_failure}", "UF", nil)
 		}
 		return
 	}
 	defer resp.Body.Close()
+	st.touch()
 	for _, h := range hopHeaders {
 		resp.Header.Del(h)
 	}
 	resp.Header.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
-	st.encode(resp.StatusCode, resp.Header, resp.Body, resp.ContentLength, false)
+	st.encode(response{code: resp.StatusCode, header: resp.Header, body: resp.Body, length: resp.ContentLength,
+		trailer: func() http.Header { return resp.Trailer }})
 }
 
 // upstreamRequest is the request as the upstream receives it: prefix
@@ -106,6 +113,14 @@ func (st *stream) upstreamRequest(ctx context.Context, up *upstream, r *route) *
 	if length != 0 {
 		body = io.NopCloser(st.body)
 	}
+	var trailer http.Header
+	if len(st.r.Trailer) > 0 {
+		// Declared trailers go on after the body; their values are read
+		// when the body ends (and after ext_proc mutated them).
+		trailer = st.r.Trailer
+		length = -1
+		h.Del("content-length")
+	}
 	out := &http.Request{
 		Method:        st.r.Method,
 		URL:           &url.URL{Scheme: scheme, Host: up.cfg.addr, Opaque: p, RawQuery: q},
@@ -116,97 +131,198 @@ func (st *stream) upstreamRequest(ctx context.Context, up *upstream, r *route) *
 		Host:          host,
 		Body:          body,
 		ContentLength: length,
+		Trailer:       trailer,
 	}
 	return out.WithContext(ctx)
 }
 
+// response is what the encoder side carries to the client.
+type response struct {
+	code    int
+	header  http.Header
+	body    io.Reader
+	length  int64 // -1 when unknown
+	trailer func() http.Header
+}
+
 // encode runs the response (upstream or local) through the encoder side of
 // the filters, ext_proc then ext_authz, and writes it to the client.
-func (st *stream) encode(code int, h http.Header, body io.Reader, length int64, local bool) {
-	if st.done {
+func (st *stream) encode(r response) {
+	if st.wroteHeader {
 		return
 	}
-	st.done = true
-	if p := st.proc; p != nil && p.mode.responseHeaders {
-		out := p.exchange(st, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
-			ResponseHeaders: &extprocv3.HttpHeaders{Headers: responseHeaderMap(code, h), EndOfStream: length == 0},
-		}}, "response_headers")
-		switch {
-		case out.fail != nil:
-			st.done = false
-			if !st.procFailed(out.fail) {
+	// Request body messages come before the response headers message.
+	if st.requestStreaming != nil {
+		select {
+		case <-st.requestStreaming:
+		case <-st.ctx.Done():
+		}
+		if f := st.takeStreamFailure(); f != nil {
+			if !st.procFailed(f) {
 				return
 			}
-			st.done = true
-		case out.immediate != nil:
-			st.done = false
-			st.immediate(out.immediate)
+		}
+	}
+	if p := st.proc; p != nil && p.mode.responseHeaders && !p.responseDone {
+		hasBody := r.length != 0
+		out := p.exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
+			ResponseHeaders: &extprocv3.HttpHeaders{Headers: responseHeaderMap(r.code, r.header), EndOfStream: !hasBody},
+		}}, "response_headers")
+		common, ok := st.handled(out, func(pr *extprocv3.ProcessingResponse) *extprocv3.CommonResponse {
+			return pr.GetResponseHeaders().GetResponse()
+		})
+		if !ok {
 			return
-		default:
-			common := out.resp.GetResponseHeaders().GetResponse()
-			if s := applyHeaderMutation(h, common.GetHeaderMutation(), true); s != 0 {
-				code = s
-			}
-			if common.GetStatus() == extprocv3.CommonResponse_CONTINUE_AND_REPLACE {
-				b := mutateBody(nil, common.GetBodyMutation())
-				body, length = strings.NewReader(string(b)), int64(len(b))
-				h.Del("content-length")
-				p.mode.responseBody = procfilterv3.ProcessingMode_NONE
-				p.mode.responseTrailers = false
+		}
+		if common != nil {
+			if s := applyHeaderMutation(r.header, common.GetHeaderMutation()); s != 0 {
+				r.code = s
 			}
 			if mo := out.resp.GetModeOverride(); mo != nil && p.cfg.allowModeOverride {
 				p.mode = overrideMode(p.mode, mo)
 			}
+			if common.GetStatus() == extprocv3.CommonResponse_CONTINUE_AND_REPLACE {
+				b := mutateBody(nil, common.GetBodyMutation())
+				r.body, r.length = bytes.NewReader(b), int64(len(b))
+				r.header.Del("content-length")
+				p.responseDone = true
+			}
 		}
 	}
-	if p := st.proc; p != nil && p.mode.responseBody == procfilterv3.ProcessingMode_BUFFERED {
-		b, err := io.ReadAll(io.LimitReader(body, bufferLimit+1))
-		if err != nil || len(b) > bufferLimit {
-			st.done = false
-			st.proc = nil
-			p.close()
-			st.localReply(http.StatusInternalServerError, "", "response_payload_too_large", "", nil)
+	p := st.proc
+	mode := procfilterv3.ProcessingMode_NONE
+	if p != nil && !p.responseDone && r.length != 0 {
+		mode = p.mode.responseBody
+	}
+	switch mode {
+	case procfilterv3.ProcessingMode_BUFFERED, procfilterv3.ProcessingMode_BUFFERED_PARTIAL:
+		partial := mode == procfilterv3.ProcessingMode_BUFFERED_PARTIAL
+		if partial {
+			r.header.Del("content-length")
+		}
+		if !st.bufferedResponseBody(p, &r, partial) {
 			return
 		}
-		out := p.exchange(st, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
-			ResponseBody: &extprocv3.HttpBody{Body: b, EndOfStream: true},
-		}}, "response_body")
-		switch {
-		case out.fail != nil:
-			st.done = false
-			if !st.procFailed(out.fail) {
-				return
-			}
-			st.done = true
-		case out.immediate != nil:
-			st.done = false
-			st.immediate(out.immediate)
-			return
-		default:
-			common := out.resp.GetResponseBody().GetResponse()
-			if s := applyHeaderMutation(h, common.GetHeaderMutation(), true); s != 0 {
-				code = s
-			}
-			if bm := common.GetBodyMutation(); bm != nil {
-				b = mutateBody(b, bm)
-			}
+	case procfilterv3.ProcessingMode_STREAMED:
+		r.header.Del("content-length")
+		st.addAuthzHeaders(r.header)
+		st.writeHeader(r.code, r.header, -1)
+		if f := p.streamBody(st, r.body, r.length, true, st.writeChunk); f != nil {
+			// The headers are out: the client gets a reset, never the
+			// unprocessed rest of the body.
+			st.endProc()
+			panic(http.ErrAbortHandler)
 		}
-		body, length = strings.NewReader(string(b)), int64(len(b))
-		h.Set("content-length", strconv.Itoa(len(b)))
+		st.responseTrailers(p, r.trailer)
+		return
 	}
-	if st.authzRan {
-		for _, op := range st.authzResponseHeaders {
-			if op.overwrite {
-				h.Set(op.key, op.value)
-			} else {
-				h.Add(op.key, op.value)
-			}
-		}
-	}
-	st.write(code, h, body, length)
+	st.addAuthzHeaders(r.header)
+	st.writeHeader(r.code, r.header, r.length)
+	st.writeBody(r.body, r.length)
+	st.responseTrailers(p, r.trailer)
 }
 
-func (st *stream) write(code int, h http.Header, body io.Reader, length int64) {
+// bufferedResponseBody sends the response body in one message (BUFFERED,
+// 500 over the buffer limit) or its first bufferLimit bytes
+// (BUFFERED_PARTIAL) and applies the reply. It returns false when it
+// answered the request itself.
+func (st *stream) bufferedResponseBody(p *procStream, r *response, partial bool) bool {
+	buf, over, err := readUpTo(r.body, bufferLimit)
+	if err != nil {
+		st.endProc()
+		st.localReply(http.StatusBadGateway, "", "upstream_reset_after_response_started", "UR", nil)
+		return false
+	}
+	st.touch()
+	if over && !partial {
+		st.endProc()
+		st.localReply(http.StatusInternalServerError, "", "response_payload_too_large", "", nil)
+		return false
+	}
+	rest := r.body
+	hasTrailers := p.mode.responseTrailers && r.trailer != nil && !over && hasValues(r.trailer())
+	out := p.exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+		ResponseBody: &extprocv3.HttpBody{Body: buf, EndOfStream: !over && !hasTrailers},
+	}}, "response_body")
+	common, ok := st.handled(out, func(pr *extprocv3.ProcessingResponse) *extprocv3.CommonResponse {
+		return pr.GetResponseBody().GetResponse()
+	})
+	if !ok {
+		return false
+	}
+	body := buf
+	if common != nil {
+		if s := applyHeaderMutation(r.header, common.GetHeaderMutation()); s != 0 {
+			r.code = s
+		}
+		body = mutateBody(buf, common.GetBodyMutation())
+		if !partial && p.mode.responseHeaders {
+			if err := checkContentLength(r.header, body); err != nil {
+				st.endProc()
+				st.localReply(http.StatusInternalServerError, "", "ext_proc_error_content_length_mismatch", "", nil)
+				return false
+			}
+		}
+	}
+	if over {
+		r.body, r.length = io.MultiReader(bytes.NewReader(body), rest), -1
+		return true
+	}
+	r.body, r.length = bytes.NewReader(body), int64(len(body))
+	if r.header.Get("content-length") == "" && !partial {
+		r.header.Set("content-length", strconv.Itoa(len(body)))
+	}
+	return true
+}
+
+// responseTrailers sends the upstream's trailers, when configured and
+// present, and writes them (mutated) after the body.
+func (st *stream) responseTrailers(p *procStream, trailer func() http.Header) {
+	if trailer == nil {
+		return
+	}
+	t := trailer()
+	if !hasValues(t) {
+		return
+	}
+	if p != nil && st.proc == p && !p.responseDone && p.mode.responseTrailers {
+		out := p.exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseTrailers{
+			ResponseTrailers: &extprocv3.HttpTrailers{Trailers: trailerMap(t)},
+		}}, "response_trailers")
+		switch {
+		case out.fail != nil && (out.fail.closed || p.cfg.failureModeAllow):
+		case out.fail != nil, out.immediate != nil:
+			// The body is out: a failure now is a reset.
+			st.endProc()
+			panic(http.ErrAbortHandler)
+		default:
+			if m := out.resp.GetResponseTrailers().GetHeaderMutation(); m != nil {
+				applyHeaderMutation(t, m)
+			}
+		}
+	}
+	for k, vs := range t {
+		for _, v := range vs {
+			st.w.Header().Add(http.TrailerPrefix+k, v)
+		}
+	}
+}
+
+// addAuthzHeaders is ext_authz's encoder side: response_headers_to_add.
+func (st *stream) addAuthzHeaders(h http.Header) {
+	if !st.authzRan {
+		return
+	}
+	for _, op := range st.authzResponseHeaders {
+		if op.overwrite {
+			h.Set(op.key, op.value)
+		} else {
+			h.Add(op.key, op.value)
+		}
+	}
+}
+
+func (st *stream) writeHeader(code int, h http.Header, length int64) {
 	dst := st.w.Header()
 	for k, vs := range h {
 		dst[http.CanonicalHeaderKey(k)] = vs
@@ -217,23 +333,38 @@ func (st *stream) write(code int, h http.Header, body io.Reader, length int64) {
 	if length < 0 {
 		dst.Del("content-length")
 	}
+	st.wroteHeader = true
 	st.w.WriteHeader(code)
+	st.touch()
+}
+
+func (st *stream) writeChunk(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if _, err := st.w.Write(b); err != nil {
+		return err
+	}
+	if fl, ok := st.w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	st.touch()
+	return nil
+}
+
+func (st *stream) writeBody(body io.Reader, length int64) {
 	if body == nil || length == 0 || st.r.Method == http.MethodHead {
 		return
 	}
-	fl, _ := st.w.(http.Flusher)
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, chunkSize)
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
-			if _, werr := st.w.Write(buf[:n]); werr != nil {
+			if st.writeChunk(buf[:n]) != nil {
 				panic(http.ErrAbortHandler)
 			}
-			if fl != nil {
-				fl.Flush()
-			}
 		}
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return
 		}
 		if err != nil {

@@ -229,11 +229,19 @@ type extAuthzConfig struct {
 	statusOnError    int
 	failureModeAllow bool
 	peerCertificate  bool
+	// withBody is with_request_body; nil when the body is not sent.
+	withBody *bodySettings
+}
+
+type bodySettings struct {
+	maxBytes     int
+	allowPartial bool
+	packAsBytes  bool
 }
 
 func translateExtAuthz(pb *extauthzv3.ExtAuthz) (*extAuthzConfig, error) {
 	if err := onlyFields(pb, "grpc_service", "transport_api_version", "failure_mode_allow", "status_on_error",
-		"include_peer_certificate"); err != nil {
+		"include_peer_certificate", "with_request_body"); err != nil {
 		return nil, err
 	}
 	if pb.GetTransportApiVersion() != corev3.ApiVersion_V3 {
@@ -252,6 +260,12 @@ func translateExtAuthz(pb *extauthzv3.ExtAuthz) (*extAuthzConfig, error) {
 	}
 	if s := pb.GetStatusOnError(); s != nil {
 		c.statusOnError = int(s.GetCode())
+	}
+	if b := pb.GetWithRequestBody(); b != nil {
+		if err := onlyFields(b, "max_request_bytes", "allow_partial_message", "pack_as_bytes"); err != nil {
+			return nil, err
+		}
+		c.withBody = &bodySettings{maxBytes: int(b.GetMaxRequestBytes()), allowPartial: b.GetAllowPartialMessage(), packAsBytes: b.GetPackAsBytes()}
 	}
 	return c, nil
 }
@@ -288,7 +302,8 @@ func translateMode(m *procfilterv3.ProcessingMode) (processingMode, error) {
 	}
 	for _, b := range []procfilterv3.ProcessingMode_BodySendMode{pm.requestBody, pm.responseBody} {
 		switch b {
-		case procfilterv3.ProcessingMode_NONE, procfilterv3.ProcessingMode_BUFFERED:
+		case procfilterv3.ProcessingMode_NONE, procfilterv3.ProcessingMode_BUFFERED,
+			procfilterv3.ProcessingMode_STREAMED, procfilterv3.ProcessingMode_BUFFERED_PARTIAL:
 		default:
 			return pm, fmt.Errorf("processing_mode: body mode %s is not supported by the data plane", b)
 		}

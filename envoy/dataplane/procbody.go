@@ -1,0 +1,270 @@
+package dataplane
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+)
+
+// bufferLimit is the buffer limit of a stream (Envoy's default
+// per_connection_buffer_limit_bytes, 1 MiB): over it, a BUFFERED body is an
+// error (413 requests, 500 responses) and a BUFFERED_PARTIAL body is sent
+// up to it.
+const bufferLimit = 1 << 20
+
+// chunkSize is the largest body chunk read at once when streaming.
+const chunkSize = 32 << 10
+
+var errContentLength = errors.New("content-length does not match the mutated body")
+
+// readUpTo reads at most limit bytes; over reports that more follow.
+func readUpTo(r io.Reader, limit int) (buf []byte, over bool, err error) {
+	buf, err = io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(buf) > limit {
+		return buf[:limit], true, nil
+	}
+	return buf, false, nil
+}
+
+// checkContentLength enforces Envoy's rule for BUFFERED bodies sent with
+// their headers: content-length stays, so a mutation that changes the
+// body's length must come with a matching content-length.
+func checkContentLength(h http.Header, body []byte) error {
+	cl := h.Get("content-length")
+	if cl == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(cl); err != nil || n != len(body) {
+		return errContentLength
+	}
+	return nil
+}
+
+// bufferedRequestBody sends the request body in one message (BUFFERED) or
+// its first bufferLimit bytes (BUFFERED_PARTIAL), applies the reply and sets
+// the body the router sends. It returns false when it answered the request.
+func (st *stream) bufferedRequestBody(p *procStream, partial bool) bool {
+	buf, over, err := readUpTo(st.body, bufferLimit)
+	if err != nil {
+		st.localReply(http.StatusBadRequest, "", "downstream_remote_disconnect", "", nil)
+		return false
+	}
+	st.touch()
+	rest := st.body
+	if over && !partial {
+		st.endProc()
+		st.localReply(http.StatusRequestEntityTooLarge, "", "request_payload_too_large", "", nil)
+		return false
+	}
+	out := p.exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
+		RequestBody: &extprocv3.HttpBody{Body: buf, EndOfStream: !over && !p.wantsRequestTrailers(st)},
+	}}, "request_body")
+	common, ok := st.handled(out, func(r *extprocv3.ProcessingResponse) *extprocv3.CommonResponse {
+		return r.GetRequestBody().GetResponse()
+	})
+	if common == nil {
+		if ok {
+			st.body, st.bodyLen = io.MultiReader(bytes.NewReader(buf), rest), -1
+			if !over {
+				st.bodyLen = int64(len(buf))
+			}
+		}
+		return ok
+	}
+	st.applyRequestMutation(common.GetHeaderMutation())
+	body := mutateBody(buf, common.GetBodyMutation())
+	if over {
+		st.body, st.bodyLen = io.MultiReader(bytes.NewReader(body), rest), -1
+		return true
+	}
+	if !partial && p.mode.requestHeaders {
+		if err := checkContentLength(st.r.Header, body); err != nil {
+			st.endProc()
+			st.localReply(http.StatusInternalServerError, "", "ext_proc_error_content_length_mismatch", "", nil)
+			return false
+		}
+	}
+	st.setBody(body)
+	return st.requestTrailers(p)
+}
+
+// wantsRequestTrailers reports whether a trailers message will follow the
+// body: trailers are configured and the request carries some.
+func (p *procStream) wantsRequestTrailers(st *stream) bool {
+	return p.mode.requestTrailers && len(st.r.Trailer) > 0
+}
+
+// requestTrailers sends the request's trailers once its body is read, when
+// configured and present, and applies the reply to them.
+func (st *stream) requestTrailers(p *procStream) bool {
+	if st.proc == nil || p.requestDone || !p.mode.requestTrailers || !hasValues(st.r.Trailer) {
+		return true
+	}
+	out := p.exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestTrailers{
+		RequestTrailers: &extprocv3.HttpTrailers{Trailers: trailerMap(st.r.Trailer)},
+	}}, "request_trailers")
+	switch {
+	case out.fail != nil:
+		return st.procFailed(out.fail)
+	case out.immediate != nil:
+		st.immediate(out.immediate)
+		return false
+	}
+	if m := out.resp.GetRequestTrailers().GetHeaderMutation(); m != nil {
+		applyHeaderMutation(st.r.Trailer, m)
+	}
+	return true
+}
+
+func hasValues(h http.Header) bool {
+	for _, vs := range h {
+		if len(vs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// streamRequestBody sends the request body chunk by chunk while the router
+// forwards the processed chunks upstream through a pipe.
+func (st *stream) streamRequestBody(p *procStream) {
+	src, length := st.body, st.bodyLen
+	pr, pw := io.Pipe()
+	st.body, st.bodyLen = pr, -1
+	st.requestStreaming = make(chan struct{})
+	go func() {
+		defer close(st.requestStreaming)
+		f := p.streamBody(st, src, length, false, func(b []byte) error {
+			_, err := pw.Write(b)
+			return err
+		})
+		if f != nil {
+			st.setStreamFailure(f)
+			pw.CloseWithError(errStreamFailed)
+			return
+		}
+		pw.Close()
+	}()
+}
+
+var errStreamFailed = errors.New("ext_proc failed while streaming")
+
+// streamBody sends src as body messages without waiting for their replies
+// (several may be outstanding) while a second goroutine takes the replies in
+// order and hands each processed chunk to sink. The last message carries
+// end_of_stream. If the processor goes away (closes its stream, or fails
+// with failure_mode_allow) the remaining chunks pass through unprocessed.
+func (p *procStream) streamBody(st *stream, src io.Reader, length int64, response bool, sink func([]byte) error) *procFailure {
+	kind := "request_body"
+	if response {
+		kind = "response_body"
+	}
+	type sent struct {
+		data []byte
+		// processed is false for a chunk that bypassed the processor.
+		processed bool
+	}
+	queue := make(chan sent, 64)
+	var passthrough atomic.Bool
+	var failure *procFailure
+	var failOnce sync.Once
+	fail := func(f *procFailure) { failOnce.Do(func() { failure = f }) }
+	var failed atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for c := range queue {
+			if failed.Load() {
+				continue
+			}
+			if !c.processed {
+				if err := sink(c.data); err != nil {
+					fail(&procFailure{status: http.StatusBadGateway, details: "downstream_or_upstream_write_failed"})
+					failed.Store(true)
+				}
+				continue
+			}
+			out := p.await()
+			data := c.data
+			switch {
+			case out.fail != nil && !out.fail.idle && (out.fail.closed || p.cfg.failureModeAllow):
+				passthrough.Store(true)
+			case out.fail != nil:
+				fail(out.fail)
+				failed.Store(true)
+				continue
+			case out.immediate != nil:
+				fail(&procFailure{immediate: out.immediate})
+				failed.Store(true)
+				continue
+			default:
+				var common *extprocv3.CommonResponse
+				if response {
+					common = out.resp.GetResponseBody().GetResponse()
+				} else {
+					common = out.resp.GetRequestBody().GetResponse()
+				}
+				data = mutateBody(data, common.GetBodyMutation())
+			}
+			if err := sink(data); err != nil {
+				fail(&procFailure{status: http.StatusBadGateway, details: "downstream_or_upstream_write_failed"})
+				failed.Store(true)
+			}
+			st.touch()
+		}
+	}()
+	var read int64
+	buf := make([]byte, chunkSize)
+	for !failed.Load() {
+		n, err := src.Read(buf)
+		read += int64(n)
+		eof := errors.Is(err, io.EOF) || (length >= 0 && read >= length)
+		if err != nil && !errors.Is(err, io.EOF) {
+			fail(&procFailure{status: http.StatusBadRequest, details: "body_read_failed"})
+			failed.Store(true)
+			break
+		}
+		if n == 0 && !eof {
+			continue
+		}
+		st.touch()
+		data := append([]byte(nil), buf[:n]...)
+		if passthrough.Load() {
+			queue <- sent{data: data}
+		} else if f := p.send(bodyRequest(response, data, eof), kind); f != nil {
+			if f.closed || p.cfg.failureModeAllow {
+				passthrough.Store(true)
+				queue <- sent{data: data}
+			} else {
+				fail(f)
+				failed.Store(true)
+			}
+		} else {
+			queue <- sent{data: data, processed: true}
+		}
+		if eof {
+			break
+		}
+	}
+	close(queue)
+	<-done
+	return failure
+}
+
+func bodyRequest(response bool, data []byte, eos bool) *extprocv3.ProcessingRequest {
+	if response {
+		return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+			ResponseBody: &extprocv3.HttpBody{Body: data, EndOfStream: eos}}}
+	}
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
+		RequestBody: &extprocv3.HttpBody{Body: data, EndOfStream: eos}}}
+}
