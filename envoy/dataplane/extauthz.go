@@ -21,7 +21,7 @@ import (
 func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 	var body []byte
 	if b := cfg.withBody; b != nil && st.hasBody() {
-		buf, over, err := readUpTo(st.body, b.maxBytes)
+		buf, rest, over, err := readUpTo(st.body, b.maxBytes)
 		if err != nil {
 			st.localReply(http.StatusBadRequest, "", "downstream_remote_disconnect", "", nil)
 			return false
@@ -32,7 +32,7 @@ func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 		}
 		body = buf
 		if over {
-			st.body = io.MultiReader(bytes.NewReader(buf), st.body)
+			st.body = io.MultiReader(bytes.NewReader(buf), rest)
 			// The check saw only a prefix; the header tells both the
 			// authorization service and the upstream.
 			st.r.Header.Set("x-envoy-auth-partial-body", "true")

@@ -23,16 +23,17 @@ const chunkSize = 32 << 10
 
 var errContentLength = errors.New("content-length does not match the mutated body")
 
-// readUpTo reads at most limit bytes; over reports that more follow.
-func readUpTo(r io.Reader, limit int) (buf []byte, over bool, err error) {
+// readUpTo reads at most limit bytes; over reports that more follow, and
+// rest yields every byte after buf.
+func readUpTo(r io.Reader, limit int) (buf []byte, rest io.Reader, over bool, err error) {
 	buf, err = io.ReadAll(io.LimitReader(r, int64(limit)+1))
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	if len(buf) > limit {
-		return buf[:limit], true, nil
+		return buf[:limit], io.MultiReader(bytes.NewReader(buf[limit:]), r), true, nil
 	}
-	return buf, false, nil
+	return buf, r, false, nil
 }
 
 // checkContentLength enforces Envoy's rule for BUFFERED bodies sent with
@@ -53,13 +54,12 @@ func checkContentLength(h http.Header, body []byte) error {
 // its first bufferLimit bytes (BUFFERED_PARTIAL), applies the reply and sets
 // the body the router sends. It returns false when it answered the request.
 func (st *stream) bufferedRequestBody(p *procStream, partial bool) bool {
-	buf, over, err := readUpTo(st.body, bufferLimit)
+	buf, rest, over, err := readUpTo(st.body, bufferLimit)
 	if err != nil {
 		st.localReply(http.StatusBadRequest, "", "downstream_remote_disconnect", "", nil)
 		return false
 	}
 	st.touch()
-	rest := st.body
 	if over && !partial {
 		st.endProc()
 		st.localReply(http.StatusRequestEntityTooLarge, "", "request_payload_too_large", "", nil)

@@ -227,7 +227,7 @@ func (st *stream) encode(r response) {
 // (BUFFERED_PARTIAL) and applies the reply. It returns false when it
 // answered the request itself.
 func (st *stream) bufferedResponseBody(p *procStream, r *response, partial bool) bool {
-	buf, over, err := readUpTo(r.body, bufferLimit)
+	buf, rest, over, err := readUpTo(r.body, bufferLimit)
 	if err != nil {
 		st.endProc()
 		st.localReply(http.StatusBadGateway, "", "upstream_reset_after_response_started", "UR", nil)
@@ -239,7 +239,6 @@ func (st *stream) bufferedResponseBody(p *procStream, r *response, partial bool)
 		st.localReply(http.StatusInternalServerError, "", "response_payload_too_large", "", nil)
 		return false
 	}
-	rest := r.body
 	hasTrailers := p.mode.responseTrailers && r.trailer != nil && !over && hasValues(r.trailer())
 	out := p.exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
 		ResponseBody: &extprocv3.HttpBody{Body: buf, EndOfStream: !over && !hasTrailers},

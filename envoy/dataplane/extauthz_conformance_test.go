@@ -1,0 +1,307 @@
+package dataplane_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// ExtAuthz.with_request_body (BufferSettings.max_request_bytes): a body
+// within the limit is sent whole in CheckRequest.attributes.request.http.body.
+func TestExtAuthzWithRequestBodyWithinLimit(t *testing.T) {
+	cfg := authzConfig()
+	cfg.WithRequestBody = &extauthzv3.BufferSettings{MaxRequestBytes: 16}
+	h := start(t, setup{authz: cfg})
+	resp, body := h.post("/x", "0123456789")
+	wantStatus(t, resp, body, 200)
+	got := h.authz.last(t).GetAttributes().GetRequest().GetHttp()
+	if got.GetBody() != "0123456789" || len(got.GetRawBody()) != 0 {
+		t.Fatalf("check body %q raw %q", got.GetBody(), got.GetRawBody())
+	}
+	if up := h.upstream.last(t); up.body != "0123456789" {
+		t.Fatalf("upstream body %q", up.body)
+	}
+}
+
+// BufferSettings.max_request_bytes: over the limit without
+// allow_partial_message the request is answered 413 and never checked.
+func TestExtAuthzWithRequestBodyOverLimitIs413(t *testing.T) {
+	cfg := authzConfig()
+	cfg.WithRequestBody = &extauthzv3.BufferSettings{MaxRequestBytes: 4}
+	h := start(t, setup{authz: cfg})
+	resp, body := h.post("/x", "0123456789")
+	wantStatus(t, resp, body, 413)
+	if h.authz.calls() != 0 || h.upstream.count() != 0 {
+		t.Fatal("a body over the limit was checked or forwarded")
+	}
+}
+
+// BufferSettings.allow_partial_message: the prefix is checked, with
+// x-envoy-auth-partial-body: true; pack_as_bytes sends it as raw_body.
+func TestExtAuthzAllowPartialMessageSendsPrefix(t *testing.T) {
+	cfg := authzConfig()
+	cfg.WithRequestBody = &extauthzv3.BufferSettings{MaxRequestBytes: 4, AllowPartialMessage: true, PackAsBytes: true}
+	h := start(t, setup{authz: cfg})
+	resp, body := h.post("/x", "0123456789")
+	wantStatus(t, resp, body, 200)
+	got := h.authz.last(t).GetAttributes().GetRequest().GetHttp()
+	if string(got.GetRawBody()) != "0123" || got.GetBody() != "" {
+		t.Fatalf("check raw_body %q body %q, want the 4-byte prefix as bytes", got.GetRawBody(), got.GetBody())
+	}
+	if got.GetHeaders()["x-envoy-auth-partial-body"] != "true" {
+		t.Fatalf("x-envoy-auth-partial-body = %q", got.GetHeaders()["x-envoy-auth-partial-body"])
+	}
+	if up := h.upstream.last(t); up.body != "0123456789" {
+		t.Fatalf("upstream body %q, want the whole body", up.body)
+	}
+}
+
+// AttributeContext: source and destination addresses, context_extensions of
+// the route, lower-case headers with pseudo-headers, repeated headers
+// joined with ",", the path with its query and undecoded, method, host,
+// scheme, protocol, size and Envoy's stream id.
+func TestExtAuthzCheckRequestAttributes(t *testing.T) {
+	h := start(t, setup{authz: authzConfig()})
+	req := mustRequest(t, "POST", h.url+"/a%20b/c?q=1&r=%2F", "body!")
+	req.Header.Add("X-Repeat", "one")
+	req.Header.Add("X-Repeat", "two")
+	req.Header.Set("X-Mixed-Case", "V")
+	resp, body := h.do(req)
+	wantStatus(t, resp, body, 200)
+	a := h.authz.last(t).GetAttributes()
+	hr := a.GetRequest().GetHttp()
+	if hr.GetPath() != "/a%20b/c?q=1&r=%2F" {
+		t.Errorf("path %q, want it with query and undecoded", hr.GetPath())
+	}
+	if hr.GetMethod() != "POST" || hr.GetScheme() != "http" || hr.GetProtocol() != "HTTP/1.1" || hr.GetSize() != 5 {
+		t.Errorf("method %q scheme %q protocol %q size %d", hr.GetMethod(), hr.GetScheme(), hr.GetProtocol(), hr.GetSize())
+	}
+	if hr.GetHost() != strings.TrimPrefix(h.url, "http://") || hr.GetId() == "" {
+		t.Errorf("host %q id %q", hr.GetHost(), hr.GetId())
+	}
+	hd := hr.GetHeaders()
+	if hd["x-repeat"] != "one,two" {
+		t.Errorf("repeated header %q, want one,two", hd["x-repeat"])
+	}
+	if hd["x-mixed-case"] != "V" {
+		t.Errorf("headers are not lower-cased: %v", hd)
+	}
+	for _, k := range []string{":method", ":path", ":authority", ":scheme"} {
+		if hd[k] == "" {
+			t.Errorf("pseudo-header %s missing", k)
+		}
+	}
+	if a.GetContextExtensions()["connection"] != "test" {
+		t.Errorf("context_extensions %v", a.GetContextExtensions())
+	}
+	if a.GetSource().GetAddress().GetSocketAddress().GetAddress() != "127.0.0.1" ||
+		a.GetDestination().GetAddress().GetSocketAddress().GetPortValue() == 0 {
+		t.Errorf("source %v destination %v", a.GetSource(), a.GetDestination())
+	}
+}
+
+// OkHttpResponse: headers overwrite by default (append false) or add with
+// append true; headers_to_remove never touches pseudo-headers or host;
+// query_parameters_to_set/remove; response_headers_to_add reach the client.
+func TestExtAuthzOKResponseMutations(t *testing.T) {
+	h := start(t, setup{authz: authzConfig()})
+	h.authz.check = func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+		r := allow()
+		ok := r.GetOkResponse()
+		ok.Headers = []*corev3.HeaderValueOption{
+			{Header: &corev3.HeaderValue{Key: "x-overwrite", Value: "new"}},
+			{Header: &corev3.HeaderValue{Key: "x-append", Value: "second"}, Append: wrapperspb.Bool(true)},
+		}
+		ok.HeadersToRemove = []string{"x-remove-me", ":path", "host"}
+		ok.QueryParametersToSet = []*corev3.QueryParameter{{Key: "set", Value: "1"}}
+		ok.QueryParametersToRemove = []string{"drop"}
+		ok.ResponseHeadersToAdd = []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-to-client", Value: "hi"}}}
+		return r, nil
+	}
+	resp, body := h.get("/p?drop=1&keep=2", "x-overwrite", "old", "x-append", "first", "x-remove-me", "1")
+	wantStatus(t, resp, body, 200)
+	up := h.upstream.last(t)
+	if v := up.header.Values("x-overwrite"); len(v) != 1 || v[0] != "new" {
+		t.Errorf("x-overwrite %v, want [new]", v)
+	}
+	if v := up.header.Values("x-append"); strings.Join(v, ",") != "first,second" {
+		t.Errorf("x-append %v, want first and second", v)
+	}
+	if up.header.Get("x-remove-me") != "" {
+		t.Error("x-remove-me was not removed")
+	}
+	if !strings.HasPrefix(up.uri, "/p?") || up.host == "" {
+		t.Errorf("pseudo-headers or host removed: uri %q host %q", up.uri, up.host)
+	}
+	if !strings.Contains(up.uri, "set=1") || !strings.Contains(up.uri, "keep=2") || strings.Contains(up.uri, "drop") {
+		t.Errorf("query %q: want set=1 and keep=2, no drop", up.uri)
+	}
+	if resp.Header.Get("x-to-client") != "hi" {
+		t.Errorf("response_headers_to_add not on the response: %v", resp.Header)
+	}
+}
+
+// DeniedHttpResponse: its status (403 when unset), headers and body reach
+// the client; the upstream is never called.
+func TestExtAuthzDeniedResponse(t *testing.T) {
+	h := start(t, setup{authz: authzConfig()})
+	for _, tc := range []struct {
+		status typev3.StatusCode
+		want   int
+	}{{typev3.StatusCode_Unauthorized, 401}, {0, 403}} {
+		h.authz.check = func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+			return &authv3.CheckResponse{
+				Status: &rpcstatus.Status{Code: int32(code.Code_PERMISSION_DENIED)},
+				HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+					Status:  &typev3.HttpStatus{Code: tc.status},
+					Headers: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "content-type", Value: "application/json"}}, {Header: &corev3.HeaderValue{Key: "x-why", Value: "policy"}}},
+					Body:    `{"error":"forbidden"}`,
+				}},
+			}, nil
+		}
+		resp, body := h.get("/secret")
+		wantStatus(t, resp, body, tc.want)
+		if body != `{"error":"forbidden"}` || resp.Header.Get("x-why") != "policy" || resp.Header.Get("content-type") != "application/json" {
+			t.Fatalf("denied reply: headers %v body %q", resp.Header, body)
+		}
+	}
+	if h.upstream.count() != 0 {
+		t.Fatal("a denied request reached the upstream")
+	}
+}
+
+// grpc_service.timeout and status_on_error: a Check slower than the timeout
+// is an error, answered with status_on_error (403 by default).
+func TestExtAuthzTimeoutUsesStatusOnError(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status *typev3.HttpStatus
+		want   int
+	}{{"default 403", nil, 403}, {"configured 503", &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable}, 503}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := authzConfig()
+			cfg.GetGrpcService().Timeout = durationpbMS(50)
+			cfg.StatusOnError = tc.status
+			h := start(t, setup{authz: cfg})
+			h.authz.check = func(ctx context.Context, _ *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+				select {
+				case <-ctx.Done():
+				case <-time.After(2 * time.Second):
+				}
+				return allow(), nil
+			}
+			resp, body := h.get("/x")
+			wantStatus(t, resp, body, tc.want)
+			if h.upstream.count() != 0 {
+				t.Fatal("forwarded after an authorization timeout")
+			}
+		})
+	}
+}
+
+// status_on_error also covers a gRPC error from the service.
+func TestExtAuthzRPCErrorUsesStatusOnError(t *testing.T) {
+	h := start(t, setup{authz: authzConfig()})
+	h.authz.check = func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+		return nil, errors.New("policy engine down")
+	}
+	resp, body := h.get("/x")
+	wantStatus(t, resp, body, 403)
+	if h.upstream.count() != 0 {
+		t.Fatal("forwarded after an authorization error")
+	}
+}
+
+// ExtAuthz.failure_mode_allow: an error lets the request through.
+func TestExtAuthzFailureModeAllow(t *testing.T) {
+	cfg := authzConfig()
+	cfg.FailureModeAllow = true
+	h := start(t, setup{authz: cfg})
+	h.authz.check = func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+		return nil, errors.New("down")
+	}
+	resp, body := h.get("/x")
+	wantStatus(t, resp, body, 200)
+}
+
+// CheckResponse.dynamic_metadata is stored under the filter's namespace,
+// envoy.filters.http.ext_authz, where ext_proc's forwarding_namespaces read it.
+func TestExtAuthzDynamicMetadataReachesExtProc(t *testing.T) {
+	proc := procConfig(nil)
+	proc.MetadataOptions = forwarding("envoy.filters.http.ext_authz")
+	h := start(t, setup{authz: authzConfig(), proc: proc})
+	h.authz.check = func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+		r := allow()
+		r.DynamicMetadata, _ = structpb.NewStruct(map[string]any{"request_id": "r-1"})
+		return r, nil
+	}
+	resp, body := h.get("/x")
+	wantStatus(t, resp, body, 200)
+	msgs := h.proc.messages(0)
+	if len(msgs) == 0 {
+		t.Fatal("ext_proc got nothing")
+	}
+	md := msgs[0].GetMetadataContext().GetFilterMetadata()["envoy.filters.http.ext_authz"]
+	if md.GetFields()["request_id"].GetStringValue() != "r-1" {
+		t.Fatalf("forwarded metadata %v", msgs[0].GetMetadataContext())
+	}
+}
+
+// Filters disabled per route (ExtAuthzPerRoute.disabled) are not called.
+func TestExtAuthzDisabledPerRoute(t *testing.T) {
+	h := start(t, setup{authz: authzConfig(), route: func(r *routeT) {
+		r.TypedPerFilterConfig["envoy.filters.http.ext_authz"] = mustAny(t, &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}})
+	}})
+	h.authz.check = func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+		return nil, errors.New("must not be called")
+	}
+	resp, body := h.get("/x")
+	wantStatus(t, resp, body, 200)
+	if h.authz.calls() != 0 {
+		t.Fatal("ext_authz ran on a route that disables it")
+	}
+}
+
+// The catch-all route's direct_response answers locally, and
+// local_reply_config renders it.
+func TestConnectionManagerLocalReplyRendersJSON(t *testing.T) {
+	body, _ := structpb.NewStruct(map[string]any{"error": "not_found", "request_id": "%REQ(X-REQUEST-ID)%", "missing": "%REQ(X-NOPE)%", "limit": 7.0})
+	h := start(t, setup{
+		hcm: func(m *hcmv3.HttpConnectionManager) {
+			m.LocalReplyConfig = &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
+				Filter:             statusFilter(404),
+				StatusCode:         wrapperspb.UInt32(410),
+				BodyFormatOverride: &corev3.SubstitutionFormatString{Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: body}},
+				HeadersToAdd:       []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-rid", Value: "%REQ(X-REQUEST-ID)%"}}},
+			}}}
+		},
+		route: func(r *routeT) {
+			r.Action = directResponse(404, "plain")
+		},
+	})
+	resp, got := h.get("/x", "x-request-id", "rid-9")
+	wantStatus(t, resp, got, 410)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(got), &m); err != nil {
+		t.Fatalf("body %q: %v", got, err)
+	}
+	if m["error"] != "not_found" || m["request_id"] != "rid-9" || m["missing"] != nil || m["limit"] != 7.0 {
+		t.Fatalf("rendered %v", m)
+	}
+	if resp.Header.Get("content-type") != "application/json" || resp.Header.Get("x-rid") != "rid-9" {
+		t.Fatalf("headers %v", resp.Header)
+	}
+}
