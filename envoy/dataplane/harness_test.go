@@ -522,10 +522,11 @@ func hv(k, v string, action corev3.HeaderValueOption_HeaderAppendAction) *corev3
 	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, RawValue: []byte(v)}, AppendAction: action}
 }
 
-
 type routeT = routev3.Route
 
-func durationpbMS(ms int) *durationpb.Duration { return durationpb.New(time.Duration(ms) * time.Millisecond) }
+func durationpbMS(ms int) *durationpb.Duration {
+	return durationpb.New(time.Duration(ms) * time.Millisecond)
+}
 
 func mustRequest(t *testing.T, method, url, body string) *http.Request {
 	t.Helper()

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -56,7 +56,7 @@ type stream struct {
 	// longer) take part.
 	proc *procStream
 	// body is the request body as the router will send it.
-	body io.Reader
+	body    io.Reader
 	idleFor time.Duration
 	// bodyLen is the length of the body the router sends, -1 when unknown.
 	bodyLen int64

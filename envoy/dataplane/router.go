@@ -1,8 +1,8 @@
 package dataplane
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
