@@ -469,7 +469,7 @@ func (st *stream) applyRequestMutation(m *extprocv3.HeaderMutation) {
 		if strings.HasPrefix(k, ":") {
 			continue
 		}
-		applyOption(st.r.Header, o, false)
+		applyOption(st.r.Header, o, true)
 	}
 	for _, k := range m.GetRemoveHeaders() {
 		k = strings.ToLower(k)
@@ -492,7 +492,7 @@ func applyHeaderMutation(h http.Header, m *extprocv3.HeaderMutation) (status int
 		if refusedHeader(k) || strings.HasPrefix(k, ":") {
 			continue
 		}
-		applyOption(h, o, false)
+		applyOption(h, o, true)
 	}
 	for _, k := range m.GetRemoveHeaders() {
 		k = strings.ToLower(k)

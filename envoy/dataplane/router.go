@@ -104,10 +104,12 @@ func (st *stream) upstreamRequest(ctx context.Context, up *upstream, r *route) *
 	if up.cfg.tls != nil {
 		scheme = "https"
 	}
-	length := st.r.ContentLength
-	if st.bodyLen >= 0 {
-		length = st.bodyLen
+	// bodyLen is authoritative: filters may have replaced or streamed the body.
+	length := st.bodyLen
+	if length >= 0 {
 		h.Set("content-length", strconv.FormatInt(length, 10))
+	} else {
+		h.Del("content-length")
 	}
 	var body io.ReadCloser = http.NoBody
 	if length != 0 {
@@ -268,7 +270,11 @@ func (st *stream) bufferedResponseBody(p *procStream, r *response, partial bool)
 		return true
 	}
 	r.body, r.length = bytes.NewReader(body), int64(len(body))
-	if r.header.Get("content-length") == "" && !partial {
+	if r.trailer != nil && hasValues(r.trailer()) {
+		// Trailers follow: the body stays chunked.
+		r.header.Del("content-length")
+		r.length = -1
+	} else if r.header.Get("content-length") == "" && !partial {
 		r.header.Set("content-length", strconv.Itoa(len(body)))
 	}
 	return true
