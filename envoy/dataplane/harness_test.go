@@ -361,6 +361,26 @@ func staticCluster(t *testing.T, name, addr string, http2 bool) *clusterv3.Clust
 // setup's resources and a data plane following it.
 func start(t *testing.T, s setup) *harness {
 	t.Helper()
+	h, nack := launch(t, s, false)
+	if nack != "" {
+		t.Fatalf("the data plane refused the configuration: %s", nack)
+	}
+	return h
+}
+
+// startNACK serves a configuration the data plane must refuse and returns
+// the error it sent back with its NACK.
+func startNACK(t *testing.T, s setup) string {
+	t.Helper()
+	h, nack := launch(t, s, true)
+	if nack == "" {
+		t.Fatalf("the data plane accepted the configuration (listening on %s)", h.url)
+	}
+	return nack
+}
+
+func launch(t *testing.T, s setup, wantNACK bool) (*harness, string) {
+	t.Helper()
 	h := &harness{t: t, authz: &scriptedAuthz{}, proc: &scriptedProc{}, upstream: &upstream{handler: s.upstream}}
 	h.grpc = grpc.NewServer()
 	authv3.RegisterAuthorizationServer(h.grpc, h.authz)
@@ -457,14 +477,28 @@ func start(t *testing.T, s setup) *harness {
 	done := make(chan struct{})
 	go func() { _ = dp.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	h.dp = dp
+	if wantNACK {
+		// A refused resource need not stop the rest from serving (a NACKed
+		// cluster leaves routes to it answering 503, as in Envoy).
+		deadline := time.Now().Add(5 * time.Second)
+		for dp.NACKs() == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		h.url = "http://" + dp.Addr()
+		return h, dp.LastNACK()
+	}
 	select {
 	case <-dp.Ready():
+		h.url = "http://" + dp.Addr()
+		if n := dp.LastNACK(); n != "" {
+			return h, n
+		}
+		return h, ""
 	case <-time.After(10 * time.Second):
 		t.Fatalf("the data plane did not take the configuration: %s", dp.LastNACK())
 	}
-	h.dp = dp
-	h.url = "http://" + dp.Addr()
-	return h
+	return h, ""
 }
 
 // do sends a request and returns the response with its body read.
@@ -558,3 +592,5 @@ func directResponse(status uint32, body string) *routev3.Route_DirectResponse {
 		Status: status, Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: body}},
 	}}
 }
+
+type anyT = anypb.Any

@@ -528,7 +528,7 @@ func translateCluster(c *clusterv3.Cluster) (*clusterConfig, error) {
 	}
 	if err := onlyFields(c, "name", "type", "connect_timeout", "load_assignment", "typed_extension_protocol_options",
 		"circuit_breakers", "dns_lookup_family", "transport_socket"); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
 	}
 	cc := &clusterConfig{name: c.GetName(), connectTimeout: dur(c.GetConnectTimeout(), 5*time.Second), maxRequests: 1024}
 	switch c.GetType() {

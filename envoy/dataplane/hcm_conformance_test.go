@@ -1,0 +1,260 @@
+package dataplane_test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	procfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// holdingProc answers request headers only after an override_message_timeout
+// of hold and a wait of hold; everything else at once.
+func holdingProc(hold time.Duration) func(c *procConn) error {
+	return func(c *procConn) error {
+		return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+			if m.GetRequestHeaders() != nil {
+				_ = c.Send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(hold + time.Second)})
+				select {
+				case <-time.After(hold):
+				case <-c.Context().Done():
+					return nil
+				}
+			}
+			return continueWith(m, nil)
+		})
+	}
+}
+
+func holdConfig() *procfilterv3.ExternalProcessor {
+	cfg := procConfig(nil)
+	cfg.MessageTimeout = durationpbMS(100)
+	cfg.MaxMessageTimeout = durationpb.New(10 * time.Second)
+	return cfg
+}
+
+// HttpConnectionManager.stream_idle_timeout: a held request (no bytes
+// either way) is cut with 408 when the timeout is shorter than the hold,
+// which is why Custos sets it above the longest hold.
+func TestConnectionManagerStreamIdleTimeoutCutsAHold(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		idle time.Duration
+		want int
+	}{{"idle timeout shorter than the hold", 150 * time.Millisecond, 408}, {"idle timeout above the hold", 3 * time.Second, 200}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, setup{proc: holdConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
+				m.StreamIdleTimeout = durationpb.New(tc.idle)
+			}})
+			h.proc.handle = holdingProc(500 * time.Millisecond)
+			resp, body := h.get("/x")
+			wantStatus(t, resp, body, tc.want)
+		})
+	}
+}
+
+// RouteAction.idle_timeout overrides stream_idle_timeout on its route.
+func TestRouteIdleTimeoutOverridesConnectionManager(t *testing.T) {
+	h := start(t, setup{
+		proc: holdConfig(),
+		hcm:  func(m *hcmv3.HttpConnectionManager) { m.StreamIdleTimeout = durationpb.New(10 * time.Second) },
+		route: func(r *routeT) {
+			r.GetRoute().IdleTimeout = durationpbMS(150)
+		},
+	})
+	h.proc.handle = holdingProc(500 * time.Millisecond)
+	resp, body := h.get("/x")
+	wantStatus(t, resp, body, 408)
+}
+
+// RouteAction.timeout: an upstream slower than the route timeout is a 504.
+func TestRouteTimeoutIs504(t *testing.T) {
+	h := start(t, setup{
+		route: func(r *routeT) { r.GetRoute().Timeout = durationpbMS(100) },
+		upstream: func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-time.After(2 * time.Second):
+			case <-r.Context().Done():
+			}
+		},
+	})
+	resp, body := h.get("/x")
+	wantStatus(t, resp, body, 504)
+}
+
+// HttpConnectionManager.max_request_headers_kb: over it, 431 before any
+// filter runs.
+func TestConnectionManagerRequestHeaderLimitIs431(t *testing.T) {
+	h := start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
+		m.MaxRequestHeadersKb = wrapperspb.UInt32(1)
+	}})
+	resp, body := h.get("/x", "x-big", strings.Repeat("a", 2000))
+	wantStatus(t, resp, body, 431)
+	if h.authz.calls() != 0 {
+		t.Fatal("a filter ran on a request over the header limit")
+	}
+	resp, body = h.get("/x", "x-small", "a")
+	wantStatus(t, resp, body, 200)
+}
+
+// use_remote_address: the request is external, so x-envoy-* headers it
+// brought are removed and x-request-id is generated afresh.
+func TestConnectionManagerUseRemoteAddressStripsEnvoyHeaders(t *testing.T) {
+	h := start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
+		m.UseRemoteAddress = wrapperspb.Bool(true)
+	}})
+	resp, body := h.get("/x", "x-envoy-retry-on", "5xx", "x-envoy-upstream-rq-timeout-ms", "1", "x-request-id", "chosen-by-agent")
+	wantStatus(t, resp, body, 200)
+	seen := h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetHeaders()
+	if seen["x-envoy-retry-on"] != "" || seen["x-envoy-upstream-rq-timeout-ms"] != "" {
+		t.Fatalf("x-envoy-* reached the filters: %v", seen)
+	}
+	if seen["x-request-id"] == "chosen-by-agent" || seen["x-request-id"] == "" {
+		t.Fatalf("x-request-id %q: not regenerated", seen["x-request-id"])
+	}
+	if seen["x-forwarded-for"] != "127.0.0.1" {
+		t.Fatalf("x-forwarded-for %q", seen["x-forwarded-for"])
+	}
+}
+
+// rawGet sends a request line exactly as given (Go's client would clean it).
+func rawGet(t *testing.T, url, target string) (int, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n", target)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("x-upstream")
+}
+
+// normalize_path (RFC 3986), merge_slashes and
+// path_with_escaped_slashes_action REJECT_REQUEST, applied before routing
+// and before any filter.
+func TestConnectionManagerPathNormalisation(t *testing.T) {
+	h := start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
+		m.NormalizePath = wrapperspb.Bool(true)
+		m.MergeSlashes = true
+		m.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_REJECT_REQUEST
+	}})
+	for _, tc := range []struct {
+		target string
+		status int
+		path   string // what ext_authz and the upstream see
+	}{
+		{"/a/./b/../c", 200, "/a/c"},
+		{"/a//b///c", 200, "/a/b/c"},
+		{"/%61%62c", 200, "/abc"},
+		{"/a/%7e/x?q=%2F", 200, "/a/~/x?q=%2F"},
+		{"/../../etc", 200, "/etc"},
+		{"/a%2Fb", 400, ""},
+		{"/a%2fb", 400, ""},
+		{"/a%5Cb", 400, ""},
+		{"/a\\b", 200, "/a/b"},
+	} {
+		status, _ := rawGet(t, h.url, tc.target)
+		if status != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.target, status, tc.status)
+			continue
+		}
+		if tc.status == 200 {
+			if got := h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetPath(); got != tc.path {
+				t.Errorf("%s: ext_authz saw %q, want %q", tc.target, got, tc.path)
+			}
+			if got := h.upstream.last(t).uri; got != tc.path {
+				t.Errorf("%s: upstream got %q, want %q", tc.target, got, tc.path)
+			}
+		}
+	}
+}
+
+// RouteConfiguration.request_headers_to_remove is applied by the router:
+// the filters still see the header, the upstream does not.
+func TestRouteConfigRequestHeadersToRemove(t *testing.T) {
+	h := start(t, setup{authz: authzConfig(), routes: func(rc *routev3.RouteConfiguration) {
+		rc.RequestHeadersToRemove = []string{"x-custos-request-id"}
+	}})
+	resp, body := h.get("/x", "x-custos-request-id", "forged")
+	wantStatus(t, resp, body, 200)
+	if h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetHeaders()["x-custos-request-id"] != "forged" {
+		t.Fatal("ext_authz did not see the header (it must, to ignore it)")
+	}
+	if h.upstream.last(t).header.Get("x-custos-request-id") != "" {
+		t.Fatal("the upstream received a removed header")
+	}
+}
+
+// A direct_response route with both filters disabled answers without
+// calling either service.
+func TestCatchAllDirectResponseWithFiltersDisabled(t *testing.T) {
+	h := start(t, setup{authz: authzConfig(), proc: procConfig(nil), route: func(r *routeT) {
+		r.Action = directResponse(404, "nothing here")
+		r.TypedPerFilterConfig = map[string]*anyT{
+			"envoy.filters.http.ext_authz": mustAny(t, &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}}),
+			"envoy.filters.http.ext_proc":  mustAny(t, &procfilterv3.ExtProcPerRoute{Override: &procfilterv3.ExtProcPerRoute_Disabled{Disabled: true}}),
+		}
+	}})
+	resp, body := h.get("/anything")
+	wantStatus(t, resp, body, 404)
+	if body != "nothing here" || h.authz.calls() != 0 || h.proc.count() != 0 || h.upstream.count() != 0 {
+		t.Fatalf("body %q authz %d proc %d upstream %d", body, h.authz.calls(), h.proc.count(), h.upstream.count())
+	}
+}
+
+// Cluster circuit_breakers max_requests: each held ext_proc stream holds a
+// request of the gRPC cluster; when they are all taken, a new request is
+// refused (status_on_error), never forwarded unprocessed.
+func TestClusterCircuitBreakerFullOfHeldStreamsRefuses(t *testing.T) {
+	cfg := holdConfig()
+	cfg.StatusOnError = nil
+	h := start(t, setup{proc: cfg, grpcCluster: func(c *clusterv3.Cluster) {
+		c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			Priority: corev3.RoutingPriority_DEFAULT, MaxRequests: wrapperspb.UInt32(1),
+		}}}
+	}})
+	h.proc.handle = holdingProc(800 * time.Millisecond)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var heldStatus int
+	go func() {
+		defer wg.Done()
+		resp, _ := h.get("/held")
+		heldStatus = resp.StatusCode
+	}()
+	// Wait until the first stream is open and held.
+	deadline := time.Now().Add(5 * time.Second)
+	for h.proc.count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never reached the processor")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	resp, body := h.get("/second")
+	wantStatus(t, resp, body, 500)
+	wg.Wait()
+	if heldStatus != 200 {
+		t.Fatalf("the held request ended %d", heldStatus)
+	}
+	if h.upstream.count() != 1 {
+		t.Fatalf("upstream saw %d requests, want only the held one", h.upstream.count())
+	}
+}

@@ -1,0 +1,102 @@
+package dataplane_test
+
+import (
+	"strings"
+	"testing"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	mutationv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	procfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Everything outside Custos' own xDS output is NACKed with an error naming
+// it, rather than half-served.
+func TestDataPlaneNACKsWhatCustosNeverEmits(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		s    func(t *testing.T) setup
+		want string
+	}{
+		{"FULL_DUPLEX_STREAMED body mode", func(t *testing.T) setup {
+			return setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: procfilterv3.ProcessingMode_FULL_DUPLEX_STREAMED})}
+		}, "FULL_DUPLEX_STREAMED"},
+		{"ext_proc mutation_rules", func(t *testing.T) setup {
+			c := procConfig(nil)
+			c.MutationRules = &mutationv3.HeaderMutationRules{AllowAllRouting: wrapperspb.Bool(true)}
+			return setup{proc: c}
+		}, "mutation_rules"},
+		{"ext_proc per-route overrides", func(t *testing.T) setup {
+			return setup{proc: procConfig(nil), route: func(r *routeT) {
+				r.TypedPerFilterConfig["envoy.filters.http.ext_proc"] = mustAny(t, &procfilterv3.ExtProcPerRoute{Override: &procfilterv3.ExtProcPerRoute_Overrides{
+					Overrides: &procfilterv3.ExtProcOverrides{ProcessingMode: &procfilterv3.ProcessingMode{}}}})
+			}}
+		}, "overrides"},
+		{"ext_authz http_service", func(t *testing.T) setup {
+			c := authzConfig()
+			c.Services = &extauthzv3.ExtAuthz_HttpService{HttpService: &extauthzv3.HttpService{ServerUri: &corev3.HttpUri{
+				Uri: "http://authz", HttpUpstreamType: &corev3.HttpUri_Cluster{Cluster: "grpc"}, Timeout: durationpbMS(100)}}}
+			return setup{authz: c}
+		}, "http_service"},
+		{"another HTTP filter", func(t *testing.T) setup {
+			return setup{hcm: func(m *hcmv3.HttpConnectionManager) {
+				m.HttpFilters = append([]*hcmv3.HttpFilter{{Name: "envoy.filters.http.cors", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &corsv3.Cors{})}}}, m.HttpFilters...)
+			}}
+		}, "envoy.filters.http.cors"},
+		{"escaped slashes unescaped", func(t *testing.T) setup {
+			return setup{hcm: func(m *hcmv3.HttpConnectionManager) {
+				m.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT
+			}}
+		}, "UNESCAPE_AND_REDIRECT"},
+		{"inline route_config", func(t *testing.T) setup {
+			return setup{hcm: func(m *hcmv3.HttpConnectionManager) {
+				m.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{Name: "inline"}}
+			}}
+		}, "route_config"},
+		{"regex route match", func(t *testing.T) setup {
+			return setup{route: func(r *routeT) {
+				r.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: ".*"}}}
+			}}
+		}, "safe_regex"},
+		{"header route match", func(t *testing.T) setup {
+			return setup{route: func(r *routeT) {
+				r.Match.Headers = []*routev3.HeaderMatcher{{Name: "x"}}
+			}}
+		}, "headers"},
+		{"EDS cluster", func(t *testing.T) setup {
+			return setup{grpcCluster: func(c *clusterv3.Cluster) {
+				c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
+				c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}}
+			}}
+		}, `cluster "grpc"`},
+		{"local reply header filter", func(t *testing.T) setup {
+			return setup{hcm: func(m *hcmv3.HttpConnectionManager) {
+				m.LocalReplyConfig = &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
+					Filter:     &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_HeaderFilter{HeaderFilter: &accesslogv3.HeaderFilter{Header: &routev3.HeaderMatcher{Name: "x"}}}},
+					StatusCode: wrapperspb.UInt32(400),
+				}}}
+			}}
+		}, "header_filter"},
+		{"unsupported format command", func(t *testing.T) setup {
+			body, _ := structpb.NewStruct(map[string]any{"t": "%START_TIME%"})
+			return setup{hcm: func(m *hcmv3.HttpConnectionManager) {
+				m.LocalReplyConfig = &hcmv3.LocalReplyConfig{BodyFormat: &corev3.SubstitutionFormatString{Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: body}}}
+			}}
+		}, "START_TIME"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := startNACK(t, tc.s(t))
+			if !strings.Contains(msg, tc.want) {
+				t.Fatalf("NACK %q does not name %q", msg, tc.want)
+			}
+		})
+	}
+}
