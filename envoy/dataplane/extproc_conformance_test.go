@@ -587,4 +587,3 @@ func TestExtProcWrongReplyKindFailsClosed(t *testing.T) {
 		t.Fatal("forwarded after a wrong reply")
 	}
 }
-
