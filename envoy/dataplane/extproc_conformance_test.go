@@ -212,6 +212,9 @@ func TestExtProcBufferedPartial(t *testing.T) {
 	if got := h.upstream.last(t).body; got != "P5|" {
 		t.Fatalf("upstream body %q", got)
 	}
+	if l := h.upstream.last(t).length; l != -1 {
+		t.Fatalf("upstream content-length %d: it must be removed for BUFFERED_PARTIAL", l)
+	}
 	last := h.proc.messages(0)[1].GetRequestBody()
 	if !last.GetEndOfStream() {
 		t.Fatal("a body within the limit was sent without end_of_stream")

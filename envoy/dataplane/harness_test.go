@@ -221,6 +221,8 @@ func replyEach(c *procConn, f func(*extprocv3.ProcessingRequest) *extprocv3.Proc
 
 // upstreamSeen is what the upstream received.
 type upstreamSeen struct {
+	// length is the request's content-length, -1 when it came chunked.
+	length  int64
 	method  string
 	uri     string
 	host    string
@@ -238,7 +240,7 @@ type upstream struct {
 func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b, _ := io.ReadAll(r.Body)
 	u.mu.Lock()
-	u.seen = append(u.seen, upstreamSeen{r.Method, r.RequestURI, r.Host, r.Header.Clone(), string(b), r.Trailer.Clone()})
+	u.seen = append(u.seen, upstreamSeen{r.ContentLength, r.Method, r.RequestURI, r.Host, r.Header.Clone(), string(b), r.Trailer.Clone()})
 	h := u.handler
 	u.mu.Unlock()
 	if h != nil {

@@ -258,3 +258,39 @@ func TestClusterCircuitBreakerFullOfHeldStreamsRefuses(t *testing.T) {
 		t.Fatalf("upstream saw %d requests, want only the held one", h.upstream.count())
 	}
 }
+
+// Both filters run before the router rewrites the path: they see the path
+// the client sent; the upstream gets prefix_rewrite's.
+func TestFiltersSeePathBeforePrefixRewrite(t *testing.T) {
+	h := start(t, setup{authz: authzConfig(), proc: procConfig(nil), route: func(r *routeT) {
+		r.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/customers/"}}
+		r.GetRoute().PrefixRewrite = "/api/"
+	}})
+	resp, body := h.get("/customers/7?x=1")
+	wantStatus(t, resp, body, 200)
+	if got := h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetPath(); got != "/customers/7?x=1" {
+		t.Errorf("ext_authz saw %q", got)
+	}
+	if got, _ := header(h.proc.messages(0)[0].GetRequestHeaders().GetHeaders(), ":path"); got != "/customers/7?x=1" {
+		t.Errorf("ext_proc saw %q", got)
+	}
+	if got := h.upstream.last(t).uri; got != "/api/7?x=1" {
+		t.Errorf("upstream got %q", got)
+	}
+}
+
+// ext_authz runs even when no route matches, with empty
+// context_extensions; the router then answers 404.
+func TestExtAuthzRunsWithoutRoute(t *testing.T) {
+	h := start(t, setup{authz: authzConfig(), route: func(r *routeT) {
+		r.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/only/"}}
+	}})
+	resp, body := h.get("/elsewhere")
+	wantStatus(t, resp, body, 404)
+	if ext := h.authz.last(t).GetAttributes().GetContextExtensions(); len(ext) != 0 {
+		t.Fatalf("context_extensions %v without a route", ext)
+	}
+	if h.upstream.count() != 0 {
+		t.Fatal("forwarded without a route")
+	}
+}

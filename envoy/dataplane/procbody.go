@@ -93,7 +93,13 @@ func (st *stream) bufferedRequestBody(p *procStream, partial bool) bool {
 			return false
 		}
 	}
-	st.setBody(body)
+	if partial {
+		// Envoy removed content-length for BUFFERED_PARTIAL: the body goes
+		// on chunked.
+		st.body, st.bodyLen = bytes.NewReader(body), -1
+	} else {
+		st.setBody(body)
+	}
 	return st.requestTrailers(p)
 }
 
