@@ -20,6 +20,7 @@ import (
 // request itself (denied, or an error without failure_mode_allow).
 func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 	var body []byte
+	partial := false
 	if b := cfg.withBody; b != nil && st.hasBody() {
 		buf, rest, over, err := readUpTo(st.body, b.maxBytes)
 		if err != nil {
@@ -30,15 +31,11 @@ func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 			st.localReply(http.StatusRequestEntityTooLarge, "", "request_payload_too_large", "", nil)
 			return false
 		}
-		body = buf
+		body, partial = buf, over
 		if over {
 			st.body = io.MultiReader(bytes.NewReader(buf), rest)
-			// The check saw only a prefix; the header tells both the
-			// authorization service and the upstream.
-			st.r.Header.Set("x-envoy-auth-partial-body", "true")
 		} else {
 			st.body = bytes.NewReader(buf)
-			st.r.Header.Set("x-envoy-auth-partial-body", "false")
 		}
 	}
 	up := st.cfg.upstreams[cfg.cluster]
@@ -52,14 +49,19 @@ func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 	ctx, cancel := context.WithTimeout(st.ctx, cfg.timeout)
 	defer cancel()
 	req := st.checkRequest()
+	hr := req.GetAttributes().GetRequest().GetHttp()
+	// A client cannot claim a partial body (check_request_utils.cc).
+	delete(hr.Headers, "x-envoy-auth-partial-body")
 	if cfg.withBody != nil && body != nil {
-		hr := req.GetAttributes().GetRequest().GetHttp()
+		// The header exists only in the CheckRequest, never upstream.
+		hr.Headers["x-envoy-auth-partial-body"] = strconv.FormatBool(partial)
+		hr.Size = int64(len(body))
 		if cfg.withBody.packAsBytes {
 			hr.RawBody = body
 		} else {
-			// A proto3 string must be UTF-8 for Go's marshaller; Envoy's
-			// C++ sends the bytes as they are (docs/dataplane.md).
-			hr.Body = strings.ToValidUTF8(string(body), "\uFFFD")
+			// Envoy sanitises the string to UTF-8 too (sanitizeUtf8String);
+			// the replacement character may differ (docs/dataplane.md).
+			hr.Body = strings.ToValidUTF8(string(body), "!")
 		}
 	}
 	resp, err := authv3.NewAuthorizationClient(up.grpc).Check(ctx, req)
@@ -78,23 +80,20 @@ func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 			status = http.StatusForbidden
 		}
 		st.localReply(status, d.GetBody(), "ext_authz_denied", "UAEX", func(h http.Header) {
+			// Every named header is removed first, then each is added, so
+			// repeated headers (set-cookie) all survive (ext_authz.cc).
 			for _, o := range d.GetHeaders() {
-				applyOption(h, o, false)
+				h.Del(o.GetHeader().GetKey())
+			}
+			for _, o := range d.GetHeaders() {
+				h.Add(o.GetHeader().GetKey(), headerValue(o.GetHeader()))
 			}
 		})
 		return false
 	}
 	ok := resp.GetOkResponse()
 	for _, o := range ok.GetHeaders() {
-		k := strings.ToLower(o.GetHeader().GetKey())
-		if k == "host" || k == ":authority" {
-			st.r.Host = headerValue(o.GetHeader())
-			continue
-		}
-		if strings.HasPrefix(k, ":") {
-			continue
-		}
-		applyOption(st.r.Header, o, false)
+		st.applyAuthzHeader(o)
 	}
 	for _, k := range ok.GetHeadersToRemove() {
 		k = strings.ToLower(k)
@@ -107,13 +106,43 @@ func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 	if len(ok.GetQueryParametersToSet()) > 0 || len(ok.GetQueryParametersToRemove()) > 0 {
 		st.mutateQuery(ok)
 	}
-	for _, o := range ok.GetResponseHeadersToAdd() {
-		st.authzResponseHeaders = append(st.authzResponseHeaders, headerOp{
-			key: strings.ToLower(o.GetHeader().GetKey()), value: headerValue(o.GetHeader()), overwrite: overwrites(o, false),
-		})
-	}
+	st.authzResponseHeaders = ok.GetResponseHeadersToAdd()
 	st.authzRan = true
 	return true
+}
+
+// applyAuthzHeader applies one OkHttpResponse.headers entry as Envoy 1.36's
+// gRPC client maps it: append unset or false overwrites; append true joins
+// the value onto an existing header with "," and adds nothing when the
+// header is absent; append_action is not read. Without
+// decoder_header_mutation_rules even :authority and :path may be set.
+func (st *stream) applyAuthzHeader(o *corev3.HeaderValueOption) {
+	k := strings.ToLower(o.GetHeader().GetKey())
+	v := headerValue(o.GetHeader())
+	appendValue := o.GetAppend().GetValue()
+	switch k {
+	case ":authority", "host":
+		if appendValue {
+			v = st.r.Host + "," + v
+		}
+		st.r.Host = v
+		return
+	case ":path":
+		if !appendValue {
+			st.path = v
+		}
+		return
+	}
+	if strings.HasPrefix(k, ":") {
+		return
+	}
+	if appendValue {
+		if old := st.r.Header.Values(k); len(old) > 0 {
+			st.r.Header.Set(k, strings.Join(old, ",")+","+v)
+		}
+		return
+	}
+	st.r.Header.Set(k, v)
 }
 
 // authzError applies status_on_error, or lets the request through with
@@ -155,7 +184,7 @@ func (st *stream) checkRequest() *authv3.CheckRequest {
 				Host:     st.r.Host,
 				Scheme:   "http",
 				Protocol: st.r.Proto,
-				Size:     st.r.ContentLength,
+				Size:     0, // bytes received when the check starts: none without with_request_body
 			},
 		},
 	}}

@@ -64,8 +64,18 @@ func TestExtAuthzAllowPartialMessageSendsPrefix(t *testing.T) {
 	if got.GetHeaders()["x-envoy-auth-partial-body"] != "true" {
 		t.Fatalf("x-envoy-auth-partial-body = %q", got.GetHeaders()["x-envoy-auth-partial-body"])
 	}
-	if up := h.upstream.last(t); up.body != "0123456789" {
+	up := h.upstream.last(t)
+	if up.body != "0123456789" {
 		t.Fatalf("upstream body %q, want the whole body", up.body)
+	}
+	if up.header.Get("x-envoy-auth-partial-body") != "" {
+		t.Fatal("x-envoy-auth-partial-body exists only in the CheckRequest, never upstream")
+	}
+	// A client cannot claim the body is whole.
+	resp, body = h.post("/x", "01", "x-envoy-auth-partial-body", "forged")
+	wantStatus(t, resp, body, 200)
+	if v := h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetHeaders()["x-envoy-auth-partial-body"]; v != "false" {
+		t.Fatalf("x-envoy-auth-partial-body %q for a whole body sent with a forged header", v)
 	}
 }
 
@@ -86,7 +96,9 @@ func TestExtAuthzCheckRequestAttributes(t *testing.T) {
 	if hr.GetPath() != "/a%20b/c?q=1&r=%2F" {
 		t.Errorf("path %q, want it with query and undecoded", hr.GetPath())
 	}
-	if hr.GetMethod() != "POST" || hr.GetScheme() != "http" || hr.GetProtocol() != "HTTP/1.1" || hr.GetSize() != 5 {
+	// size is what Envoy had received when the check started: nothing of
+	// the body without with_request_body.
+	if hr.GetMethod() != "POST" || hr.GetScheme() != "http" || hr.GetProtocol() != "HTTP/1.1" || hr.GetSize() != 0 {
 		t.Errorf("method %q scheme %q protocol %q size %d", hr.GetMethod(), hr.GetScheme(), hr.GetProtocol(), hr.GetSize())
 	}
 	if hr.GetHost() != strings.TrimPrefix(h.url, "http://") || hr.GetId() == "" {
@@ -113,8 +125,9 @@ func TestExtAuthzCheckRequestAttributes(t *testing.T) {
 	}
 }
 
-// OkHttpResponse: headers overwrite by default (append false) or add with
-// append true; headers_to_remove never touches pseudo-headers or host;
+// OkHttpResponse: headers overwrite by default (append false) or, with
+// append true, join onto an existing header with "," (nothing when absent;
+// Envoy 1.36's gRPC client, HttpFilterTestParam.ImmediateOkResponseWithHttpAttributes); headers_to_remove never touches pseudo-headers or host;
 // query_parameters_to_set/remove; response_headers_to_add reach the client.
 func TestExtAuthzOKResponseMutations(t *testing.T) {
 	h := start(t, setup{authz: authzConfig()})
@@ -124,6 +137,7 @@ func TestExtAuthzOKResponseMutations(t *testing.T) {
 		ok.Headers = []*corev3.HeaderValueOption{
 			{Header: &corev3.HeaderValue{Key: "x-overwrite", Value: "new"}},
 			{Header: &corev3.HeaderValue{Key: "x-append", Value: "second"}, Append: wrapperspb.Bool(true)},
+			{Header: &corev3.HeaderValue{Key: "x-append-absent", Value: "v"}, Append: wrapperspb.Bool(true)},
 		}
 		ok.HeadersToRemove = []string{"x-remove-me", ":path", "host"}
 		ok.QueryParametersToSet = []*corev3.QueryParameter{{Key: "set", Value: "1"}}
@@ -137,8 +151,11 @@ func TestExtAuthzOKResponseMutations(t *testing.T) {
 	if v := up.header.Values("x-overwrite"); len(v) != 1 || v[0] != "new" {
 		t.Errorf("x-overwrite %v, want [new]", v)
 	}
-	if v := up.header.Values("x-append"); strings.Join(v, ",") != "first,second" {
-		t.Errorf("x-append %v, want first and second", v)
+	if v := up.header.Values("x-append"); len(v) != 1 || v[0] != "first,second" {
+		t.Errorf("x-append %v, want one value first,second (comma-joined)", v)
+	}
+	if v := up.header.Get("x-append-absent"); v != "" {
+		t.Errorf("append true added an absent header: %q", v)
 	}
 	if up.header.Get("x-remove-me") != "" {
 		t.Error("x-remove-me was not removed")

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -48,7 +49,7 @@ type stream struct {
 	mdMu     sync.Mutex
 	metadata map[string]*structpb.Struct
 	// authzResponseHeaders are ext_authz's response_headers_to_add.
-	authzResponseHeaders []headerOp
+	authzResponseHeaders []*corev3.HeaderValueOption
 	// authzRan is true once ext_authz let the request through, so its
 	// encoder side adds its headers.
 	authzRan bool
@@ -66,12 +67,6 @@ type stream struct {
 	failMu           sync.Mutex
 	streamFailure    *procFailure
 	wroteHeader      bool
-}
-
-// headerOp is one header mutation to apply to a response.
-type headerOp struct {
-	key, value string
-	overwrite  bool
 }
 
 func (m *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -122,7 +117,9 @@ func (st *stream) decode() {
 	st.route = st.cfg.routes.match(st.authority, st.path)
 	st.startIdleTimer()
 
-	if a := st.hcm.extAuthz; a != nil && (st.route == nil || !st.route.authzDisabled) {
+	// ext_authz skips the check when no route matched
+	// (ext_authz.cc getPerRouteFlags); the router then answers 404.
+	if a := st.hcm.extAuthz; a != nil && st.route != nil && !st.route.authzDisabled {
 		if !st.extAuthz(a) {
 			return
 		}

@@ -318,12 +318,10 @@ func (st *stream) addAuthzHeaders(h http.Header) {
 	if !st.authzRan {
 		return
 	}
-	for _, op := range st.authzResponseHeaders {
-		if op.overwrite {
-			h.Set(op.key, op.value)
-		} else {
-			h.Add(op.key, op.value)
-		}
+	// append_action is read here: APPEND_IF_EXISTS_OR_ADD (the zero value)
+	// adds, as does append true (ext_authz.cc encodeHeaders).
+	for _, o := range st.authzResponseHeaders {
+		applyOption(h, o, true)
 	}
 }
 
