@@ -164,7 +164,8 @@ func (p *procStream) await() procOutcome {
 		case <-p.st.ctx.Done():
 			return procOutcome{fail: &procFailure{idle: true}}
 		case <-timer.C:
-			return procOutcome{fail: &procFailure{status: http.StatusGatewayTimeout, details: "ext_proc_error_message_timeout"}}
+			// Always 504, whatever status_on_error says.
+			return procOutcome{fail: &procFailure{status: http.StatusGatewayTimeout, details: "ext_proc_error_per-message_timeout_exceeded"}}
 		case r := <-p.replies:
 			if r.err != nil {
 				return procOutcome{fail: p.streamEnded(r.err)}
@@ -293,13 +294,14 @@ func (st *stream) immediate(ir *extprocv3.ImmediateResponse) {
 	if code < 200 {
 		code = 200
 	}
-	details := ir.GetDetails()
+	// Envoy replaces spaces in details with underscores.
+	details := strings.ReplaceAll(ir.GetDetails(), " ", "_")
 	if details == "" {
 		details = "ext_proc_immediate_response"
 	}
 	st.localReply(code, string(ir.GetBody()), details, "", func(h http.Header) {
 		if m := ir.GetHeaders(); m != nil {
-			applyHeaderMutation(h, m)
+			_, _ = applyHeaderMutation(h, m, true) // failures are only logged by Envoy
 		}
 	})
 }
@@ -339,10 +341,9 @@ func (st *stream) extProcRequest(cfg *extProcConfig) bool {
 		return st.procFailed(fail)
 	}
 	st.proc = p
-	if p.mode.requestBody == procfilterv3.ProcessingMode_STREAMED || p.mode.requestBody == procfilterv3.ProcessingMode_BUFFERED_PARTIAL {
-		// The processor may change a streamed body's length.
-		st.r.Header.Del("content-length")
-	}
+	// Where the body may change without the headers knowing, content-length
+	// goes; the processor still sees it in the headers message.
+	dropLength := !p.keepsLength(false)
 	if p.mode.requestHeaders {
 		out := p.exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
 			RequestHeaders: &extprocv3.HttpHeaders{Headers: requestHeaderMap(st), EndOfStream: !st.hasBody()},
@@ -353,16 +354,31 @@ func (st *stream) extProcRequest(cfg *extProcConfig) bool {
 		if common == nil {
 			return ok
 		}
-		st.applyRequestMutation(common.GetHeaderMutation())
+		if dropLength {
+			st.r.Header.Del("content-length")
+		}
+		if err := st.applyRequestMutation(common.GetHeaderMutation(), p.keepsLength(false)); err != nil {
+			return st.procFailed(&procFailure{status: p.cfg.statusOnError, details: mutationDetails(err)})
+		}
 		if mo := out.resp.GetModeOverride(); mo != nil && cfg.allowModeOverride {
 			p.mode = overrideMode(p.mode, mo)
 		}
 		if common.GetStatus() == extprocv3.CommonResponse_CONTINUE_AND_REPLACE {
-			b := mutateBody(nil, common.GetBodyMutation())
-			st.setBody(b)
-			st.r.Header.Del("content-length")
+			// No more body or trailer messages this way; the body is
+			// replaced only when the reply carries one.
 			p.requestDone = true
+			if bm := common.GetBodyMutation(); bm != nil {
+				st.setBody(mutateBody(nil, bm))
+				st.r.Header.Del("content-length")
+				st.bodyLen = -1
+				if st.body == http.NoBody {
+					st.bodyLen = 0
+				}
+			}
 		}
+	}
+	if !p.mode.requestHeaders && dropLength {
+		st.r.Header.Del("content-length")
 	}
 	if st.proc == nil || p.requestDone || !st.hasBody() {
 		return true
@@ -378,14 +394,42 @@ func (st *stream) extProcRequest(cfg *extProcConfig) bool {
 	return true
 }
 
-// overrideMode applies a mode_override; body modes it leaves unset are NONE.
+// overrideMode applies a mode_override to both directions: header and
+// trailer modes left DEFAULT keep the configured value; body modes are taken
+// literally, unset meaning NONE.
 func overrideMode(m processingMode, mo *procfilterv3.ProcessingMode) processingMode {
-	m.responseHeaders = mo.GetResponseHeaderMode() != procfilterv3.ProcessingMode_SKIP
+	pick := func(cur bool, v procfilterv3.ProcessingMode_HeaderSendMode) bool {
+		switch v {
+		case procfilterv3.ProcessingMode_SEND:
+			return true
+		case procfilterv3.ProcessingMode_SKIP:
+			return false
+		}
+		return cur
+	}
+	m.responseHeaders = pick(m.responseHeaders, mo.GetResponseHeaderMode())
+	m.requestTrailers = pick(m.requestTrailers, mo.GetRequestTrailerMode())
+	m.responseTrailers = pick(m.responseTrailers, mo.GetResponseTrailerMode())
 	m.requestBody = mo.GetRequestBodyMode()
 	m.responseBody = mo.GetResponseBodyMode()
-	m.requestTrailers = mo.GetRequestTrailerMode() == procfilterv3.ProcessingMode_SEND
-	m.responseTrailers = mo.GetResponseTrailerMode() == procfilterv3.ProcessingMode_SEND
 	return m
+}
+
+// keepsLength reports whether content-length stays in a direction: only
+// for BUFFERED bodies sent with their headers (processor_state.h
+// shouldRemoveContentLength); elsewhere a processor's content-length is
+// skipped.
+func (p *procStream) keepsLength(response bool) bool {
+	if response {
+		return p.mode.responseBody == procfilterv3.ProcessingMode_NONE ||
+			(p.mode.responseBody == procfilterv3.ProcessingMode_BUFFERED && p.mode.responseHeaders)
+	}
+	return p.mode.requestBody == procfilterv3.ProcessingMode_NONE ||
+		(p.mode.requestBody == procfilterv3.ProcessingMode_BUFFERED && p.mode.requestHeaders)
+}
+
+func mutationDetails(err error) string {
+	return "ext_proc_error_" + strings.ReplaceAll(err.Error(), " ", "_")
 }
 
 func mutateBody(body []byte, bm *extprocv3.BodyMutation) []byte {
@@ -453,23 +497,53 @@ func refusedHeader(k string) bool {
 	return k == "host" || k == ":authority" || k == ":scheme" || k == ":method" || strings.HasPrefix(k, "x-envoy-")
 }
 
-func (st *stream) applyRequestMutation(m *extprocv3.HeaderMutation) {
-	if m == nil {
+// procHeader reads one header of a processor's mutation as Envoy does with
+// its default runtime (send_header_raw_value): raw_value only; value alone
+// is an empty header, and both set is an error.
+func procHeader(o *corev3.HeaderValueOption) (k, v string, err error) {
+	h := o.GetHeader()
+	if h.GetValue() != "" && len(h.GetRawValue()) > 0 {
+		return "", "", errBothValues
+	}
+	return strings.ToLower(h.GetKey()), string(h.GetRawValue()), nil
+}
+
+var errBothValues = errors.New("header mutation sets both value and raw_value")
+
+// setProcHeader applies one set_headers entry: append true adds a value,
+// anything else overwrites (ext_proc reads the append BoolValue only, not
+// append_action).
+func setProcHeader(h http.Header, k, v string, o *corev3.HeaderValueOption) {
+	if o.GetAppend().GetValue() {
+		h.Add(k, v)
 		return
 	}
+	h.Set(k, v)
+}
+
+// applyRequestMutation applies a processor's mutation to the request. A
+// refused mutation (routing headers, x-envoy-*, appending to or removing a
+// pseudo-header, content-length where the body may change) is ignored, as
+// Envoy ignores it without mutation_rules; an invalid one is an error.
+func (st *stream) applyRequestMutation(m *extprocv3.HeaderMutation, keepLength bool) error {
+	if m == nil {
+		return nil
+	}
 	for _, o := range m.GetSetHeaders() {
-		k := strings.ToLower(o.GetHeader().GetKey())
-		if refusedHeader(k) {
-			continue
+		k, v, err := procHeader(o)
+		if err != nil {
+			return err
 		}
-		if k == ":path" {
-			st.path = headerValue(o.GetHeader())
-			continue
+		switch {
+		case refusedHeader(k), k == "content-length" && !keepLength:
+		case k == ":path":
+			if !o.GetAppend().GetValue() {
+				st.path = v
+			}
+		case strings.HasPrefix(k, ":"):
+		default:
+			setProcHeader(st.r.Header, k, v, o)
 		}
-		if strings.HasPrefix(k, ":") {
-			continue
-		}
-		applyOption(st.r.Header, o, true)
 	}
 	for _, k := range m.GetRemoveHeaders() {
 		k = strings.ToLower(k)
@@ -478,21 +552,26 @@ func (st *stream) applyRequestMutation(m *extprocv3.HeaderMutation) {
 		}
 		st.r.Header.Del(k)
 	}
+	return nil
 }
 
 // applyHeaderMutation mutates response headers or trailers; it returns a
-// new :status when the mutation sets one.
-func applyHeaderMutation(h http.Header, m *extprocv3.HeaderMutation) (status int) {
+// new :status when the mutation sets a valid one (200 or more).
+func applyHeaderMutation(h http.Header, m *extprocv3.HeaderMutation, keepLength bool) (status int, err error) {
 	for _, o := range m.GetSetHeaders() {
-		k := strings.ToLower(o.GetHeader().GetKey())
-		if k == ":status" {
-			status, _ = strconv.Atoi(headerValue(o.GetHeader()))
-			continue
+		k, v, err := procHeader(o)
+		if err != nil {
+			return 0, err
 		}
-		if refusedHeader(k) || strings.HasPrefix(k, ":") {
-			continue
+		switch {
+		case k == ":status":
+			if n, err := strconv.Atoi(v); err == nil && n >= 200 && !o.GetAppend().GetValue() {
+				status = n
+			}
+		case refusedHeader(k), strings.HasPrefix(k, ":"), k == "content-length" && !keepLength:
+		default:
+			setProcHeader(h, k, v, o)
 		}
-		applyOption(h, o, true)
 	}
 	for _, k := range m.GetRemoveHeaders() {
 		k = strings.ToLower(k)
@@ -501,5 +580,5 @@ func applyHeaderMutation(h http.Header, m *extprocv3.HeaderMutation) (status int
 		}
 		h.Del(k)
 	}
-	return status
+	return status, nil
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 var (
@@ -255,9 +256,12 @@ func TestExtProcContinueAndReplace(t *testing.T) {
 	}
 }
 
-// HeaderMutation: append_action adds or overwrites; changing host,
-// :authority, :method, :scheme or x-envoy-* is ignored, as is removing a
-// pseudo-header.
+// HeaderMutation as Envoy applies it without mutation_rules
+// (mutation_utils.cc; EmptyRulesTest.TestDefaultConfig,
+// ExtProcIntegrationTest.GetAndSetPathHeader): the append BoolValue adds,
+// anything else overwrites (append_action is not read); only raw_value is
+// read; changing host, :authority, :method, :scheme or x-envoy-* is ignored,
+// as is removing a pseudo-header; :path may be set.
 func TestExtProcHeaderMutationRules(t *testing.T) {
 	h := start(t, setup{proc: procConfig(nil)})
 	h.proc.handle = func(c *procConn) error {
@@ -268,16 +272,19 @@ func TestExtProcHeaderMutationRules(t *testing.T) {
 			return continueWith(m, &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{
 				SetHeaders: []*corev3.HeaderValueOption{
 					hv("x-overwrite", "new", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
-					hv("x-append", "second", corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD),
+					{Header: &corev3.HeaderValue{Key: "x-append", RawValue: []byte("second")}, Append: wrapperspb.Bool(true)},
+					hv("x-action-ignored", "replaced", corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD),
+					{Header: &corev3.HeaderValue{Key: "x-value-only", Value: "not read"}},
+					hv(":path", "/rewritten", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
 					hv("host", "evil.example", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
 					hv(":method", "DELETE", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
 					hv("x-envoy-retry-on", "5xx", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
 				},
-				RemoveHeaders: []string{":path", "x-remove"},
+				RemoveHeaders: []string{":path", "host", "x-remove"},
 			}})
 		})
 	}
-	resp, body := h.get("/keep", "x-overwrite", "old", "x-append", "first", "x-remove", "1")
+	resp, body := h.get("/keep", "x-overwrite", "old", "x-append", "first", "x-remove", "1", "x-action-ignored", "old")
 	wantStatus(t, resp, body, 200)
 	up := h.upstream.last(t)
 	if got := strings.Join(up.header.Values("x-overwrite"), ","); got != "new" {
@@ -286,7 +293,13 @@ func TestExtProcHeaderMutationRules(t *testing.T) {
 	if got := strings.Join(up.header.Values("x-append"), ","); got != "first,second" {
 		t.Errorf("x-append %q", got)
 	}
-	if up.header.Get("x-remove") != "" || up.uri != "/keep" || up.method != "GET" || up.host == "evil.example" || up.header.Get("x-envoy-retry-on") != "" {
+	if got := strings.Join(up.header.Values("x-action-ignored"), ","); got != "replaced" {
+		t.Errorf("x-action-ignored %q: append_action must not be read", got)
+	}
+	if v, ok := up.header["X-Value-Only"]; !ok || len(v) != 1 || v[0] != "" {
+		t.Errorf("x-value-only %v: a mutation with only value sets an empty header", v)
+	}
+	if up.header.Get("x-remove") != "" || up.uri != "/rewritten" || up.method != "GET" || up.host == "evil.example" || up.header.Get("x-envoy-retry-on") != "" {
 		t.Errorf("refused mutations applied: method %s uri %s host %s headers %v", up.method, up.uri, up.host, up.header)
 	}
 	if resp.Header.Get("x-resp") != "1" {

@@ -23,6 +23,9 @@ const chunkSize = 32 << 10
 
 var errContentLength = errors.New("content-length does not match the mutated body")
 
+// contentLengthDetails is Envoy's response code details for that error.
+const contentLengthDetails = "mismatch_between_content_length_and_the_length_of_the_mutated_body"
+
 // readUpTo reads at most limit bytes; over reports that more follow, and
 // rest yields every byte after buf.
 func readUpTo(r io.Reader, limit int) (buf []byte, rest io.Reader, over bool, err error) {
@@ -80,7 +83,9 @@ func (st *stream) bufferedRequestBody(p *procStream, partial bool) bool {
 		}
 		return ok
 	}
-	st.applyRequestMutation(common.GetHeaderMutation())
+	if err := st.applyRequestMutation(common.GetHeaderMutation(), p.keepsLength(false)); err != nil {
+		return st.procFailed(&procFailure{status: p.cfg.statusOnError, details: mutationDetails(err)})
+	}
 	body := mutateBody(buf, common.GetBodyMutation())
 	if over {
 		st.body, st.bodyLen = io.MultiReader(bytes.NewReader(body), rest), -1
@@ -88,9 +93,7 @@ func (st *stream) bufferedRequestBody(p *procStream, partial bool) bool {
 	}
 	if !partial && p.mode.requestHeaders {
 		if err := checkContentLength(st.r.Header, body); err != nil {
-			st.endProc()
-			st.localReply(http.StatusInternalServerError, "", "ext_proc_error_content_length_mismatch", "", nil)
-			return false
+			return st.procFailed(&procFailure{status: p.cfg.statusOnError, details: contentLengthDetails})
 		}
 	}
 	if partial {
@@ -126,7 +129,9 @@ func (st *stream) requestTrailers(p *procStream) bool {
 		return false
 	}
 	if m := out.resp.GetRequestTrailers().GetHeaderMutation(); m != nil {
-		applyHeaderMutation(st.r.Trailer, m)
+		if _, err := applyHeaderMutation(st.r.Trailer, m, true); err != nil {
+			return st.procFailed(&procFailure{status: p.cfg.statusOnError, details: mutationDetails(err)})
+		}
 	}
 	return true
 }

@@ -177,17 +177,26 @@ func (st *stream) encode(r response) {
 			return
 		}
 		if common != nil {
-			if s := applyHeaderMutation(r.header, common.GetHeaderMutation()); s != 0 {
+			s, err := applyHeaderMutation(r.header, common.GetHeaderMutation(), p.keepsLength(true))
+			if err != nil {
+				st.procFailed(&procFailure{status: p.cfg.statusOnError, details: mutationDetails(err)})
+				return
+			}
+			if s != 0 {
 				r.code = s
 			}
 			if mo := out.resp.GetModeOverride(); mo != nil && p.cfg.allowModeOverride {
 				p.mode = overrideMode(p.mode, mo)
 			}
 			if common.GetStatus() == extprocv3.CommonResponse_CONTINUE_AND_REPLACE {
-				b := mutateBody(nil, common.GetBodyMutation())
-				r.body, r.length = bytes.NewReader(b), int64(len(b))
-				r.header.Del("content-length")
+				// No more body or trailer messages this way; the body is
+				// replaced only when the reply carries one.
 				p.responseDone = true
+				if bm := common.GetBodyMutation(); bm != nil {
+					b := mutateBody(nil, bm)
+					r.body, r.length = bytes.NewReader(b), int64(len(b))
+					r.header.Del("content-length")
+				}
 			}
 		}
 	}
@@ -199,7 +208,7 @@ func (st *stream) encode(r response) {
 	switch mode {
 	case procfilterv3.ProcessingMode_BUFFERED, procfilterv3.ProcessingMode_BUFFERED_PARTIAL:
 		partial := mode == procfilterv3.ProcessingMode_BUFFERED_PARTIAL
-		if partial {
+		if !p.keepsLength(true) {
 			r.header.Del("content-length")
 		}
 		if !st.bufferedResponseBody(p, &r, partial) {
@@ -253,15 +262,17 @@ func (st *stream) bufferedResponseBody(p *procStream, r *response, partial bool)
 	}
 	body := buf
 	if common != nil {
-		if s := applyHeaderMutation(r.header, common.GetHeaderMutation()); s != 0 {
+		s, err := applyHeaderMutation(r.header, common.GetHeaderMutation(), p.keepsLength(true))
+		if err != nil {
+			return st.procFailed(&procFailure{status: p.cfg.statusOnError, details: mutationDetails(err)})
+		}
+		if s != 0 {
 			r.code = s
 		}
 		body = mutateBody(buf, common.GetBodyMutation())
 		if !partial && p.mode.responseHeaders {
 			if err := checkContentLength(r.header, body); err != nil {
-				st.endProc()
-				st.localReply(http.StatusInternalServerError, "", "ext_proc_error_content_length_mismatch", "", nil)
-				return false
+				return st.procFailed(&procFailure{status: p.cfg.statusOnError, details: contentLengthDetails})
 			}
 		}
 	}
@@ -302,7 +313,10 @@ func (st *stream) responseTrailers(p *procStream, trailer func() http.Header) {
 			panic(http.ErrAbortHandler)
 		default:
 			if m := out.resp.GetResponseTrailers().GetHeaderMutation(); m != nil {
-				applyHeaderMutation(t, m)
+				if _, err := applyHeaderMutation(t, m, true); err != nil {
+					st.endProc()
+					panic(http.ErrAbortHandler)
+				}
 			}
 		}
 	}
