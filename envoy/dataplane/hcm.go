@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -67,6 +68,10 @@ type stream struct {
 	failMu           sync.Mutex
 	streamFailure    *procFailure
 	wroteHeader      bool
+	// closeConnection asks for connection: close on the reply.
+	closeConnection bool
+	// requestReceived is set once the whole request has been read.
+	requestReceived atomic.Bool
 }
 
 func (m *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -84,6 +89,9 @@ func (m *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.ContentLength == 0 {
 		st.body = http.NoBody
+		st.requestReceived.Store(true)
+	} else {
+		st.body = &eofNotifier{r: r.Body, done: &st.requestReceived}
 	}
 	st.ctx, st.cancel = context.WithCancelCause(r.Context())
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
@@ -139,19 +147,30 @@ func (st *stream) preparePath() bool {
 	if raw == "*" || strings.HasPrefix(raw, "http://") || strings.HasPrefix(raw, "https://") {
 		raw = st.r.URL.RequestURI()
 	}
+	if !strings.HasPrefix(raw, "/") {
+		st.localReply(http.StatusNotFound, "", "absolute_path_rejected", "", nil)
+		return false
+	}
 	p, q := raw, ""
 	if i := strings.IndexByte(raw, '?'); i >= 0 {
 		p, q = raw[:i], raw[i:]
 	}
-	if st.hcm.rejectEscapedSlashes && hasEscapedSlash(p) {
+	reject := func() bool {
+		// A refused path closes the connection (HTTP/1).
+		st.closeConnection = true
 		st.localReply(http.StatusBadRequest, "", "path_normalization_failed", "", nil)
 		return false
+	}
+	if strings.ContainsRune(p, '#') {
+		return reject()
+	}
+	if st.hcm.rejectEscapedSlashes && hasEscapedSlash(p) {
+		return reject()
 	}
 	if st.hcm.normalizePath {
 		n, err := normalizePath(p)
 		if err != nil {
-			st.localReply(http.StatusBadRequest, "", "path_normalization_failed", "", nil)
-			return false
+			return reject()
 		}
 		p = n
 	}
@@ -162,20 +181,49 @@ func (st *stream) preparePath() bool {
 	return true
 }
 
-// sanitize applies use_remote_address: the request is external, so the
-// x-envoy-* headers it brought are dropped, x-forwarded-for gets the peer
-// and x-request-id is generated afresh (preserve_external_request_id false).
+// internalHeaders are the x-envoy-* headers Envoy removes from every
+// request that is not internal (conn_manager_utility.cc
+// cleanInternalHeaders); edgeHeaders are removed too from edge requests.
+var (
+	internalHeaders = []string{
+		"x-envoy-retriable-status-codes", "x-envoy-retriable-header-names", "x-envoy-retry-on",
+		"x-envoy-retry-grpc-on", "x-envoy-max-retries", "x-envoy-upstream-alt-stat-name",
+		"x-envoy-upstream-rq-timeout-ms", "x-envoy-upstream-rq-per-try-timeout-ms",
+		"x-envoy-upstream-rq-timeout-alt-response", "x-envoy-expected-rq-timeout-ms",
+		"x-envoy-force-trace", "x-envoy-ip-tags", "x-envoy-original-url",
+		"x-envoy-hedge-on-per-try-timeout", "x-envoy-internal",
+	}
+	edgeHeaders = []string{
+		"x-envoy-decorator-operation", "x-envoy-downstream-service-cluster",
+		"x-envoy-downstream-service-node", "x-envoy-external-address",
+	}
+)
+
+// sanitize applies use_remote_address: every request is external (no
+// internal_address_config), so the internal x-envoy-* headers it brought are
+// dropped, x-forwarded-for gets the peer (the listener's address for a
+// loopback peer) and x-request-id is generated afresh
+// (preserve_external_request_id false).
 func (st *stream) sanitize() {
 	h := st.r.Header
+	for _, k := range []string{"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"} {
+		h.Del(k)
+	}
 	if st.hcm.useRemoteAddress {
-		for k := range h {
-			if strings.HasPrefix(strings.ToLower(k), "x-envoy-") {
-				delete(h, k)
-			}
+		for _, k := range internalHeaders {
+			h.Del(k)
+		}
+		for _, k := range edgeHeaders {
+			h.Del(k)
 		}
 		host, _, err := net.SplitHostPort(st.remote)
 		if err != nil {
 			host = st.remote
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			if lh, _, err := net.SplitHostPort(st.local); err == nil {
+				host = lh
+			}
 		}
 		if prior := h.Get("x-forwarded-for"); prior != "" {
 			h.Set("x-forwarded-for", prior+","+host)
@@ -184,17 +232,22 @@ func (st *stream) sanitize() {
 		}
 		h.Set("x-envoy-external-address", host)
 		h.Set("x-request-id", newUUID())
-	} else if h.Get("x-request-id") == "" {
-		h.Set("x-request-id", newUUID())
+	} else {
+		for _, k := range internalHeaders {
+			h.Del(k)
+		}
+		if h.Get("x-request-id") == "" {
+			h.Set("x-request-id", newUUID())
+		}
 	}
 	h.Set("x-forwarded-proto", "http")
 }
 
-// headerBytes counts header bytes as Envoy's header map does: every key and
-// value, pseudo-headers included.
+// headerBytes counts header bytes as Envoy's HTTP/1 codec does
+// (checkMaxHeadersSize): the name and value of every header line, Host
+// included, not the request line.
 func headerBytes(r *http.Request) int {
-	n := len(":method") + len(r.Method) + len(":path") + len(r.RequestURI) +
-		len(":authority") + len(r.Host) + len(":scheme") + len("http")
+	n := len("host") + len(r.Host)
 	for k, vs := range r.Header {
 		for _, v := range vs {
 			n += len(k) + len(v)
@@ -314,14 +367,19 @@ func (st *stream) touch() {
 	}
 }
 
-// idleReply answers a stream whose idle timeout fired: 408 if nothing was
-// sent yet, else a reset.
+// idleReply answers a stream whose idle timeout fired: if nothing was sent
+// yet, 408 while the request was still arriving and 504 once it had all
+// arrived (Utility::maybeRequestTimeoutCode); else a reset.
 func (st *stream) idleReply() {
 	st.endProc()
 	if st.wroteHeader {
 		panic(http.ErrAbortHandler)
 	}
-	st.localReply(http.StatusRequestTimeout, "stream timeout", "stream_idle_timeout", "SI", nil)
+	code := http.StatusRequestTimeout
+	if st.requestReceived.Load() {
+		code = http.StatusGatewayTimeout
+	}
+	st.localReply(code, "stream timeout", "stream_idle_timeout", "SI", nil)
 }
 
 // hasBody reports whether the request has a body to send upstream.
@@ -368,4 +426,18 @@ func (st *stream) takeStreamFailureIfAny() bool {
 		st.localReply(http.StatusServiceUnavailable, "", "upstream_reset_before_response_started{connection_failure}", "UF", nil)
 	}
 	return true
+}
+
+// eofNotifier marks the request received when its body ends.
+type eofNotifier struct {
+	r    io.Reader
+	done *atomic.Bool
+}
+
+func (e *eofNotifier) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		e.done.Store(true)
+	}
+	return n, err
 }

@@ -47,14 +47,16 @@ func holdConfig() *procfilterv3.ExternalProcessor {
 }
 
 // HttpConnectionManager.stream_idle_timeout: a held request (no bytes
-// either way) is cut with 408 when the timeout is shorter than the hold,
-// which is why Custos sets it above the longest hold.
+// either way) is cut when the timeout is shorter than the hold, which is why
+// Custos sets it above the longest hold. The request had fully arrived, so
+// the reply is 504 (Utility::maybeRequestTimeoutCode; 408 only while it is
+// still arriving). Mirrors IdleTimeoutIntegrationTest.PerStreamIdleTimeout*.
 func TestConnectionManagerStreamIdleTimeoutCutsAHold(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		idle time.Duration
 		want int
-	}{{"idle timeout shorter than the hold", 150 * time.Millisecond, 408}, {"idle timeout above the hold", 3 * time.Second, 200}} {
+	}{{"idle timeout shorter than the hold", 150 * time.Millisecond, 504}, {"idle timeout above the hold", 3 * time.Second, 200}} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := start(t, setup{proc: holdConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
 				m.StreamIdleTimeout = durationpb.New(tc.idle)
@@ -77,10 +79,14 @@ func TestRouteIdleTimeoutOverridesConnectionManager(t *testing.T) {
 	})
 	h.proc.handle = holdingProc(500 * time.Millisecond)
 	resp, body := h.get("/x")
-	wantStatus(t, resp, body, 408)
+	wantStatus(t, resp, body, 504)
+	if body != "stream timeout" {
+		t.Fatalf("body %q", body)
+	}
 }
 
-// RouteAction.timeout: an upstream slower than the route timeout is a 504.
+// RouteAction.timeout: an upstream slower than the route timeout is a 504
+// (details response_timeout; IdleTimeoutIntegrationTest.ResponseTimeout).
 func TestRouteTimeoutIs504(t *testing.T) {
 	h := start(t, setup{
 		route: func(r *routeT) { r.GetRoute().Timeout = durationpbMS(100) },
@@ -131,7 +137,7 @@ func TestConnectionManagerUseRemoteAddressStripsEnvoyHeaders(t *testing.T) {
 }
 
 // rawGet sends a request line exactly as given (Go's client would clean it).
-func rawGet(t *testing.T, url, target string) (int, string) {
+func rawGet(t *testing.T, url, target string) (int, http.Header) {
 	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
@@ -144,12 +150,17 @@ func rawGet(t *testing.T, url, target string) (int, string) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	return resp.StatusCode, resp.Header.Get("x-upstream")
+	if resp.Close {
+		resp.Header.Set("Connection", "close")
+	}
+	return resp.StatusCode, resp.Header
 }
 
 // normalize_path (RFC 3986), merge_slashes and
 // path_with_escaped_slashes_action REJECT_REQUEST, applied before routing
-// and before any filter.
+// and before any filter; a refusal is 400 with connection: close
+// (HttpConnectionManagerImplTest.PathWithEscapedSlashesRejected,
+// HeaderIntegrationTest.PathWithEscapedSlashesRejected).
 func TestConnectionManagerPathNormalisation(t *testing.T) {
 	h := start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
 		m.NormalizePath = wrapperspb.Bool(true)
@@ -170,11 +181,15 @@ func TestConnectionManagerPathNormalisation(t *testing.T) {
 		{"/a%2fb", 400, ""},
 		{"/a%5Cb", 400, ""},
 		{"/a\\b", 200, "/a/b"},
+		{"/a#frag", 400, ""},
 	} {
-		status, _ := rawGet(t, h.url, tc.target)
+		status, hdr := rawGet(t, h.url, tc.target)
 		if status != tc.status {
 			t.Errorf("%s: status %d, want %d", tc.target, status, tc.status)
 			continue
+		}
+		if tc.status == 400 && hdr.Get("Connection") != "close" {
+			t.Errorf("%s: a refused path must close the connection", tc.target)
 		}
 		if tc.status == 200 {
 			if got := h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetPath(); got != tc.path {

@@ -56,7 +56,7 @@ func (st *stream) router() {
 		case st.ctx.Err() != nil:
 			st.idleReply()
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
-			st.localReply(http.StatusGatewayTimeout, "", "upstream_response_timeout", "UT", nil)
+			st.localReply(http.StatusGatewayTimeout, "upstream request timeout", "response_timeout", "UT", nil)
 		default:
 			st.localReply(http.StatusServiceUnavailable, "", "upstream_reset_before_response_started{connection_failure}", "UF", nil)
 		}
@@ -349,6 +349,9 @@ func (st *stream) writeHeader(code int, h http.Header, length int64) {
 	}
 	if length < 0 {
 		dst.Del("content-length")
+	}
+	if st.closeConnection {
+		dst.Set("connection", "close")
 	}
 	st.wroteHeader = true
 	st.w.WriteHeader(code)
