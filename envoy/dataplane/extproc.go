@@ -33,6 +33,12 @@ type procStream struct {
 
 	mu      sync.Mutex
 	pending []pendingMessage // sent, awaiting their replies, in order
+	// deadline is the message timer: restarted at every send, stopped
+	// (zero) at every reply, even with other messages outstanding, as
+	// Envoy's processor state does. rearm wakes a waiter when it moves.
+	deadline   time.Time
+	overridden bool
+	rearm      chan struct{}
 	// requestDone/responseDone stop further body and trailer messages in a
 	// direction (CONTINUE_AND_REPLACE, or the direction is finished).
 	requestDone, responseDone bool
@@ -40,7 +46,6 @@ type procStream struct {
 
 type pendingMessage struct {
 	kind string
-	sent time.Time
 }
 
 type procReply struct {
@@ -89,7 +94,7 @@ func (st *stream) openProc(cfg *extProcConfig) (*procStream, *procFailure) {
 	}
 	var once sync.Once
 	p := &procStream{st: st, cfg: cfg, mode: cfg.mode, client: client, cancel: cancel,
-		replies: make(chan procReply, 16), release: func() { once.Do(up.release) }}
+		replies: make(chan procReply, 16), release: func() { once.Do(up.release) }, rearm: make(chan struct{}, 1)}
 	go func() {
 		for {
 			resp, err := client.Recv()
@@ -122,7 +127,8 @@ func (p *procStream) close() {
 func (p *procStream) send(req *extprocv3.ProcessingRequest, want string) *procFailure {
 	req.MetadataContext = p.st.forwardedMetadata(p.cfg)
 	p.mu.Lock()
-	p.pending = append(p.pending, pendingMessage{kind: want, sent: time.Now()})
+	p.pending = append(p.pending, pendingMessage{kind: want})
+	p.setTimerLocked(time.Now().Add(p.cfg.messageTimeout))
 	p.mu.Unlock()
 	if err := p.client.Send(req); err != nil {
 		// The reason is on the receive side (status or io.EOF).
@@ -143,10 +149,23 @@ func (p *procStream) exchange(req *extprocv3.ProcessingRequest, want string) pro
 	return p.await()
 }
 
-// await waits for the reply to the oldest message awaiting one, under
-// message_timeout from when it was sent. A reply that carries only
-// override_message_timeout restarts the timer once for this message, within
-// [1ms, max_message_timeout]; otherwise it is ignored, as Envoy ignores it.
+// setTimerLocked moves the message timer (zero stops it) and allows one
+// override again.
+func (p *procStream) setTimerLocked(d time.Time) {
+	p.deadline = d
+	p.overridden = false
+	select {
+	case p.rearm <- struct{}{}:
+	default:
+	}
+}
+
+// await waits for the reply to the oldest message awaiting one. The message
+// timer runs from the last send and stops at each reply, so with several
+// chunks outstanding the later ones wait without it (the stream idle
+// timeout still applies). A reply that carries only override_message_timeout
+// restarts the timer once per send or reply, within [1ms,
+// max_message_timeout]; otherwise it is ignored, as Envoy ignores it.
 func (p *procStream) await() procOutcome {
 	p.mu.Lock()
 	if len(p.pending) == 0 {
@@ -156,16 +175,32 @@ func (p *procStream) await() procOutcome {
 	msg := p.pending[0]
 	p.pending = p.pending[1:]
 	p.mu.Unlock()
-	timer := time.NewTimer(time.Until(msg.sent.Add(p.cfg.messageTimeout)))
-	defer timer.Stop()
-	overridden := false
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
+		p.mu.Lock()
+		deadline := p.deadline
+		p.mu.Unlock()
+		if timer != nil {
+			timer.Stop()
+		}
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			timer = time.NewTimer(time.Until(deadline))
+			expired = timer.C
+		}
 		select {
 		case <-p.st.ctx.Done():
 			return procOutcome{fail: &procFailure{idle: true}}
-		case <-timer.C:
+		case <-expired:
 			// Always 504, whatever status_on_error says.
 			return procOutcome{fail: &procFailure{status: http.StatusGatewayTimeout, details: "ext_proc_error_per-message_timeout_exceeded"}}
+		case <-p.rearm:
+			continue
 		case r := <-p.replies:
 			if r.err != nil {
 				return procOutcome{fail: p.streamEnded(r.err)}
@@ -173,13 +208,16 @@ func (p *procStream) await() procOutcome {
 			resp := r.resp
 			if d := resp.GetOverrideMessageTimeout(); d != nil && resp.GetResponse() == nil {
 				t := d.AsDuration()
-				if p.cfg.maxMessageTimeout == 0 || overridden || t < time.Millisecond || t > p.cfg.maxMessageTimeout {
-					continue
+				p.mu.Lock()
+				if p.cfg.maxMessageTimeout > 0 && !p.overridden && t >= time.Millisecond && t <= p.cfg.maxMessageTimeout {
+					p.deadline, p.overridden = time.Now().Add(t), true
 				}
-				overridden = true
-				timer.Reset(t)
+				p.mu.Unlock()
 				continue
 			}
+			p.mu.Lock()
+			p.setTimerLocked(time.Time{})
+			p.mu.Unlock()
 			p.st.receiveMetadata(p.cfg, resp.GetDynamicMetadata())
 			if ir := resp.GetImmediateResponse(); ir != nil {
 				return procOutcome{immediate: ir}
