@@ -38,7 +38,7 @@ func (s *Service) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err
 			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
 				// Envoy ended the stream: a normal end, recorded if the
 				// response was never seen (client gone, upstream reset).
-				_ = ex.finish(record.Aborted, "stream ended before the response")
+				_ = ex.finish(record.Aborted, "stream ended before the response: Envoy answered itself (local reply), the upstream failed or the client left")
 				return nil
 			}
 			return err

@@ -312,9 +312,11 @@ func (t *routeTable) match(authority, path string) *route {
 }
 
 // localReply answers the request with a reply of the data plane's own,
-// rewritten by local_reply_config, and passes it through the encoder side of
-// the filters that saw the request (Envoy's sendLocalReply).
+// rewritten by local_reply_config (Envoy's sendLocalReply). ext_proc does not
+// process local replies (skip_ext_proc_on_local_reply, Envoy 1.34+): its
+// stream ends here. ext_authz's encoder side still adds its headers.
 func (st *stream) localReply(code int, body, details, flags string, modify func(http.Header)) {
+	st.endProc()
 	h := http.Header{}
 	if modify != nil {
 		modify(h)
