@@ -83,6 +83,7 @@ connections:
     upstream: http://127.0.0.1:8081
 `
 
+// Mirrors (docs/envoy-references.md): xDS protocol (ACK/NACK).
 func TestDataPlaneACKsCustosSnapshot(t *testing.T) {
 	cfg, err := config.Parse([]byte(adsConfig))
 	if err != nil {
@@ -147,6 +148,7 @@ func withExtraFilter(t *testing.T, cfg *config.Config, name string, typed proto.
 	return snap
 }
 
+// Mirrors (docs/envoy-references.md): xDS protocol.
 func TestDataPlaneNACKsWhatItCannotServeAndKeepsLastGood(t *testing.T) {
 	cfg, err := config.Parse([]byte(adsConfig))
 	if err != nil {

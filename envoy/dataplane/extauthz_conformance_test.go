@@ -21,6 +21,7 @@ import (
 
 // ExtAuthz.with_request_body (BufferSettings.max_request_bytes): a body
 // within the limit is sent whole in CheckRequest.attributes.request.http.body.
+// Mirrors (docs/envoy-references.md): row 1a; CheckRequestUtilsTest.BasicHttpWithFullBody.
 func TestExtAuthzWithRequestBodyWithinLimit(t *testing.T) {
 	cfg := authzConfig()
 	cfg.WithRequestBody = &extauthzv3.BufferSettings{MaxRequestBytes: 16}
@@ -38,6 +39,7 @@ func TestExtAuthzWithRequestBodyWithinLimit(t *testing.T) {
 
 // BufferSettings.max_request_bytes: over the limit without
 // allow_partial_message the request is answered 413 and never checked.
+// Mirrors (docs/envoy-references.md): row 1a; HttpFilterTest.RequestDataIsTooLarge.
 func TestExtAuthzWithRequestBodyOverLimitIs413(t *testing.T) {
 	cfg := authzConfig()
 	cfg.WithRequestBody = &extauthzv3.BufferSettings{MaxRequestBytes: 4}
@@ -51,6 +53,7 @@ func TestExtAuthzWithRequestBodyOverLimitIs413(t *testing.T) {
 
 // BufferSettings.allow_partial_message: the prefix is checked, with
 // x-envoy-auth-partial-body: true; pack_as_bytes sends it as raw_body.
+// Mirrors (docs/envoy-references.md): rows 1b, 1c; HttpFilterTest.RequestDataWithPartialMessage, CheckRequestUtilsTest.BasicHttpWithPartialBody.
 func TestExtAuthzAllowPartialMessageSendsPrefix(t *testing.T) {
 	cfg := authzConfig()
 	cfg.WithRequestBody = &extauthzv3.BufferSettings{MaxRequestBytes: 4, AllowPartialMessage: true, PackAsBytes: true}
@@ -83,6 +86,7 @@ func TestExtAuthzAllowPartialMessageSendsPrefix(t *testing.T) {
 // the route, lower-case headers with pseudo-headers, repeated headers
 // joined with ",", the path with its query and undecoded, method, host,
 // scheme, protocol, size and Envoy's stream id.
+// Mirrors (docs/envoy-references.md): row 2; CheckRequestUtilsTest.*, HttpFilterTestParam.ImmediateOkResponseWithHttpAttributes.
 func TestExtAuthzCheckRequestAttributes(t *testing.T) {
 	h := start(t, setup{authz: authzConfig()})
 	req := mustRequest(t, "POST", h.url+"/a%20b/c?q=1&r=%2F", "body!")
@@ -129,6 +133,7 @@ func TestExtAuthzCheckRequestAttributes(t *testing.T) {
 // append true, join onto an existing header with "," (nothing when absent;
 // Envoy 1.36's gRPC client, HttpFilterTestParam.ImmediateOkResponseWithHttpAttributes); headers_to_remove never touches pseudo-headers or host;
 // query_parameters_to_set/remove; response_headers_to_add reach the client.
+// Mirrors (docs/envoy-references.md): rows 3a–3d; HttpFilterTest.HeadersToRemoveRemovesHeadersExceptSpecialHeaders.
 func TestExtAuthzOKResponseMutations(t *testing.T) {
 	h := start(t, setup{authz: authzConfig()})
 	h.authz.check = func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
@@ -173,6 +178,7 @@ func TestExtAuthzOKResponseMutations(t *testing.T) {
 
 // DeniedHttpResponse: its status (403 when unset), headers and body reach
 // the client; the upstream is never called.
+// Mirrors (docs/envoy-references.md): row 4; HttpFilterTestParam.DeniedResponseWith401.
 func TestExtAuthzDeniedResponse(t *testing.T) {
 	h := start(t, setup{authz: authzConfig()})
 	for _, tc := range []struct {
@@ -202,6 +208,7 @@ func TestExtAuthzDeniedResponse(t *testing.T) {
 
 // grpc_service.timeout and status_on_error: a Check slower than the timeout
 // is an error, answered with status_on_error (403 by default).
+// Mirrors (docs/envoy-references.md): row 5; HttpFilterTest.ErrorFailClose, HttpFilterTest.ErrorCustomStatusCode.
 func TestExtAuthzTimeoutUsesStatusOnError(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -230,6 +237,7 @@ func TestExtAuthzTimeoutUsesStatusOnError(t *testing.T) {
 }
 
 // status_on_error also covers a gRPC error from the service.
+// Mirrors (docs/envoy-references.md): row 5; HttpFilterTest.ErrorFailClose.
 func TestExtAuthzRPCErrorUsesStatusOnError(t *testing.T) {
 	h := start(t, setup{authz: authzConfig()})
 	h.authz.check = func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
@@ -243,6 +251,7 @@ func TestExtAuthzRPCErrorUsesStatusOnError(t *testing.T) {
 }
 
 // ExtAuthz.failure_mode_allow: an error lets the request through.
+// Mirrors (docs/envoy-references.md): row 5; HttpFilterTest.ErrorOpen.
 func TestExtAuthzFailureModeAllow(t *testing.T) {
 	cfg := authzConfig()
 	cfg.FailureModeAllow = true
@@ -256,6 +265,7 @@ func TestExtAuthzFailureModeAllow(t *testing.T) {
 
 // CheckResponse.dynamic_metadata is stored under the filter's namespace,
 // envoy.filters.http.ext_authz, where ext_proc's forwarding_namespaces read it.
+// Mirrors (docs/envoy-references.md): rows 4, 18; ExtProcIntegrationTest.SendAndReceiveDynamicMetadata.
 func TestExtAuthzDynamicMetadataReachesExtProc(t *testing.T) {
 	proc := procConfig(nil)
 	proc.MetadataOptions = forwarding("envoy.filters.http.ext_authz")
@@ -278,6 +288,7 @@ func TestExtAuthzDynamicMetadataReachesExtProc(t *testing.T) {
 }
 
 // Filters disabled per route (ExtAuthzPerRoute.disabled) are not called.
+// Mirrors (docs/envoy-references.md): row 27; HttpFilterTestParam.DisabledOnRoute.
 func TestExtAuthzDisabledPerRoute(t *testing.T) {
 	h := start(t, setup{authz: authzConfig(), route: func(r *routeT) {
 		r.TypedPerFilterConfig["envoy.filters.http.ext_authz"] = mustAny(t, &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}})
@@ -294,6 +305,7 @@ func TestExtAuthzDisabledPerRoute(t *testing.T) {
 
 // The catch-all route's direct_response answers locally, and
 // local_reply_config renders it.
+// Mirrors (docs/envoy-references.md): row 24; LocalReplyIntegrationTest.MapStatusCodeAndFormatToJson.
 func TestConnectionManagerLocalReplyRendersJSON(t *testing.T) {
 	body, _ := structpb.NewStruct(map[string]any{"error": "not_found", "request_id": "%REQ(X-REQUEST-ID)%", "missing": "%REQ(X-NOPE)%", "limit": 7.0})
 	h := start(t, setup{

@@ -53,6 +53,7 @@ func bodyMutation(b string) *extprocv3.BodyMutation {
 // request_trailers → response_headers → response_body → response_trailers,
 // trailers only when configured and present; headers are lower-case
 // raw_value with pseudo-headers, end_of_stream true when there is no body.
+// Mirrors (docs/envoy-references.md): row 6; ExtProcIntegrationTest.GetAndSetBodyAndHeadersAndTrailersOnResponse, NoTrailersOnResponseWithModeSendHeaderTrailer.
 func TestExtProcMessageOrderBothDirections(t *testing.T) {
 	h := start(t, setup{
 		proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered, ResponseBodyMode: buffered, RequestTrailerMode: send, ResponseTrailerMode: send}),
@@ -100,6 +101,7 @@ func TestExtProcMessageOrderBothDirections(t *testing.T) {
 
 // Headers only (the default mode): a GET has end_of_stream on its headers
 // and no body message is sent in either direction.
+// Mirrors (docs/envoy-references.md): row 6; ExtProcIntegrationTest.GetAndSetHeaders.
 func TestExtProcDefaultModeSendsHeadersOnly(t *testing.T) {
 	h := start(t, setup{proc: procConfig(nil)})
 	resp, body := h.get("/x", "X-Mixed", "V")
@@ -117,6 +119,7 @@ func TestExtProcDefaultModeSendsHeadersOnly(t *testing.T) {
 }
 
 // BUFFERED over the buffer limit: 413 for a request, 500 for a response.
+// Mirrors (docs/envoy-references.md): row 7; ExtProcIntegrationTest.BufferedModeOverSizeRequestLocalReply.
 func TestExtProcBufferedOverLimit(t *testing.T) {
 	big := strings.Repeat("x", 1<<20+1)
 	t.Run("request 413", func(t *testing.T) {
@@ -140,6 +143,7 @@ func TestExtProcBufferedOverLimit(t *testing.T) {
 
 // STREAMED: each chunk is sent as it arrives, several may be outstanding,
 // and the replies apply in order.
+// Mirrors (docs/envoy-references.md): rows 8, 12; HttpFilterTest.PostStreamingBodies, RemoveResponseContentLength.
 func TestExtProcStreamedChunksInOrderSeveralOutstanding(t *testing.T) {
 	chunks := []string{"alpha-", "bravo-", "charlie"}
 	release := make(chan struct{})
@@ -198,6 +202,7 @@ func TestExtProcStreamedChunksInOrderSeveralOutstanding(t *testing.T) {
 // BUFFERED_PARTIAL: a body within the limit is sent whole with
 // end_of_stream; over it, the first bufferLimit bytes are sent without
 // end_of_stream and the rest passes unprocessed.
+// Mirrors (docs/envoy-references.md): rows 9, 12; HttpFilterTest.PostFastAndBigRequestPartialBuffering, RemoveRequestContentLengthInBufferedPartialMode.
 func TestExtProcBufferedPartial(t *testing.T) {
 	h := start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: partial})})
 	h.proc.handle = func(c *procConn) error {
@@ -233,6 +238,7 @@ func TestExtProcBufferedPartial(t *testing.T) {
 
 // CommonResponse.status CONTINUE_AND_REPLACE on a headers response replaces
 // the body and sends no further body message in that direction.
+// Mirrors (docs/envoy-references.md): row 10; ExtProcIntegrationTest.ReplaceCompleteRequestBuffered, HttpFilterTest.ReplaceCompleteResponseBuffered.
 func TestExtProcContinueAndReplace(t *testing.T) {
 	h := start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered, ResponseBodyMode: buffered})})
 	h.proc.handle = func(c *procConn) error {
@@ -262,6 +268,7 @@ func TestExtProcContinueAndReplace(t *testing.T) {
 // anything else overwrites (append_action is not read); only raw_value is
 // read; changing host, :authority, :method, :scheme or x-envoy-* is ignored,
 // as is removing a pseudo-header; :path may be set.
+// Mirrors (docs/envoy-references.md): row 11; EmptyRulesTest.TestDefaultConfig, ExtProcIntegrationTest.GetAndSetPathHeader.
 func TestExtProcHeaderMutationRules(t *testing.T) {
 	h := start(t, setup{proc: procConfig(nil)})
 	h.proc.handle = func(c *procConn) error {
@@ -310,6 +317,7 @@ func TestExtProcHeaderMutationRules(t *testing.T) {
 // Content-length with BUFFERED and headers SEND is kept: a body mutation of
 // another length without a matching content-length is an error; with the
 // processor's own content-length it goes through.
+// Mirrors (docs/envoy-references.md): row 12; ExtProcIntegrationTest.MismatchedContentLengthAndBodyLength, GetAndSetBodyAndHeadersOnResponse.
 func TestExtProcContentLengthWithBufferedBody(t *testing.T) {
 	h := start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{ResponseBodyMode: buffered})})
 	fixCL := false
@@ -337,6 +345,7 @@ func TestExtProcContentLengthWithBufferedBody(t *testing.T) {
 
 // ImmediateResponse ends the stream at any phase; a status below 200
 // becomes 200; later messages are not sent.
+// Mirrors (docs/envoy-references.md): row 13; GetAndRespondImmediately, …OnRequestBody, …OnResponse, …OnResponseBody, …WithBadStatus.
 func TestExtProcImmediateResponseAtEachPhase(t *testing.T) {
 	for _, phase := range []string{"request_headers", "request_body", "response_headers", "response_body"} {
 		t.Run(phase, func(t *testing.T) {
@@ -383,6 +392,7 @@ func TestExtProcImmediateResponseAtEachPhase(t *testing.T) {
 
 // ProcessingResponse.mode_override is honoured only with
 // allow_mode_override; body modes it leaves unset mean NONE.
+// Mirrors (docs/envoy-references.md): row 14; ExtProcIntegrationTest.ModeOverrideAllowed, ModeOverrideDisallowed.
 func TestExtProcModeOverride(t *testing.T) {
 	for _, allowed := range []bool{false, true} {
 		t.Run("allow_mode_override="+strconv.FormatBool(allowed), func(t *testing.T) {
@@ -413,6 +423,7 @@ func TestExtProcModeOverride(t *testing.T) {
 }
 
 // message_timeout: no reply in time is a 504, unless failure_mode_allow.
+// Mirrors (docs/envoy-references.md): row 15; RequestMessageTimeout, RequestMessageTimeoutIgnoreError.
 func TestExtProcMessageTimeout(t *testing.T) {
 	for _, allowFail := range []bool{false, true} {
 		t.Run("failure_mode_allow="+strconv.FormatBool(allowFail), func(t *testing.T) {
@@ -441,6 +452,7 @@ func TestExtProcMessageTimeout(t *testing.T) {
 // override_message_timeout: within max_message_timeout it restarts the
 // timer once per message; beyond the maximum, or a second time, it is
 // ignored and the original timer runs out.
+// Mirrors (docs/envoy-references.md): row 16; RequestMessageNewTimeoutNoMutation, RequestMessageNoMutationMultipleNewTimeout, …TimeoutTooBigWithSmallMax.
 func TestExtProcOverrideMessageTimeout(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -481,6 +493,7 @@ func TestExtProcOverrideMessageTimeout(t *testing.T) {
 // A processor that closes its stream with OK ends processing: Envoy lets
 // the request continue, whatever failure_mode_allow says. Custos' own
 // processor must therefore never end a stream OK on an abnormal exit.
+// Mirrors (docs/envoy-references.md): row 17a; ExtProcIntegrationTest.GetAndCloseStream.
 func TestExtProcProcessorClosingStreamLetsRequestContinue(t *testing.T) {
 	h := start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{ResponseBodyMode: buffered})})
 	h.proc.handle = func(c *procConn) error {
@@ -495,6 +508,7 @@ func TestExtProcProcessorClosingStreamLetsRequestContinue(t *testing.T) {
 }
 
 // A gRPC error answers with status_on_error (500 by default).
+// Mirrors (docs/envoy-references.md): row 17b; ExtProcStatusOnErrorIntegrationTest.GrpcStreamErrorDefaultStatus, GrpcStreamErrorCustomStatus.
 func TestExtProcGRPCErrorUsesStatusOnError(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -520,6 +534,7 @@ func TestExtProcGRPCErrorUsesStatusOnError(t *testing.T) {
 
 // metadata_options: forwarding_namespaces go out in metadata_context;
 // a reply's dynamic_metadata is kept only for receiving_namespaces.
+// Mirrors (docs/envoy-references.md): row 18; ExtProcIntegrationTest.SendAndReceiveDynamicMetadata.
 func TestExtProcMetadataNamespaces(t *testing.T) {
 	cfg := procConfig(nil)
 	cfg.MetadataOptions = &procfilterv3.MetadataOptions{
@@ -552,6 +567,7 @@ func TestExtProcMetadataNamespaces(t *testing.T) {
 
 // After the last reply Envoy half-closes the stream (the processor sees
 // io.EOF) and then resets it: both are normal ends.
+// Mirrors (docs/envoy-references.md): row 19; OnlyRequestHeadersResetOnServerMessage.
 func TestExtProcStreamEndsWithHalfClose(t *testing.T) {
 	h := start(t, setup{proc: procConfig(nil)})
 	ended := make(chan error, 1)
@@ -578,6 +594,7 @@ func TestExtProcStreamEndsWithHalfClose(t *testing.T) {
 }
 
 // ExtProcPerRoute.disabled: no stream is opened on that route.
+// Mirrors (docs/envoy-references.md): row 27; ExtProcIntegrationTest.PerRouteDisable.
 func TestExtProcDisabledPerRoute(t *testing.T) {
 	h := start(t, setup{proc: procConfig(nil), route: func(r *routeT) {
 		r.TypedPerFilterConfig["envoy.filters.http.ext_proc"] = mustAny(t, &procfilterv3.ExtProcPerRoute{Override: &procfilterv3.ExtProcPerRoute_Disabled{Disabled: true}})
@@ -590,6 +607,7 @@ func TestExtProcDisabledPerRoute(t *testing.T) {
 }
 
 // A reply of the wrong kind fails the request closed.
+// Mirrors (docs/envoy-references.md): row 17b (ext_proc_fail_close_spurious_resp).
 func TestExtProcWrongReplyKindFailsClosed(t *testing.T) {
 	h := start(t, setup{proc: procConfig(nil)})
 	h.proc.handle = func(c *procConn) error {

@@ -69,6 +69,7 @@ func TestConnectionManagerStreamIdleTimeoutCutsAHold(t *testing.T) {
 }
 
 // RouteAction.idle_timeout overrides stream_idle_timeout on its route.
+// Mirrors (docs/envoy-references.md): row 20a.
 func TestRouteIdleTimeoutOverridesConnectionManager(t *testing.T) {
 	h := start(t, setup{
 		proc: holdConfig(),
@@ -87,6 +88,7 @@ func TestRouteIdleTimeoutOverridesConnectionManager(t *testing.T) {
 
 // RouteAction.timeout: an upstream slower than the route timeout is a 504
 // (details response_timeout; IdleTimeoutIntegrationTest.ResponseTimeout).
+// Mirrors (docs/envoy-references.md): row 20b; IdleTimeoutIntegrationTest.ResponseTimeout.
 func TestRouteTimeoutIs504(t *testing.T) {
 	h := start(t, setup{
 		route: func(r *routeT) { r.GetRoute().Timeout = durationpbMS(100) },
@@ -103,6 +105,7 @@ func TestRouteTimeoutIs504(t *testing.T) {
 
 // HttpConnectionManager.max_request_headers_kb: over it, 431 before any
 // filter runs.
+// Mirrors (docs/envoy-references.md): row 21; DownstreamProtocolIntegrationTest.LargeRequestHeadersRejected.
 func TestConnectionManagerRequestHeaderLimitIs431(t *testing.T) {
 	h := start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
 		m.MaxRequestHeadersKb = wrapperspb.UInt32(1)
@@ -118,6 +121,7 @@ func TestConnectionManagerRequestHeaderLimitIs431(t *testing.T) {
 
 // use_remote_address: the request is external, so x-envoy-* headers it
 // brought are removed and x-request-id is generated afresh.
+// Mirrors (docs/envoy-references.md): row 22; ConnectionManagerUtilityTest.OverrideRequestIdForExternalRequests.
 func TestConnectionManagerUseRemoteAddressStripsEnvoyHeaders(t *testing.T) {
 	h := start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
 		m.UseRemoteAddress = wrapperspb.Bool(true)
@@ -161,6 +165,7 @@ func rawGet(t *testing.T, url, target string) (int, http.Header) {
 // and before any filter; a refusal is 400 with connection: close
 // (HttpConnectionManagerImplTest.PathWithEscapedSlashesRejected,
 // HeaderIntegrationTest.PathWithEscapedSlashesRejected).
+// Mirrors (docs/envoy-references.md): row 23; HttpConnectionManagerImplTest.PathWithEscapedSlashesRejected.
 func TestConnectionManagerPathNormalisation(t *testing.T) {
 	h := start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
 		m.NormalizePath = wrapperspb.Bool(true)
@@ -204,6 +209,7 @@ func TestConnectionManagerPathNormalisation(t *testing.T) {
 
 // RouteConfiguration.request_headers_to_remove is applied by the router:
 // the filters still see the header, the upstream does not.
+// Mirrors (docs/envoy-references.md): row 25 (router finalizeRequestHeaders).
 func TestRouteConfigRequestHeadersToRemove(t *testing.T) {
 	h := start(t, setup{authz: authzConfig(), routes: func(rc *routev3.RouteConfiguration) {
 		rc.RequestHeadersToRemove = []string{"x-custos-request-id"}
@@ -220,6 +226,7 @@ func TestRouteConfigRequestHeadersToRemove(t *testing.T) {
 
 // A direct_response route with both filters disabled answers without
 // calling either service.
+// Mirrors (docs/envoy-references.md): rows 26, 27.
 func TestCatchAllDirectResponseWithFiltersDisabled(t *testing.T) {
 	h := start(t, setup{authz: authzConfig(), proc: procConfig(nil), route: func(r *routeT) {
 		r.Action = directResponse(404, "nothing here")
@@ -238,6 +245,7 @@ func TestCatchAllDirectResponseWithFiltersDisabled(t *testing.T) {
 // Cluster circuit_breakers max_requests: each held ext_proc stream holds a
 // request of the gRPC cluster; when they are all taken, a new request is
 // refused (status_on_error), never forwarded unprocessed.
+// Mirrors (docs/envoy-references.md): row 28 (source; test UNCONFIRMED).
 func TestClusterCircuitBreakerFullOfHeldStreamsRefuses(t *testing.T) {
 	cfg := holdConfig()
 	cfg.StatusOnError = nil
@@ -276,6 +284,7 @@ func TestClusterCircuitBreakerFullOfHeldStreamsRefuses(t *testing.T) {
 
 // Both filters run before the router rewrites the path: they see the path
 // the client sent; the upstream gets prefix_rewrite's.
+// Mirrors (docs/envoy-references.md): row 25 (the router rewrites).
 func TestFiltersSeePathBeforePrefixRewrite(t *testing.T) {
 	h := start(t, setup{authz: authzConfig(), proc: procConfig(nil), route: func(r *routeT) {
 		r.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/customers/"}}
@@ -297,6 +306,7 @@ func TestFiltersSeePathBeforePrefixRewrite(t *testing.T) {
 // ext_authz skips the check when no route matched (ext_authz.cc
 // getPerRouteFlags; shared/ENVOY.md says otherwise, see docs/dataplane.md);
 // the router then answers 404 and nothing is forwarded.
+// Mirrors (docs/envoy-references.md): row 5 (getPerRouteFlags).
 func TestExtAuthzSkipsCheckWithoutRoute(t *testing.T) {
 	h := start(t, setup{authz: authzConfig(), route: func(r *routeT) {
 		r.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/only/"}}

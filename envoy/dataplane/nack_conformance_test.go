@@ -20,6 +20,7 @@ import (
 
 // Everything outside Custos' own xDS output is NACKed with an error naming
 // it, rather than half-served.
+// Mirrors (docs/envoy-references.md): —.
 func TestDataPlaneNACKsWhatCustosNeverEmits(t *testing.T) {
 	for _, tc := range []struct {
 		name string
