@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"sort"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -34,7 +35,7 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	cfg := s.cfg.Load()
 	httpReq := req.GetAttributes().GetRequest().GetHttp()
 	headers := httpReq.GetHeaders()
-	d := decision{RequestID: requestID(headers["x-request-id"]), Method: httpReq.GetMethod()}
+	d := decision{RequestID: newRequestID(), Method: httpReq.GetMethod()}
 
 	conn, reply := resolveConnection(cfg, req.GetAttributes().GetContextExtensions(), httpReq.GetHost())
 	if reply != nil {
@@ -56,7 +57,11 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(code.Code_OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			HeadersToRemove:      foreignCustosHeaders(headers),
+			// Custos' request id replaces x-request-id, so that the upstream,
+			// Envoy's access log and Envoy's own later replies all carry the
+			// id Custos records, whatever the agent sent.
+			Headers:              []*corev3.HeaderValueOption{setHeader("x-request-id", d.RequestID)},
+			HeadersToRemove:      headersToRemove(conn, headers),
 			ResponseHeadersToAdd: []*corev3.HeaderValueOption{setHeader(RequestIDHeader, d.RequestID)},
 		}},
 		DynamicMetadata: d.metadata(),
@@ -113,25 +118,36 @@ func hostMatches(c config.Connection, authority string) bool {
 	return false
 }
 
-// foreignCustosHeaders lists the incoming x-custos-* headers an agent may not
-// set, for Envoy to remove before the request goes on.
-func foreignCustosHeaders(headers map[string]string) []string {
+// credentialHeaders carry the agent's own credentials: they never go
+// upstream unless the connection says forward_token (upstream credentials
+// belong to Custos).
+var credentialHeaders = []string{"authorization", "proxy-authorization"}
+
+// headersToRemove lists what Envoy removes before the request goes on: the
+// incoming x-custos-* headers an agent may not set, and the agent's
+// credentials unless the connection forwards them.
+func headersToRemove(c config.Connection, headers map[string]string) []string {
 	var out []string
 	for k := range headers {
 		if strings.HasPrefix(k, "x-custos-") && k != SessionHeader && k != ApprovalIDHeader {
 			out = append(out, k)
 		}
 	}
+	if !c.ForwardToken {
+		for _, k := range credentialHeaders {
+			if _, ok := headers[k]; ok {
+				out = append(out, k)
+			}
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 
-// requestID adopts the connection manager's x-request-id (Envoy regenerates
-// it for external requests), so Custos' records, Envoy's access logs and
-// Envoy's own replies share one id; a missing or odd value gets a fresh one.
-func requestID(xRequestID string) string {
-	if validToken(xRequestID) {
-		return xRequestID
-	}
+// newRequestID is a random (version 4) UUID. Custos never adopts an id from
+// the request: behind a sidecar or for requests Envoy deems internal, the
+// agent could choose x-request-id and reuse another request's id.
+func newRequestID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40

@@ -106,7 +106,8 @@ func TestCheckAllowsConfiguredConnectionAndLeavesDecision(t *testing.T) {
 	resp, err := c.authz.Check(context.Background(), checkReq(
 		map[string]string{xds.ContextConnection: "customers", xds.ContextExtProc: "on"},
 		"127.0.0.1:10000", "/customers/7?expand=1",
-		map[string]string{"x-request-id": "req-1", "x-custos-forged": "1", "x-custos-session": "run-9", "x-custos-approval-id": "a1"}))
+		map[string]string{"x-request-id": "req-1", "x-custos-forged": "1", "x-custos-session": "run-9", "x-custos-approval-id": "a1",
+			"authorization": "Bearer agent-token", "proxy-authorization": "Basic x"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,17 +118,22 @@ func TestCheckAllowsConfiguredConnectionAndLeavesDecision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := decision{RequestID: "req-1", Connection: "customers", Path: "/api/7", Method: "GET", ExtProc: true}
-	want.SessionID = d.SessionID
+	if d.RequestID == "req-1" || len(d.RequestID) != 36 {
+		t.Fatalf("request id %q: Custos must not adopt the request's x-request-id", d.RequestID)
+	}
+	want := decision{RequestID: d.RequestID, Connection: "customers", Path: "/api/7", Method: "GET", ExtProc: true, SessionID: d.SessionID}
 	if d != want {
 		t.Fatalf("decision %+v, want %+v", d, want)
 	}
-	rm := resp.GetOkResponse().GetHeadersToRemove()
-	if len(rm) != 1 || rm[0] != "x-custos-forged" {
-		t.Fatalf("headers_to_remove %v, want only the forged x-custos-* header", rm)
+	ok := resp.GetOkResponse()
+	if rm := strings.Join(ok.GetHeadersToRemove(), ","); rm != "authorization,proxy-authorization,x-custos-forged" {
+		t.Fatalf("headers_to_remove %s, want the credentials and the forged x-custos-* header", rm)
 	}
-	add := resp.GetOkResponse().GetResponseHeadersToAdd()
-	if len(add) != 1 || add[0].GetHeader().GetKey() != RequestIDHeader || add[0].GetHeader().GetValue() != "req-1" {
+	if h := ok.GetHeaders(); len(h) != 1 || h[0].GetHeader().GetKey() != "x-request-id" || h[0].GetHeader().GetValue() != d.RequestID {
+		t.Fatalf("headers %v, want x-request-id set to Custos' id", h)
+	}
+	add := ok.GetResponseHeadersToAdd()
+	if len(add) != 1 || add[0].GetHeader().GetKey() != RequestIDHeader || add[0].GetHeader().GetValue() != d.RequestID {
 		t.Fatalf("response_headers_to_add %v", add)
 	}
 }
@@ -217,12 +223,20 @@ func TestSessionsAreNamespacedByPrincipal(t *testing.T) {
 func decisionMetadata(t *testing.T, c clients) *corev3.Metadata {
 	t.Helper()
 	resp, err := c.authz.Check(context.Background(), checkReq(map[string]string{xds.ContextConnection: "customers", xds.ContextExtProc: "on"},
-		"h", "/customers/1", map[string]string{"x-request-id": "req-42"}))
+		"h", "/customers/1", nil))
 	if err != nil {
 		t.Fatal(err)
 	}
+	d, err := decisionFrom(resp.GetDynamicMetadata())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastRequestID = d.RequestID
 	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{xds.ExtAuthzFilter: resp.GetDynamicMetadata()}}
 }
+
+// lastRequestID is the request id of the last decisionMetadata.
+var lastRequestID string
 
 func requestHeaders(md *corev3.Metadata) *extprocv3.ProcessingRequest {
 	return &extprocv3.ProcessingRequest{
@@ -284,7 +298,7 @@ func TestProcessAddsRequestIDAndRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	set := r.GetResponseHeaders().GetResponse().GetHeaderMutation().GetSetHeaders()
-	if len(set) != 1 || set[0].GetHeader().GetKey() != RequestIDHeader || string(set[0].GetHeader().GetRawValue()) != "req-42" ||
+	if len(set) != 1 || set[0].GetHeader().GetKey() != RequestIDHeader || string(set[0].GetHeader().GetRawValue()) != lastRequestID ||
 		set[0].GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
 		t.Fatalf("response header mutation %v", set)
 	}
@@ -293,7 +307,7 @@ func TestProcessAddsRequestIDAndRecords(t *testing.T) {
 		t.Fatalf("after half-close: %v, want the server to end the stream normally", err)
 	}
 	got := c.rec.all()
-	if len(got) != 1 || got[0].RequestID != "req-42" || got[0].Status != 201 || got[0].Outcome != record.Completed || got[0].Path != "/api/1" {
+	if len(got) != 1 || got[0].RequestID != lastRequestID || got[0].Status != 201 || got[0].Outcome != record.Completed || got[0].Path != "/api/1" {
 		t.Fatalf("recorded %+v", got)
 	}
 }
@@ -361,6 +375,30 @@ func TestHealthServes(t *testing.T) {
 		r, err := c.health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})
 		if err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			t.Fatalf("health %q: %v %v", svc, r, err)
+		}
+	}
+}
+
+func TestCheckForwardsTokenOnlyWhenTheConnectionSaysSo(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+connections:
+  - name: plain
+    upstream: http://127.0.0.1:1
+  - name: passthrough
+    upstream: http://127.0.0.1:2
+    forward_token: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		conn string
+		want string
+	}{{"plain", "authorization"}, {"passthrough", ""}} {
+		c, _ := cfg.Connection(tc.conn)
+		got := strings.Join(headersToRemove(c, map[string]string{"authorization": "Bearer t"}), ",")
+		if got != tc.want {
+			t.Errorf("%s: headers_to_remove %q, want %q", tc.conn, got, tc.want)
 		}
 	}
 }

@@ -245,6 +245,8 @@ func TestDevAgentRequestIDDoesNotSurvive(t *testing.T) {
 		"x-custos-made-up":    "1",
 		"x-custos-session":    "nightly-run",
 		"x-request-id":        forged,
+		"authorization":       "Bearer agent-token",
+		"proxy-authorization": "Basic agent",
 	})
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
@@ -258,8 +260,15 @@ func TestDevAgentRequestIDDoesNotSurvive(t *testing.T) {
 			t.Errorf("upstream received %s: %q", h, v)
 		}
 	}
-	if up.Header.Get("x-request-id") == forged {
-		t.Error("the agent's x-request-id reached the upstream")
+	if got := up.Header.Get("x-request-id"); got != resp.Header.Get("x-custos-request-id") {
+		t.Errorf("upstream x-request-id %q, want Custos' id %q", got, resp.Header.Get("x-custos-request-id"))
+	}
+	// The connection does not say forward_token: the agent's credentials
+	// stay with Custos.
+	for _, h := range []string{"authorization", "proxy-authorization"} {
+		if up.Header.Get(h) != "" {
+			t.Errorf("upstream received the agent's %s", h)
+		}
 	}
 	if up.Header.Get("x-custos-session") != "nightly-run" {
 		t.Error("x-custos-session, which an agent may send, was stripped")
