@@ -40,7 +40,7 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	conn, reply := resolveConnection(cfg, req.GetAttributes().GetContextExtensions(), httpReq.GetHost())
 	if reply != nil {
 		reply.RequestID = d.RequestID
-		return reply.denied(d.metadata()), nil
+		return reply.denied(d), nil
 	}
 	d.Connection = conn.Name
 	d.ExtProc = req.GetAttributes().GetContextExtensions()[xds.ContextExtProc] == "on"
@@ -50,7 +50,7 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	if !ok {
 		r := Reply{Status: 400, Code: CodeBadRequest, RequestID: d.RequestID,
 			Message: SessionHeader + " must be 1 to 128 characters of letters, digits and . _ : -"}
-		return r.denied(d.metadata()), nil
+		return r.denied(d), nil
 	}
 	d.SessionID = sid
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/custos-dev/custos/xds"
 )
 
 // Keys of the dynamic metadata Check leaves for ext_proc (namespace
@@ -16,6 +18,10 @@ const (
 	mdPath       = "upstream_path"
 	mdMethod     = "method"
 	mdExtProc    = "extproc"
+	// mdDenied is true when Check itself answered (a denial): the listener's
+	// local_reply_config mappers skip such replies, so Custos' own JSON
+	// reaches the agent unchanged.
+	mdDenied = xds.DeniedKey
 )
 
 // decision is what Check decided about a request and ext_proc acts on.
@@ -28,6 +34,8 @@ type decision struct {
 	Method string
 	// ExtProc is true on routes where Custos' xDS placed ext_proc.
 	ExtProc bool
+	// Denied is true when Check answered the request itself.
+	Denied bool
 }
 
 func (d decision) metadata() *structpb.Struct {
@@ -38,6 +46,7 @@ func (d decision) metadata() *structpb.Struct {
 		mdPath:       structpb.NewStringValue(d.Path),
 		mdMethod:     structpb.NewStringValue(d.Method),
 		mdExtProc:    structpb.NewBoolValue(d.ExtProc),
+		mdDenied:     structpb.NewBoolValue(d.Denied),
 	}}
 }
 
@@ -78,5 +87,9 @@ func decisionFrom(s *structpb.Struct) (decision, error) {
 		return d, err
 	}
 	d.ExtProc = s.GetFields()[mdExtProc].GetBoolValue()
+	if s.GetFields()[mdDenied].GetBoolValue() {
+		// A denied request never reaches ext_proc behind Envoy.
+		return d, fmt.Errorf("%w: the request was denied", errNoDecision)
+	}
 	return d, nil
 }

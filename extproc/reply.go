@@ -8,7 +8,6 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Error codes of the agent-facing contract (CONTRACT.md, "What an agent sees").
@@ -71,8 +70,11 @@ func grpcCode(status int) code.Code {
 	return code.Code_PERMISSION_DENIED
 }
 
-// denied turns r into the CheckResponse that makes Envoy answer with it.
-func (r Reply) denied(md *structpb.Struct) *authv3.CheckResponse {
+// denied turns r into the CheckResponse that makes Envoy answer with it; md
+// is the decision's metadata, marked as a denial.
+func (r Reply) denied(d decision) *authv3.CheckResponse {
+	d.Denied = true
+	md := d.metadata()
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(grpcCode(r.Status)), Message: r.Code},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{

@@ -263,6 +263,27 @@ var localReplies = []localReply{
 	{504, 503, "unavailable", "a stage or the upstream timed out (%RESPONSE_CODE_DETAILS%)", nil},
 }
 
+// DeniedKey is the ext_authz dynamic metadata key Check sets to true when it
+// answers a request itself.
+const DeniedKey = "custos_denied"
+
+// notDeniedByCustos matches replies Check did not make: Envoy stores a
+// denial's dynamic metadata too, so a reply with custos_denied true is
+// Custos' own JSON and keeps its body. Without the key (Check never ran) the
+// filter matches.
+func notDeniedByCustos() *accesslogv3.AccessLogFilter {
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_MetadataFilter{
+		MetadataFilter: &accesslogv3.MetadataFilter{
+			Matcher: &matcherv3.MetadataMatcher{
+				Filter: ExtAuthzFilter,
+				Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: DeniedKey}}},
+				Value:  &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_BoolMatch{BoolMatch: false}},
+			},
+			MatchIfKeyNotFound: wrapperspb.Bool(true),
+		},
+	}}
+}
+
 // RequestIDFormat is the substitution command for the request id in local replies.
 const RequestIDFormat = "%REQ(X-REQUEST-ID)%"
 
@@ -281,15 +302,18 @@ func localReplyConfig() *hcmv3.LocalReplyConfig {
 		if err != nil {
 			panic(err) // static table: a failure is a programming error caught by the tests
 		}
+		status := &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
+			StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
+				Op: accesslogv3.ComparisonFilter_EQ,
+				Value: &corev3.RuntimeUInt32{
+					DefaultValue: r.match,
+					RuntimeKey:   "custos.local_reply." + strconv.Itoa(int(r.match)),
+				},
+			}},
+		}}
 		m := &hcmv3.ResponseMapper{
-			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
-				StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
-					Op: accesslogv3.ComparisonFilter_EQ,
-					Value: &corev3.RuntimeUInt32{
-						DefaultValue: r.match,
-						RuntimeKey:   "custos.local_reply." + strconv.Itoa(int(r.match)),
-					},
-				}},
+			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_AndFilter{
+				AndFilter: &accesslogv3.AndFilter{Filters: []*accesslogv3.AccessLogFilter{status, notDeniedByCustos()}},
 			}},
 			BodyFormatOverride: &corev3.SubstitutionFormatString{
 				Format:      &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: body},
@@ -325,7 +349,7 @@ func (b builder) routes() (*routev3.RouteConfiguration, error) {
 			b.connectionRoute(c, &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: "/" + c.Name}}, base+"/", ext),
 		)
 		if len(c.Hosts) > 0 {
-			vh := &routev3.VirtualHost{Name: VirtualHostName(c.Name), Domains: append([]string(nil), c.Hosts...)}
+			vh := &routev3.VirtualHost{Name: VirtualHostName(c.Name), Domains: hostDomains(c.Hosts)}
 			rewrite := ""
 			if base != "" {
 				rewrite = base + "/"
@@ -348,6 +372,24 @@ func (b builder) routes() (*routev3.RouteConfiguration, error) {
 	})
 	rc.VirtualHosts = append(rc.VirtualHosts, byPath)
 	return rc, nil
+}
+
+// hostDomains are a connection's hosts as virtual host domains: without
+// their port, since the connection manager strips any port before matching
+// (strip_any_host_port).
+func hostDomains(hosts []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		if host, _, err := net.SplitHostPort(h); err == nil {
+			h = host
+		}
+		if !seen[h] {
+			seen[h] = true
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // basePath is the upstream URL's path without its trailing slash ("" for root).

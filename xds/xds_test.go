@@ -186,7 +186,11 @@ func TestListenerConnectionManagerSettings(t *testing.T) {
 	}
 	codes := map[uint32]bool{}
 	for _, m := range hcm.GetLocalReplyConfig().GetMappers() {
-		codes[m.GetFilter().GetStatusCodeFilter().GetComparison().GetValue().GetDefaultValue()] = true
+		and := m.GetFilter().GetAndFilter().GetFilters()
+		if len(and) != 2 || and[1].GetMetadataFilter().GetMatcher().GetFilter() != ExtAuthzFilter {
+			t.Fatalf("mapper filter %v: want status and not-denied-by-Custos", m.GetFilter())
+		}
+		codes[and[0].GetStatusCodeFilter().GetComparison().GetValue().GetDefaultValue()] = true
 	}
 	for _, c := range []uint32{400, 404, 413, 431, 500, 502, 503, 504} {
 		if !codes[c] {

@@ -341,3 +341,27 @@ func TestDevReloadAppliesGoodFileAndKeepsOldOnBadFile(t *testing.T) {
 		}
 	}
 }
+
+// Check's own 400 (a bad x-custos-session) keeps its body: the listener's
+// 400 mapper skips replies Custos made.
+func TestDevCustosDenialKeepsItsMessage(t *testing.T) {
+	s := startStack(t, "")
+	resp, body := get(t, s.dpURL+"/customers/1", map[string]string{"x-custos-session": "bad session!"})
+	m := contractError(t, resp, body, 400, "bad_request")
+	if !strings.Contains(fmt.Sprint(m["message"]), "x-custos-session") {
+		t.Fatalf("message %v: the local reply mapper rewrote Custos' own denial", m["message"])
+	}
+	if s.upstream.count() != 0 {
+		t.Fatal("forwarded")
+	}
+}
+
+// A connection host given with a port still routes by host: the listener
+// strips the port before matching.
+func TestDevHostWithPortRoutes(t *testing.T) {
+	s := startStack(t, "  - name: billing\n    upstream: "+"http://127.0.0.1:1"+"\n    hosts: [billing.internal:8443]\n")
+	resp, body := get(t, s.dpURL+"/x", map[string]string{"host": "billing.internal:8443"})
+	// The upstream (port 1) is unreachable: a 503 from the router proves the
+	// request was routed to billing rather than to the catch-all 404.
+	contractError(t, resp, body, 503, "unavailable")
+}

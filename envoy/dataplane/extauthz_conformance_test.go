@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
@@ -332,5 +334,45 @@ func TestConnectionManagerLocalReplyRendersJSON(t *testing.T) {
 	}
 	if resp.Header.Get("content-type") != "application/json" || resp.Header.Get("x-rid") != "rid-9" {
 		t.Fatalf("headers %v", resp.Header)
+	}
+}
+
+// Denials go through local_reply_config, and a denial's dynamic_metadata is
+// stored before the mappers run, so a metadata_filter can keep an
+// authorization service's own body while Envoy's replies are rewritten.
+// Mirrors (docs/envoy-references.md): rows 4, 24; ExtAuthzLocalReplyIntegrationTest.DeniedHeaderTest.
+func TestLocalReplyMetadataFilterSkipsMarkedDenials(t *testing.T) {
+	body, _ := structpb.NewStruct(map[string]any{"rewritten": true})
+	h := start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
+		m.LocalReplyConfig = &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
+			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_AndFilter{AndFilter: &accesslogv3.AndFilter{
+				Filters: []*accesslogv3.AccessLogFilter{statusFilter(403), {FilterSpecifier: &accesslogv3.AccessLogFilter_MetadataFilter{
+					MetadataFilter: &accesslogv3.MetadataFilter{
+						Matcher: &matcherv3.MetadataMatcher{Filter: "envoy.filters.http.ext_authz",
+							Path:  []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "mine"}}},
+							Value: &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_BoolMatch{BoolMatch: false}}},
+						MatchIfKeyNotFound: wrapperspb.Bool(true),
+					}}},
+				}}}},
+			BodyFormatOverride: &corev3.SubstitutionFormatString{Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: body}},
+		}}}
+	}})
+	for _, mine := range []bool{true, false} {
+		h.authz.check = func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+			md, _ := structpb.NewStruct(map[string]any{"mine": mine})
+			return &authv3.CheckResponse{
+				Status:          &rpcstatus.Status{Code: int32(code.Code_PERMISSION_DENIED)},
+				HttpResponse:    &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{Body: "own body"}},
+				DynamicMetadata: md,
+			}, nil
+		}
+		resp, got := h.get("/x")
+		wantStatus(t, resp, got, 403)
+		if mine && got != "own body" {
+			t.Fatalf("a denial marked as the service's own was rewritten: %q", got)
+		}
+		if !mine && !strings.Contains(got, "rewritten") {
+			t.Fatalf("an unmarked denial was not rewritten: %q", got)
+		}
 	}
 }

@@ -322,7 +322,7 @@ func (st *stream) localReply(code int, body, details, flags string, modify func(
 		modify(h)
 	}
 	ctype := h.Get("content-type")
-	rc := &replyContext{request: st.r, resp: h, code: code, details: details, flags: flags, body: body}
+	rc := &replyContext{request: st.r, resp: h, code: code, details: details, flags: flags, body: body, metadata: st.metadataValue}
 	if st.hcm.localReply != nil {
 		code, body = st.hcm.localReply.apply(rc, h)
 	}
@@ -442,4 +442,20 @@ func (e *eofNotifier) Read(p []byte) (int, error) {
 		e.done.Store(true)
 	}
 	return n, err
+}
+
+// metadataValue is the value at path in namespace of the stream's dynamic
+// metadata, nil when absent.
+func (st *stream) metadataValue(namespace string, path []string) *structpb.Value {
+	st.mdMu.Lock()
+	defer st.mdMu.Unlock()
+	s := st.metadata[namespace]
+	if s == nil || len(path) == 0 {
+		return nil
+	}
+	v := s.GetFields()[path[0]]
+	for _, k := range path[1:] {
+		v = v.GetStructValue().GetFields()[k]
+	}
+	return v
 }

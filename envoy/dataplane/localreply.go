@@ -10,6 +10,7 @@ import (
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -23,11 +24,18 @@ type localReplyConfig struct {
 }
 
 type replyMapper struct {
-	status     statusMatch
+	filter     replyFilter
 	newStatus  int
 	body       *string
 	format     *bodyFormat
 	headersAdd []headerTemplate
+}
+
+// replyFilter is the subset of Envoy's AccessLogFilter the data plane
+// evaluates for local_reply_config: status_code_filter, and_filter,
+// or_filter and metadata_filter.
+type replyFilter interface {
+	matches(c *replyContext) bool
 }
 
 type statusMatch struct {
@@ -35,16 +43,122 @@ type statusMatch struct {
 	value int
 }
 
-func (m statusMatch) matches(code int) bool {
+func (m statusMatch) matches(c *replyContext) bool {
 	switch m.op {
 	case accesslogv3.ComparisonFilter_EQ:
-		return code == m.value
+		return c.code == m.value
 	case accesslogv3.ComparisonFilter_GE:
-		return code >= m.value
+		return c.code >= m.value
 	case accesslogv3.ComparisonFilter_LE:
-		return code <= m.value
+		return c.code <= m.value
 	}
 	return false
+}
+
+type allOf []replyFilter
+
+func (a allOf) matches(c *replyContext) bool {
+	for _, f := range a {
+		if !f.matches(c) {
+			return false
+		}
+	}
+	return true
+}
+
+type anyOf []replyFilter
+
+func (a anyOf) matches(c *replyContext) bool {
+	for _, f := range a {
+		if f.matches(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// metadataMatch is a MetadataFilter: the value at namespace/path of the
+// stream's dynamic metadata against a value matcher; a missing key gives
+// match_if_key_not_found (true when unset).
+type metadataMatch struct {
+	namespace  string
+	path       []string
+	value      *matcherv3.ValueMatcher
+	ifNotFound bool
+}
+
+func (m metadataMatch) matches(c *replyContext) bool {
+	if c.metadata == nil {
+		return m.ifNotFound
+	}
+	v := c.metadata(m.namespace, m.path)
+	if v == nil {
+		return m.ifNotFound
+	}
+	switch p := m.value.GetMatchPattern().(type) {
+	case *matcherv3.ValueMatcher_PresentMatch:
+		return p.PresentMatch
+	case *matcherv3.ValueMatcher_BoolMatch:
+		b, ok := v.GetKind().(*structpb.Value_BoolValue)
+		return ok && b.BoolValue == p.BoolMatch
+	case *matcherv3.ValueMatcher_StringMatch:
+		sv, ok := v.GetKind().(*structpb.Value_StringValue)
+		return ok && p.StringMatch.GetExact() == sv.StringValue
+	}
+	return false
+}
+
+func translateFilter(f *accesslogv3.AccessLogFilter) (replyFilter, error) {
+	if err := onlyFields(f, "status_code_filter", "and_filter", "or_filter", "metadata_filter"); err != nil {
+		return nil, err
+	}
+	switch x := f.GetFilterSpecifier().(type) {
+	case *accesslogv3.AccessLogFilter_StatusCodeFilter:
+		cmp := x.StatusCodeFilter.GetComparison()
+		return statusMatch{op: cmp.GetOp(), value: int(cmp.GetValue().GetDefaultValue())}, nil
+	case *accesslogv3.AccessLogFilter_AndFilter, *accesslogv3.AccessLogFilter_OrFilter:
+		var subs []*accesslogv3.AccessLogFilter
+		if a, ok := x.(*accesslogv3.AccessLogFilter_AndFilter); ok {
+			subs = a.AndFilter.GetFilters()
+		} else {
+			subs = x.(*accesslogv3.AccessLogFilter_OrFilter).OrFilter.GetFilters()
+		}
+		var out []replyFilter
+		for _, s := range subs {
+			rf, err := translateFilter(s)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, rf)
+		}
+		if _, ok := x.(*accesslogv3.AccessLogFilter_AndFilter); ok {
+			return allOf(out), nil
+		}
+		return anyOf(out), nil
+	case *accesslogv3.AccessLogFilter_MetadataFilter:
+		m := x.MetadataFilter.GetMatcher()
+		if err := onlyFields(m, "filter", "path", "value"); err != nil {
+			return nil, err
+		}
+		switch m.GetValue().GetMatchPattern().(type) {
+		case *matcherv3.ValueMatcher_PresentMatch, *matcherv3.ValueMatcher_BoolMatch:
+		case *matcherv3.ValueMatcher_StringMatch:
+			if err := onlyFields(m.GetValue().GetStringMatch(), "exact"); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("metadata_filter: value matcher %T is not supported", m.GetValue().GetMatchPattern())
+		}
+		mm := metadataMatch{namespace: m.GetFilter(), value: m.GetValue(), ifNotFound: true}
+		for _, seg := range m.GetPath() {
+			mm.path = append(mm.path, seg.GetKey())
+		}
+		if v := x.MetadataFilter.GetMatchIfKeyNotFound(); v != nil {
+			mm.ifNotFound = v.GetValue()
+		}
+		return mm, nil
+	}
+	return nil, fmt.Errorf("access log filter %T is not supported by the data plane", f.GetFilterSpecifier())
 }
 
 type headerTemplate struct {
@@ -79,12 +193,11 @@ func translateLocalReply(c *hcmv3.LocalReplyConfig) (*localReplyConfig, error) {
 		if err := onlyFields(m, "filter", "status_code", "body", "body_format_override", "headers_to_add"); err != nil {
 			return nil, err
 		}
-		f := m.GetFilter()
-		if err := onlyFields(f, "status_code_filter"); err != nil {
-			return nil, fmt.Errorf("local_reply_config.mappers[%d]: only status_code_filter is supported: %w", i, err)
+		f, err := translateFilter(m.GetFilter())
+		if err != nil {
+			return nil, fmt.Errorf("local_reply_config.mappers[%d]: %w", i, err)
 		}
-		cmp := f.GetStatusCodeFilter().GetComparison()
-		rm := &replyMapper{status: statusMatch{op: cmp.GetOp(), value: int(cmp.GetValue().GetDefaultValue())}}
+		rm := &replyMapper{filter: f}
 		if s := m.GetStatusCode(); s != nil {
 			rm.newStatus = int(s.GetValue())
 		}
@@ -216,14 +329,16 @@ func parseTemplate(s string) (*template, error) {
 	return t, nil
 }
 
-// replyContext is what a local reply's format commands read.
+// replyContext is what a local reply's filters and format commands read.
 type replyContext struct {
-	request *http.Request
-	resp    http.Header
-	code    int
-	details string
-	flags   string
-	body    string
+	// metadata reads the stream's dynamic metadata (nil: none).
+	metadata func(namespace string, path []string) *structpb.Value
+	request  *http.Request
+	resp     http.Header
+	code     int
+	details  string
+	flags    string
+	body     string
 }
 
 // value evaluates one command; ok is false when the value is absent.
@@ -308,7 +423,7 @@ func (lr *localReplyConfig) apply(c *replyContext, headers http.Header) (int, st
 	code, body := c.code, c.body
 	var format *bodyFormat
 	for _, m := range lr.mappers {
-		if !m.status.matches(code) {
+		if !m.filter.matches(c) {
 			continue
 		}
 		if m.newStatus != 0 {
