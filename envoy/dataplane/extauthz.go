@@ -24,7 +24,7 @@ func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 	if b := cfg.withBody; b != nil && st.hasBody() {
 		buf, rest, over, err := readUpTo(st.body, b.maxBytes)
 		if err != nil {
-			st.localReply(http.StatusBadRequest, "", "downstream_remote_disconnect", "", nil)
+			st.bodyReadFailed()
 			return false
 		}
 		if over && !b.allowPartial {
@@ -66,6 +66,11 @@ func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 	}
 	resp, err := authv3.NewAuthorizationClient(up.grpc).Check(ctx, req)
 	if err != nil {
+		if st.ctx.Err() != nil {
+			// The stream idle timeout, not the service, ended the call.
+			st.idleReply()
+			return false
+		}
 		st.dp.log.Debug("ext_authz call failed", "error", err)
 		return st.authzError(cfg)
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -30,6 +31,12 @@ type procStream struct {
 	cancel  context.CancelFunc
 	replies chan procReply
 	release func()
+	// ended is closed when the stream's receive side ends; endErr is why.
+	ended  chan struct{}
+	endErr error
+	// detached: the processor went away (closed its stream, or failed with
+	// failure_mode_allow) while streaming; the rest passes unprocessed.
+	detached atomic.Bool
 
 	mu      sync.Mutex
 	pending []pendingMessage // sent, awaiting their replies, in order
@@ -94,10 +101,15 @@ func (st *stream) openProc(cfg *extProcConfig) (*procStream, *procFailure) {
 	}
 	var once sync.Once
 	p := &procStream{st: st, cfg: cfg, mode: cfg.mode, client: client, cancel: cancel,
-		replies: make(chan procReply, 16), release: func() { once.Do(up.release) }, rearm: make(chan struct{}, 1)}
+		replies: make(chan procReply, 16), release: func() { once.Do(up.release) }, rearm: make(chan struct{}, 1),
+		ended: make(chan struct{})}
 	go func() {
 		for {
 			resp, err := client.Recv()
+			if err != nil {
+				p.endErr = err
+				close(p.ended)
+			}
 			select {
 			case p.replies <- procReply{resp, err}:
 			case <-ctx.Done():
@@ -131,12 +143,14 @@ func (p *procStream) send(req *extprocv3.ProcessingRequest, want string) *procFa
 	p.setTimerLocked(time.Now().Add(p.cfg.messageTimeout))
 	p.mu.Unlock()
 	if err := p.client.Send(req); err != nil {
-		// The reason is on the receive side (status or io.EOF).
-		r := <-p.replies
-		if r.err != nil {
-			return p.streamEnded(r.err)
+		// The reason is on the receive side (a status, or io.EOF when the
+		// processor closed the stream); the replies stay for await.
+		select {
+		case <-p.ended:
+			return p.streamEnded(p.endErr)
+		case <-time.After(time.Second):
+			return p.streamEnded(err)
 		}
-		return p.streamEnded(err)
 	}
 	return nil
 }

@@ -65,9 +65,10 @@ type stream struct {
 	// requestStreaming is closed when a STREAMED request body has been
 	// processed; streamFailure is why it stopped, if it failed.
 	requestStreaming chan struct{}
+	requestPipe      *io.PipeReader
 	failMu           sync.Mutex
 	streamFailure    *procFailure
-	wroteHeader      bool
+	wroteHeader      atomic.Bool
 	// closeConnection asks for connection: close on the reply.
 	closeConnection bool
 	// requestReceived is set once the whole request has been read.
@@ -339,10 +340,11 @@ func (st *stream) localReply(code int, body, details, flags string, modify func(
 // close ends the ext_proc stream, if one is still open, and the stream's
 // timers.
 func (st *stream) close() {
-	st.endProc()
 	if st.idle != nil {
 		st.idle.Stop()
 	}
+	st.stopRequestStream()
+	st.endProc()
 	st.cancel(nil)
 }
 
@@ -360,7 +362,27 @@ func (st *stream) startIdleTimer() {
 		return
 	}
 	st.idleFor = d
-	st.idle = time.AfterFunc(d, func() { st.cancel(errIdle) })
+	st.idle = time.AfterFunc(d, func() {
+		st.cancel(errIdle)
+		// Cut short whatever waits on the client: a stalled upload, or a
+		// client that stopped reading a response already under way.
+		rc := http.NewResponseController(st.w)
+		_ = rc.SetReadDeadline(time.Now())
+		if st.wroteHeader.Load() {
+			_ = rc.SetWriteDeadline(time.Now())
+		}
+	})
+}
+
+// bodyReadFailed answers a request whose body could not be read: the idle
+// timeout cut it, or the client went away.
+func (st *stream) bodyReadFailed() {
+	if st.ctx.Err() != nil {
+		st.idleReply()
+		return
+	}
+	st.endProc()
+	st.localReply(http.StatusBadRequest, "", "downstream_remote_disconnect", "", nil)
 }
 
 func (st *stream) touch() {
@@ -374,7 +396,7 @@ func (st *stream) touch() {
 // arrived (Utility::maybeRequestTimeoutCode); else a reset.
 func (st *stream) idleReply() {
 	st.endProc()
-	if st.wroteHeader {
+	if st.wroteHeader.Load() {
 		panic(http.ErrAbortHandler)
 	}
 	code := http.StatusRequestTimeout
@@ -411,14 +433,11 @@ func (st *stream) takeStreamFailure() *procFailure {
 	return f
 }
 
-// takeStreamFailureIfAny answers the request for a failed streamed request
-// body; it reports whether there was one.
+// takeStreamFailureIfAny stops a STREAMED request body after the upstream
+// request failed, and answers with the processor's failure if that came
+// first; it reports whether it answered.
 func (st *stream) takeStreamFailureIfAny() bool {
-	if st.requestStreaming == nil {
-		return false
-	}
-	<-st.requestStreaming
-	f := st.takeStreamFailure()
+	f := st.stopRequestStream()
 	if f == nil {
 		return false
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 )
@@ -59,7 +60,7 @@ func checkContentLength(h http.Header, body []byte) error {
 func (st *stream) bufferedRequestBody(p *procStream, partial bool) bool {
 	buf, rest, over, err := readUpTo(st.body, bufferLimit)
 	if err != nil {
-		st.localReply(http.StatusBadRequest, "", "downstream_remote_disconnect", "", nil)
+		st.bodyReadFailed()
 		return false
 	}
 	st.touch()
@@ -151,6 +152,7 @@ func (st *stream) streamRequestBody(p *procStream) {
 	src, length := st.body, st.bodyLen
 	pr, pw := io.Pipe()
 	st.body, st.bodyLen = pr, -1
+	st.requestPipe = pr
 	st.requestStreaming = make(chan struct{})
 	go func() {
 		defer close(st.requestStreaming)
@@ -167,13 +169,46 @@ func (st *stream) streamRequestBody(p *procStream) {
 	}()
 }
 
-var errStreamFailed = errors.New("ext_proc failed while streaming")
+var (
+	errStreamFailed = errors.New("ext_proc failed while streaming")
+	// errRequestDone closes the request pipe once the router is done with
+	// it, so the streaming goroutine never blocks on a reader that left.
+	errRequestDone = errors.New("the upstream request is over")
+)
+
+// stopRequestStream unblocks and waits for a STREAMED request body: the
+// pipe to the upstream is closed, the processor stream cancelled and client
+// reads cut short. It returns the streaming failure, if one happened before.
+func (st *stream) stopRequestStream() *procFailure {
+	if st.requestStreaming == nil {
+		return nil
+	}
+	select {
+	case <-st.requestStreaming:
+	default:
+		st.requestPipe.CloseWithError(errRequestDone)
+		if st.proc != nil {
+			st.proc.cancel()
+		}
+		_ = http.NewResponseController(st.w).SetReadDeadline(time.Now())
+		<-st.requestStreaming
+	}
+	f := st.takeStreamFailure()
+	if f != nil && f.details == sinkFailed {
+		return nil // the router left first: not the processor's failure
+	}
+	return f
+}
+
+// sinkFailed marks a chunk that could not be handed on (the reader left).
+const sinkFailed = "downstream_or_upstream_write_failed"
 
 // streamBody sends src as body messages without waiting for their replies
 // (several may be outstanding) while a second goroutine takes the replies in
 // order and hands each processed chunk to sink. The last message carries
 // end_of_stream. If the processor goes away (closes its stream, or fails
-// with failure_mode_allow) the remaining chunks pass through unprocessed.
+// with failure_mode_allow) the stream is detached and the remaining chunks
+// pass through unprocessed, as in Envoy.
 func (p *procStream) streamBody(st *stream, src io.Reader, length int64, response bool, sink func([]byte) error) *procFailure {
 	kind := "request_body"
 	if response {
@@ -185,11 +220,18 @@ func (p *procStream) streamBody(st *stream, src io.Reader, length int64, respons
 		processed bool
 	}
 	queue := make(chan sent, 64)
-	var passthrough atomic.Bool
 	var failure *procFailure
 	var failOnce sync.Once
-	fail := func(f *procFailure) { failOnce.Do(func() { failure = f }) }
 	var failed atomic.Bool
+	fail := func(f *procFailure) {
+		failOnce.Do(func() { failure = f })
+		failed.Store(true)
+	}
+	detach := func() {
+		if !p.detached.Swap(true) {
+			p.cancel() // later replies are ignored
+		}
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -197,38 +239,31 @@ func (p *procStream) streamBody(st *stream, src io.Reader, length int64, respons
 			if failed.Load() {
 				continue
 			}
-			if !c.processed {
-				if err := sink(c.data); err != nil {
-					fail(&procFailure{status: http.StatusBadGateway, details: "downstream_or_upstream_write_failed"})
-					failed.Store(true)
-				}
-				continue
-			}
-			out := p.await()
 			data := c.data
-			switch {
-			case out.fail != nil && !out.fail.idle && (out.fail.closed || p.cfg.failureModeAllow):
-				passthrough.Store(true)
-			case out.fail != nil:
-				fail(out.fail)
-				failed.Store(true)
-				continue
-			case out.immediate != nil:
-				fail(&procFailure{immediate: out.immediate})
-				failed.Store(true)
-				continue
-			default:
-				var common *extprocv3.CommonResponse
-				if response {
-					common = out.resp.GetResponseBody().GetResponse()
-				} else {
-					common = out.resp.GetRequestBody().GetResponse()
+			if c.processed && !p.detached.Load() {
+				out := p.await()
+				switch {
+				case out.fail != nil && !out.fail.idle && (out.fail.closed || p.cfg.failureModeAllow):
+					detach()
+				case out.fail != nil:
+					fail(out.fail)
+					continue
+				case out.immediate != nil:
+					fail(&procFailure{immediate: out.immediate})
+					continue
+				default:
+					var common *extprocv3.CommonResponse
+					if response {
+						common = out.resp.GetResponseBody().GetResponse()
+					} else {
+						common = out.resp.GetRequestBody().GetResponse()
+					}
+					data = mutateBody(data, common.GetBodyMutation())
 				}
-				data = mutateBody(data, common.GetBodyMutation())
 			}
 			if err := sink(data); err != nil {
-				fail(&procFailure{status: http.StatusBadGateway, details: "downstream_or_upstream_write_failed"})
-				failed.Store(true)
+				fail(&procFailure{status: http.StatusBadGateway, details: sinkFailed})
+				continue
 			}
 			st.touch()
 		}
@@ -240,8 +275,11 @@ func (p *procStream) streamBody(st *stream, src io.Reader, length int64, respons
 		read += int64(n)
 		eof := errors.Is(err, io.EOF) || (length >= 0 && read >= length)
 		if err != nil && !errors.Is(err, io.EOF) {
-			fail(&procFailure{status: http.StatusBadRequest, details: "body_read_failed"})
-			failed.Store(true)
+			if st.ctx.Err() != nil {
+				fail(&procFailure{idle: true})
+			} else {
+				fail(&procFailure{status: http.StatusBadRequest, details: "downstream_remote_disconnect"})
+			}
 			break
 		}
 		if n == 0 && !eof {
@@ -249,18 +287,20 @@ func (p *procStream) streamBody(st *stream, src io.Reader, length int64, respons
 		}
 		st.touch()
 		data := append([]byte(nil), buf[:n]...)
-		if passthrough.Load() {
+		switch {
+		case p.detached.Load():
 			queue <- sent{data: data}
-		} else if f := p.send(bodyRequest(response, data, eof), kind); f != nil {
-			if f.closed || p.cfg.failureModeAllow {
-				passthrough.Store(true)
-				queue <- sent{data: data}
+		default:
+			if f := p.send(bodyRequest(response, data, eof), kind); f != nil {
+				if f.closed || p.cfg.failureModeAllow {
+					detach()
+					queue <- sent{data: data}
+				} else {
+					fail(f)
+				}
 			} else {
-				fail(f)
-				failed.Store(true)
+				queue <- sent{data: data, processed: true}
 			}
-		} else {
-			queue <- sent{data: data, processed: true}
 		}
 		if eof {
 			break

@@ -150,7 +150,7 @@ type response struct {
 // encode runs the response (upstream or local) through the encoder side of
 // the filters, ext_proc then ext_authz, and writes it to the client.
 func (st *stream) encode(r response) {
-	if st.wroteHeader {
+	if st.wroteHeader.Load() {
 		return
 	}
 	// Request body messages come before the response headers message.
@@ -159,11 +159,14 @@ func (st *stream) encode(r response) {
 		case <-st.requestStreaming:
 		case <-st.ctx.Done():
 		}
-		if f := st.takeStreamFailure(); f != nil {
+		if f := st.stopRequestStream(); f != nil {
 			if !st.procFailed(f) {
 				return
 			}
 		}
+	}
+	if st.proc != nil && st.proc.detached.Load() {
+		st.endProc()
 	}
 	if p := st.proc; p != nil && p.mode.responseHeaders && !p.responseDone {
 		hasBody := r.length != 0
@@ -223,6 +226,10 @@ func (st *stream) encode(r response) {
 			// unprocessed rest of the body.
 			st.endProc()
 			panic(http.ErrAbortHandler)
+		}
+		if p.detached.Load() {
+			st.endProc()
+			p = nil
 		}
 		st.responseTrailers(p, r.trailer)
 		return
@@ -353,7 +360,7 @@ func (st *stream) writeHeader(code int, h http.Header, length int64) {
 	if st.closeConnection {
 		dst.Set("connection", "close")
 	}
-	st.wroteHeader = true
+	st.wroteHeader.Store(true)
 	st.w.WriteHeader(code)
 	st.touch()
 }
