@@ -187,4 +187,3 @@ func TestStreamedTimeoutWithFailureModeAllowDetaches(t *testing.T) {
 		t.Fatalf("body %q, want the chunks unprocessed once the processor timed out", body)
 	}
 }
-
