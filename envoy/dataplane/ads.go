@@ -189,6 +189,10 @@ func (d *DataPlane) apply(st *adsState, resp *discoveryv3.DiscoveryResponse) err
 			if err := d.checkClusters(lc, st.clusters); err != nil {
 				return err
 			}
+			// A listener that cannot bind is refused, not acknowledged.
+			if err := d.prepareListener(lc.addr); err != nil {
+				return fmt.Errorf("listener %q: %w", lc.name, err)
+			}
 			got = lc
 		}
 		st.listener = got

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -48,7 +49,8 @@ func newUpstream(c *clusterConfig) (*upstream, error) {
 		} else {
 			target = "passthrough:///" + c.addr
 		}
-		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: c.connectTimeout, Backoff: backoff.DefaultConfig}))
 		if err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", c.name, err)
 		}
@@ -104,6 +106,14 @@ func (u *upstream) acquire() error {
 }
 
 func (u *upstream) release() { <-u.inflight }
+
+// retire closes the cluster once no request holds it any more.
+func (u *upstream) retire() {
+	for len(u.inflight) > 0 {
+		time.Sleep(time.Second)
+	}
+	u.close()
+}
 
 func (u *upstream) close() {
 	if u.transport != nil {

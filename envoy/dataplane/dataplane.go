@@ -56,9 +56,12 @@ type DataPlane struct {
 	server    *http.Server
 	lis       net.Listener
 	lisAddr   string // configured address of the bound listener
-	ready     chan struct{}
-	readyOnce sync.Once
-	streamID  atomic.Uint64
+	// pending is a socket bound for a listener accepted but not yet serving.
+	pending     net.Listener
+	pendingAddr string
+	ready       chan struct{}
+	readyOnce   sync.Once
+	streamID    atomic.Uint64
 }
 
 // active is the configuration requests are served with: a listener, its
@@ -105,6 +108,11 @@ func (d *DataPlane) Run(ctx context.Context) error {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}
+	d.mu.Lock()
+	if d.pending != nil {
+		d.pending.Close()
+	}
+	d.mu.Unlock()
 	for _, u := range ups {
 		u.close()
 	}
@@ -169,8 +177,9 @@ func (d *DataPlane) activate(st *adsState) {
 	}
 	for name, old := range d.upstreams {
 		if next[name] != old {
-			// Requests in flight keep their connections for a while.
-			time.AfterFunc(time.Minute, old.close)
+			// Requests in flight (held ext_proc streams among them) keep
+			// the old cluster until they end, as Envoy drains a cluster.
+			go old.retire()
 		}
 	}
 	d.upstreams = next
@@ -182,14 +191,38 @@ func (d *DataPlane) activate(st *adsState) {
 	d.readyOnce.Do(func() { close(d.ready) })
 }
 
-// bindLocked serves the listener on addr, moving it if the address changed.
-func (d *DataPlane) bindLocked(addr string) error {
-	if d.lis != nil && d.lisAddr == addr {
+// prepareListener binds addr ahead of serving, so that an address that
+// cannot be bound is NACKed.
+func (d *DataPlane) prepareListener(addr string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if (d.lis != nil && d.lisAddr == addr) || (d.pending != nil && d.pendingAddr == addr) {
 		return nil
 	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
+	}
+	if d.pending != nil {
+		d.pending.Close()
+	}
+	d.pending, d.pendingAddr = lis, addr
+	return nil
+}
+
+// bindLocked serves the listener on addr, moving it if the address changed.
+func (d *DataPlane) bindLocked(addr string) error {
+	if d.lis != nil && d.lisAddr == addr {
+		return nil
+	}
+	var lis net.Listener
+	if d.pending != nil && d.pendingAddr == addr {
+		lis, d.pending = d.pending, nil
+	} else {
+		var err error
+		if lis, err = net.Listen("tcp", addr); err != nil {
+			return err
+		}
 	}
 	srv := &http.Server{
 		Handler: &connManager{dp: d},

@@ -81,8 +81,8 @@ func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 	if code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
 		d := resp.GetDeniedResponse()
 		status := int(d.GetStatus().GetCode())
-		if status == 0 {
-			status = http.StatusForbidden
+		if status < 100 || status > 511 {
+			status = http.StatusForbidden // Envoy's toErrorCode
 		}
 		st.localReply(status, d.GetBody(), "ext_authz_denied", "UAEX", func(h http.Header) {
 			// Every named header is removed first, then each is added, so
@@ -206,23 +206,43 @@ func socketAddress(hostport string) *corev3.Address {
 	}}}
 }
 
+// mutateQuery applies query_parameters_to_remove and _set to :path. Only the
+// named keys change; other parameters keep their order and bytes, even
+// ones that do not parse.
 func (st *stream) mutateQuery(ok *authv3.OkHttpResponse) {
 	p, q := st.path, ""
 	if i := strings.IndexByte(p, '?'); i >= 0 {
 		p, q = p[:i], p[i+1:]
 	}
-	vals, err := url.ParseQuery(q)
-	if err != nil {
-		vals = url.Values{}
+	var params []string
+	if q != "" {
+		params = strings.Split(q, "&")
 	}
+	keyOf := func(param string) string {
+		k, _, _ := strings.Cut(param, "=")
+		if u, err := url.QueryUnescape(k); err == nil {
+			return u
+		}
+		return k
+	}
+	drop := map[string]bool{}
 	for _, k := range ok.GetQueryParametersToRemove() {
-		vals.Del(k)
+		drop[k] = true
 	}
 	for _, kv := range ok.GetQueryParametersToSet() {
-		vals.Set(kv.GetKey(), kv.GetValue())
+		drop[kv.GetKey()] = true // a set overwrites every value of its key
 	}
-	if enc := vals.Encode(); enc != "" {
-		st.path = p + "?" + enc
+	kept := params[:0]
+	for _, param := range params {
+		if !drop[keyOf(param)] {
+			kept = append(kept, param)
+		}
+	}
+	for _, kv := range ok.GetQueryParametersToSet() {
+		kept = append(kept, url.QueryEscape(kv.GetKey())+"="+url.QueryEscape(kv.GetValue()))
+	}
+	if len(kept) > 0 {
+		st.path = p + "?" + strings.Join(kept, "&")
 	} else {
 		st.path = p
 	}

@@ -346,6 +346,9 @@ func (st *stream) immediate(ir *extprocv3.ImmediateResponse) {
 	if code < 200 {
 		code = 200
 	}
+	if code > 999 {
+		code = http.StatusInternalServerError // not writable as an HTTP status (docs/dataplane.md)
+	}
 	// Envoy replaces spaces in details with underscores.
 	details := strings.ReplaceAll(ir.GetDetails(), " ", "_")
 	if details == "" {
@@ -617,7 +620,7 @@ func applyHeaderMutation(h http.Header, m *extprocv3.HeaderMutation, keepLength 
 		}
 		switch {
 		case k == ":status":
-			if n, err := strconv.Atoi(v); err == nil && n >= 200 && !o.GetAppend().GetValue() {
+			if n, err := strconv.Atoi(v); err == nil && n >= 200 && n <= 999 && !o.GetAppend().GetValue() {
 				status = n
 			}
 		case refusedHeader(k), strings.HasPrefix(k, ":"), k == "content-length" && !keepLength:

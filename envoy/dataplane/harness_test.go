@@ -278,16 +278,21 @@ type setup struct {
 	routes      func(*routev3.RouteConfiguration)
 	grpcCluster func(*clusterv3.Cluster)
 	upstream    http.HandlerFunc
+	// listenPort is the listener's port (0: any free one).
+	listenPort uint32
 }
 
 type harness struct {
-	t        *testing.T
-	url      string
-	dp       *dataplane.DataPlane
-	authz    *scriptedAuthz
-	proc     *scriptedProc
-	upstream *upstream
-	grpc     *grpc.Server
+	t     *testing.T
+	cache cachev3.SnapshotCache
+	// grpcAddr and upstreamAddr are the scripted servers' addresses.
+	grpcAddr, upstreamAddr string
+	url                    string
+	dp                     *dataplane.DataPlane
+	authz                  *scriptedAuthz
+	proc                   *scriptedProc
+	upstream               *upstream
+	grpc                   *grpc.Server
 }
 
 const (
@@ -359,6 +364,73 @@ func staticCluster(t *testing.T, name, addr string, http2 bool) *clusterv3.Clust
 	return c
 }
 
+// snapshot builds the setup's resources as one ADS snapshot.
+func snapshot(t *testing.T, s setup, grpcAddr, upstreamAddr, version string) *cachev3.Snapshot {
+	t.Helper()
+	var filters []*hcmv3.HttpFilter
+	if s.authz != nil {
+		filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.ext_authz", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, s.authz)}})
+	}
+	if s.proc != nil {
+		filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.ext_proc", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, s.proc)}})
+	}
+	filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}})
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: "test",
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    &corev3.ConfigSource{ResourceApiVersion: corev3.ApiVersion_V3, ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}},
+			RouteConfigName: "routes",
+		}},
+		HttpFilters: filters,
+	}
+	if s.hcm != nil {
+		s.hcm(hcm)
+	}
+	lis := &listenerv3.Listener{
+		Name: "test",
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: s.listenPort}}}},
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+			Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)},
+		}}}},
+	}
+	rt := &routev3.Route{
+		Name:  "default",
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: upstreamClusterName},
+		}},
+		TypedPerFilterConfig: map[string]*anypb.Any{
+			"envoy.filters.http.ext_authz": mustAny(t, &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
+				CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: map[string]string{"connection": "test"}},
+			}}),
+		},
+	}
+	if s.route != nil {
+		s.route(rt)
+	}
+	rc := &routev3.RouteConfiguration{Name: "routes", VirtualHosts: []*routev3.VirtualHost{{
+		Name: "all", Domains: []string{"*"}, Routes: []*routev3.Route{rt},
+	}}}
+	if s.routes != nil {
+		s.routes(rc)
+	}
+	gc := staticCluster(t, grpcClusterName, grpcAddr, true)
+	if s.grpcCluster != nil {
+		s.grpcCluster(gc)
+	}
+	uc := staticCluster(t, upstreamClusterName, upstreamAddr, false)
+	snap, err := cachev3.NewSnapshot(version, map[resource.Type][]types.Resource{
+		resource.ListenerType: {lis},
+		resource.RouteType:    {rc},
+		resource.ClusterType:  {gc, uc},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
 // start runs the scripted servers, an upstream, an ADS server with the
 // setup's resources and a data plane following it.
 func start(t *testing.T, s setup) *harness {
@@ -396,70 +468,12 @@ func launch(t *testing.T, s setup, wantNACK bool) (*harness, string) {
 	up := httptest.NewServer(h.upstream)
 	t.Cleanup(up.Close)
 
-	var filters []*hcmv3.HttpFilter
-	if s.authz != nil {
-		filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.ext_authz", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, s.authz)}})
-	}
-	if s.proc != nil {
-		filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.ext_proc", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, s.proc)}})
-	}
-	filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}})
-	hcm := &hcmv3.HttpConnectionManager{
-		StatPrefix: "test",
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource:    &corev3.ConfigSource{ResourceApiVersion: corev3.ApiVersion_V3, ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}},
-			RouteConfigName: "routes",
-		}},
-		HttpFilters: filters,
-	}
-	if s.hcm != nil {
-		s.hcm(hcm)
-	}
-	lis := &listenerv3.Listener{
-		Name: "test",
-		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-			Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 0}}}},
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
-			Name: "envoy.filters.network.http_connection_manager", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)},
-		}}}},
-	}
-	rt := &routev3.Route{
-		Name:  "default",
-		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: upstreamClusterName},
-		}},
-		TypedPerFilterConfig: map[string]*anypb.Any{
-			"envoy.filters.http.ext_authz": mustAny(t, &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
-				CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: map[string]string{"connection": "test"}},
-			}}),
-		},
-	}
-	if s.route != nil {
-		s.route(rt)
-	}
-	rc := &routev3.RouteConfiguration{Name: "routes", VirtualHosts: []*routev3.VirtualHost{{
-		Name: "all", Domains: []string{"*"}, Routes: []*routev3.Route{rt},
-	}}}
-	if s.routes != nil {
-		s.routes(rc)
-	}
-	gc := staticCluster(t, grpcClusterName, glis.Addr().String(), true)
-	if s.grpcCluster != nil {
-		s.grpcCluster(gc)
-	}
-	uc := staticCluster(t, upstreamClusterName, strings.TrimPrefix(up.URL, "http://"), false)
-	snap, err := cachev3.NewSnapshot("1", map[resource.Type][]types.Resource{
-		resource.ListenerType: {lis},
-		resource.RouteType:    {rc},
-		resource.ClusterType:  {gc, uc},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h.grpcAddr, h.upstreamAddr = glis.Addr().String(), strings.TrimPrefix(up.URL, "http://")
+	snap := snapshot(t, s, h.grpcAddr, h.upstreamAddr, "1")
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	cache := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
+	h.cache = cache
 	if err := cache.SetSnapshot(ctx, t.Name(), snap); err != nil {
 		t.Fatal(err)
 	}
@@ -596,3 +610,11 @@ func directResponse(status uint32, body string) *routev3.Route_DirectResponse {
 }
 
 type anyT = anypb.Any
+
+// push serves a new configuration to the running data plane.
+func (h *harness) push(s setup, version string) {
+	h.t.Helper()
+	if err := h.cache.SetSnapshot(context.Background(), h.t.Name(), snapshot(h.t, s, h.grpcAddr, h.upstreamAddr, version)); err != nil {
+		h.t.Fatal(err)
+	}
+}

@@ -111,18 +111,24 @@ func (st *stream) decode() {
 		st.localReply(http.StatusRequestHeaderFieldsTooLarge, "", "http1.headers_too_large", "", nil)
 		return
 	}
+	if headerCount(st.r) > maxHeadersCount {
+		st.localReply(http.StatusRequestHeaderFieldsTooLarge, "", "http1.too_many_headers", "", nil)
+		return
+	}
 	// Header sanitising (x-request-id included) precedes path checks, so
 	// even a refused path gets a request id in its reply.
 	st.sanitize()
 	if !st.preparePath() {
 		return
 	}
-	st.authority = strings.ToLower(st.r.Host)
 	if st.hcm.stripAnyHostPort {
-		if h, _, err := net.SplitHostPort(st.authority); err == nil {
-			st.authority = h
+		// The connection manager rewrites :authority itself: the filters
+		// and the upstream see it without the port.
+		if h, _, err := net.SplitHostPort(st.r.Host); err == nil {
+			st.r.Host = h
 		}
 	}
+	st.authority = strings.ToLower(st.r.Host)
 	st.route = st.cfg.routes.match(st.authority, st.path)
 	st.startIdleTimer()
 
@@ -162,7 +168,7 @@ func (st *stream) preparePath() bool {
 		st.localReply(http.StatusBadRequest, "", "path_normalization_failed", "", nil)
 		return false
 	}
-	if strings.ContainsRune(p, '#') {
+	if strings.ContainsRune(raw, '#') { // anywhere in :path, query included
 		return reject()
 	}
 	if st.hcm.rejectEscapedSlashes && hasEscapedSlash(p) {
@@ -253,6 +259,19 @@ func headerBytes(r *http.Request) int {
 		for _, v := range vs {
 			n += len(k) + len(v)
 		}
+	}
+	return n
+}
+
+// maxHeadersCount is Envoy's default max_headers_count
+// (common_http_protocol_options, which Custos does not set).
+const maxHeadersCount = 100
+
+// headerCount counts header lines, Host included.
+func headerCount(r *http.Request) int {
+	n := 1
+	for _, vs := range r.Header {
+		n += len(vs)
 	}
 	return n
 }

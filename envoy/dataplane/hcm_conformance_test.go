@@ -117,6 +117,13 @@ func TestConnectionManagerRequestHeaderLimitIs431(t *testing.T) {
 	}
 	resp, body = h.get("/x", "x-small", "a")
 	wantStatus(t, resp, body, 200)
+	// max_headers_count, 100 by default: over it, 431 too.
+	var many []string
+	for i := 0; i < 120; i++ {
+		many = append(many, fmt.Sprintf("x-h%d", i), "v")
+	}
+	resp, body = h.get("/x", many...)
+	wantStatus(t, resp, body, 431)
 }
 
 // use_remote_address: the request is external, so x-envoy-* headers it
@@ -187,6 +194,7 @@ func TestConnectionManagerPathNormalisation(t *testing.T) {
 		{"/a%5Cb", 400, ""},
 		{"/a\\b", 200, "/a/b"},
 		{"/a#frag", 400, ""},
+		{"/a?q=1#frag", 400, ""},
 	} {
 		status, hdr := rawGet(t, h.url, tc.target)
 		if status != tc.status {
@@ -318,5 +326,52 @@ func TestExtAuthzSkipsCheckWithoutRoute(t *testing.T) {
 	}
 	if h.upstream.count() != 0 {
 		t.Fatal("forwarded without a route")
+	}
+}
+
+// strip_any_host_port: the connection manager removes the port from
+// :authority itself, so the filters and the upstream see the host alone.
+func TestConnectionManagerStripAnyHostPort(t *testing.T) {
+	h := start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
+		m.StripPortMode = &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true}
+	}})
+	resp, body := h.get("/x", "host", "api.example:8443")
+	wantStatus(t, resp, body, 200)
+	if got := h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetHost(); got != "api.example" {
+		t.Errorf("ext_authz host %q", got)
+	}
+	if got := h.upstream.last(t).host; got != "api.example" {
+		t.Errorf("upstream host %q", got)
+	}
+}
+
+// A change to the gRPC cluster does not cut the streams held on the old
+// one: Envoy drains a replaced cluster.
+func TestClusterChangeKeepsHeldStreams(t *testing.T) {
+	base := setup{proc: holdConfig()}
+	h := start(t, base)
+	h.proc.handle = holdingProc(700 * time.Millisecond)
+	done := make(chan int, 1)
+	go func() {
+		resp, _ := h.get("/held")
+		done <- resp.StatusCode
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.proc.count() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the request never reached the processor")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	changed := base
+	changed.grpcCluster = func(c *clusterv3.Cluster) { c.ConnectTimeout = durationpbMS(1500) }
+	h.push(changed, "2")
+	select {
+	case code := <-done:
+		if code != 200 {
+			t.Fatalf("the held request ended %d after the cluster changed", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held request never ended")
 	}
 }

@@ -1,8 +1,20 @@
 package dataplane_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -13,6 +25,7 @@ import (
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	procfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -86,6 +99,38 @@ func TestDataPlaneNACKsWhatCustosNeverEmits(t *testing.T) {
 				}}}
 			}}
 		}, "header_filter"},
+		{"request_timeout", func(t *testing.T) setup {
+			return setup{hcm: func(m *hcmv3.HttpConnectionManager) { m.RequestTimeout = durationpbMS(100) }}
+		}, "request_timeout"},
+		{"TLS certificate pinning", func(t *testing.T) setup {
+			return setup{grpcCluster: func(c *clusterv3.Cluster) {
+				c.TransportSocket = tlsSocket(t, &tlsv3.CertificateValidationContext{
+					TrustedCa:             &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: caFile(t)}},
+					VerifyCertificateHash: []string{strings.Repeat("ab", 32)},
+				})
+			}}
+		}, "verify_certificate_hash"},
+		{"TLS CA file without certificates", func(t *testing.T) setup {
+			bad := filepath.Join(t.TempDir(), "ca.pem")
+			if err := os.WriteFile(bad, []byte("not a certificate"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return setup{grpcCluster: func(c *clusterv3.Cluster) {
+				c.TransportSocket = tlsSocket(t, &tlsv3.CertificateValidationContext{
+					TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: bad}},
+				})
+			}}
+		}, "no PEM certificate"},
+		{"listener address in use", func(t *testing.T) setup {
+			busy, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { busy.Close() })
+			_, port, _ := net.SplitHostPort(busy.Addr().String())
+			p, _ := strconv.Atoi(port)
+			return setup{listenPort: uint32(p)}
+		}, "address already in use"},
 		{"unsupported format command", func(t *testing.T) setup {
 			body, _ := structpb.NewStruct(map[string]any{"t": "%START_TIME%"})
 			return setup{hcm: func(m *hcmv3.HttpConnectionManager) {
@@ -100,4 +145,33 @@ func TestDataPlaneNACKsWhatCustosNeverEmits(t *testing.T) {
 			}
 		})
 	}
+}
+
+func tlsSocket(t *testing.T, vc *tlsv3.CertificateValidationContext) *corev3.TransportSocket {
+	t.Helper()
+	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{
+		TypedConfig: mustAny(t, &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc},
+		}}),
+	}}
+}
+
+// caFile writes a freshly generated self-signed CA certificate.
+func caFile(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

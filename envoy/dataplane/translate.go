@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -132,14 +133,13 @@ type hcmConfig struct {
 	stripAnyHostPort     bool
 	maxRequestHeaderSize int
 	streamIdleTimeout    time.Duration
-	requestTimeout       time.Duration
 	localReply           *localReplyConfig
 }
 
 func translateHCM(h *hcmv3.HttpConnectionManager) (*hcmConfig, error) {
 	if err := onlyFields(h, "codec_type", "stat_prefix", "rds", "http_filters", "use_remote_address",
 		"normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "strip_any_host_port",
-		"max_request_headers_kb", "stream_idle_timeout", "request_timeout", "local_reply_config"); err != nil {
+		"max_request_headers_kb", "stream_idle_timeout", "local_reply_config"); err != nil {
 		return nil, err
 	}
 	rds := h.GetRds()
@@ -153,7 +153,6 @@ func translateHCM(h *hcmv3.HttpConnectionManager) (*hcmConfig, error) {
 		mergeSlashes:      h.GetMergeSlashes(),
 		stripAnyHostPort:  h.GetStripAnyHostPort(),
 		streamIdleTimeout: dur(h.GetStreamIdleTimeout(), 5*time.Minute), // Envoy's default
-		requestTimeout:    dur(h.GetRequestTimeout(), 0),
 	}
 	switch h.GetPathWithEscapedSlashesAction() {
 	case hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT, hcmv3.HttpConnectionManager_KEEP_UNCHANGED:
@@ -258,8 +257,8 @@ func translateExtAuthz(pb *extauthzv3.ExtAuthz) (*extAuthzConfig, error) {
 		failureModeAllow: pb.GetFailureModeAllow(),
 		peerCertificate:  pb.GetIncludePeerCertificate(),
 	}
-	if s := pb.GetStatusOnError(); s != nil {
-		c.statusOnError = int(s.GetCode())
+	if s := pb.GetStatusOnError(); s != nil && s.GetCode() >= 100 && s.GetCode() <= 511 {
+		c.statusOnError = int(s.GetCode()) // out of range stays 403, as in Envoy
 	}
 	if b := pb.GetWithRequestBody(); b != nil {
 		if err := onlyFields(b, "max_request_bytes", "allow_partial_message", "pack_as_bytes"); err != nil {
@@ -504,6 +503,51 @@ func translateRoute(r *routev3.Route) (*route, error) {
 	return rt, nil
 }
 
+// translateTLS reads the upstream TLS Custos emits: SNI, a trusted CA file
+// and exact DNS subject alt names. Anything else (pinning, client
+// certificates, TLS parameters) is refused rather than ignored.
+func translateTLS(ts *corev3.TransportSocket) (*tlsSettings, error) {
+	if err := onlyFields(ts, "name", "typed_config"); err != nil {
+		return nil, err
+	}
+	tctx, err := unpack(ts.GetTypedConfig(), &tlsv3.UpstreamTlsContext{})
+	if err != nil {
+		return nil, err
+	}
+	if err := onlyFields(tctx, "sni", "common_tls_context"); err != nil {
+		return nil, err
+	}
+	if err := onlyFields(tctx.GetCommonTlsContext(), "validation_context"); err != nil {
+		return nil, err
+	}
+	vc := tctx.GetCommonTlsContext().GetValidationContext()
+	if err := onlyFields(vc, "trusted_ca", "match_typed_subject_alt_names"); err != nil {
+		return nil, err
+	}
+	if vc.GetTrustedCa().GetFilename() == "" {
+		return nil, fmt.Errorf("TLS without a trusted_ca file is not supported (it would not verify the upstream)")
+	}
+	tl := &tlsSettings{sni: tctx.GetSni(), caFile: vc.GetTrustedCa().GetFilename()}
+	for _, m := range vc.GetMatchTypedSubjectAltNames() {
+		if m.GetSanType() != tlsv3.SubjectAltNameMatcher_DNS {
+			return nil, fmt.Errorf("subject alt name matcher %s is not supported (DNS only)", m.GetSanType())
+		}
+		if err := onlyFields(m.GetMatcher(), "exact"); err != nil {
+			return nil, err
+		}
+		tl.sanDNS = append(tl.sanDNS, m.GetMatcher().GetExact())
+	}
+	b, err := os.ReadFile(tl.caFile)
+	if err != nil {
+		return nil, fmt.Errorf("trusted_ca: %w", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("trusted_ca %s holds no PEM certificate", tl.caFile)
+	}
+	tl.caBytes = b
+	return tl, nil
+}
+
 // clusterConfig is one upstream cluster.
 type clusterConfig struct {
 	name           string
@@ -566,23 +610,10 @@ func translateCluster(c *clusterv3.Cluster) (*clusterConfig, error) {
 		}
 	}
 	if ts := c.GetTransportSocket(); ts != nil {
-		tctx, err := unpack(ts.GetTypedConfig(), &tlsv3.UpstreamTlsContext{})
+		tl, err := translateTLS(ts)
 		if err != nil {
 			return nil, fmt.Errorf("cluster %q: %w", c.GetName(), err)
 		}
-		vc := tctx.GetCommonTlsContext().GetValidationContext()
-		if vc == nil || vc.GetTrustedCa().GetFilename() == "" {
-			return nil, fmt.Errorf("cluster %q: TLS without a trusted_ca file is not supported (it would not verify the upstream)", c.GetName())
-		}
-		tl := &tlsSettings{sni: tctx.GetSni(), caFile: vc.GetTrustedCa().GetFilename()}
-		for _, m := range vc.GetMatchTypedSubjectAltNames() {
-			tl.sanDNS = append(tl.sanDNS, m.GetMatcher().GetExact())
-		}
-		b, err := os.ReadFile(tl.caFile)
-		if err != nil {
-			return nil, fmt.Errorf("cluster %q: trusted_ca: %w", c.GetName(), err)
-		}
-		tl.caBytes = b
 		cc.tls = tl
 	}
 	return cc, nil
