@@ -53,6 +53,9 @@ func (s *Service) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err
 	}
 }
 
+// recordTimeout bounds one Record call: half of xds.MessageTimeout.
+const recordTimeout = xds.MessageTimeout / 2
+
 // exchange is the per-stream state of one request.
 type exchange struct {
 	svc     *Service
@@ -175,7 +178,11 @@ func (ex *exchange) finish(outcome record.Outcome, detail string) error {
 		Finished:   time.Now(),
 		Detail:     detail,
 	}
-	if err := ex.svc.recorder.Record(context.WithoutCancel(ex.ctx), e); err != nil {
+	// The record must finish well inside Envoy's message_timeout, or Envoy
+	// answers 504 while the record says the exchange completed.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ex.ctx), recordTimeout)
+	defer cancel()
+	if err := ex.svc.recorder.Record(ctx, e); err != nil {
 		ex.svc.log.Error("record exchange", "request_id", e.RequestID, "error", err)
 		return status.Error(codes.Unavailable, "ext_proc: the exchange could not be recorded")
 	}
