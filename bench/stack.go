@@ -2,9 +2,7 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"time"
@@ -13,13 +11,12 @@ import (
 	"github.com/custos-dev/custos/controlplane"
 	"github.com/custos-dev/custos/envoy/dataplane"
 	"github.com/custos-dev/custos/examples/demo"
+	"github.com/custos-dev/custos/stack"
 )
 
 // CustomerID is the demo customer every benchmark request asks for.
 const CustomerID = 7
 
-// readyTimeout bounds the wait for the data plane's first configuration.
-const readyTimeout = 10 * time.Second
 
 // Stack is the demo upstream, the control plane and the data plane, running
 // on loopback with ephemeral ports, as the end-to-end tests start them.
@@ -36,9 +33,8 @@ type Stack struct {
 	CP *controlplane.ControlPlane
 	DP *dataplane.DataPlane
 
+	stack    *stack.Stack
 	upstream *httptest.Server
-	cancel   context.CancelFunc
-	done     chan struct{}
 }
 
 // stackConfig is `custos dev`'s configuration with every port ephemeral and
@@ -60,43 +56,20 @@ connections:
 // plane serves its first complete configuration. ctx bounds the start-up
 // and the stack's life; Close stops it either way.
 func StartStack(ctx context.Context) (*Stack, error) {
-	logger := slog.New(slog.DiscardHandler)
 	srv := httptest.NewServer(demo.Handler())
 	cfg, err := config.Parse([]byte(stackConfig(srv.URL)))
 	if err != nil {
 		srv.Close()
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	cp, err := controlplane.Start(ctx, cfg, "", logger)
+	st, err := stack.Start(ctx, stack.Options{Config: cfg, NodeID: "bench"})
 	if err != nil {
-		cancel()
 		srv.Close()
-		return nil, fmt.Errorf("control plane: %w", err)
+		return nil, err
 	}
-	dp, err := dataplane.New(dataplane.Options{XDS: cp.XDSAddr, NodeID: "bench", Logger: logger})
-	if err != nil {
-		cancel()
-		cp.Shutdown()
-		srv.Close()
-		return nil, fmt.Errorf("data plane: %w", err)
-	}
-	s := &Stack{CP: cp, DP: dp, upstream: srv, cancel: cancel, done: make(chan struct{})}
-	go func() { _ = dp.Run(ctx); close(s.done) }()
-
-	timer := time.NewTimer(readyTimeout)
-	defer timer.Stop()
-	select {
-	case <-dp.Ready():
-	case <-timer.C:
-		s.Close()
-		return nil, errors.New("the data plane got no configuration over xDS within " + readyTimeout.String())
-	case <-ctx.Done():
-		s.Close()
-		return nil, fmt.Errorf("waiting for the data plane: %w", ctx.Err())
-	}
+	s := &Stack{CP: st.CP, DP: st.DP, stack: st, upstream: srv}
 	s.UpstreamURL = srv.URL
-	s.DataPlaneAddr = dp.Addr()
+	s.DataPlaneAddr = st.Addr
 	s.DirectURL = fmt.Sprintf("%s/%d", srv.URL, CustomerID)
 	s.DataPlaneURL = fmt.Sprintf("http://%s/customers/%d", s.DataPlaneAddr, CustomerID)
 	return s, nil
@@ -105,9 +78,7 @@ func StartStack(ctx context.Context) (*Stack, error) {
 // Close stops the data plane, then the control plane, then the upstream.
 // Close the clients' idle connections first for a quick shutdown.
 func (s *Stack) Close() {
-	s.cancel()
-	<-s.done
-	s.CP.Shutdown()
+	s.stack.Close()
 	s.upstream.Close()
 }
 

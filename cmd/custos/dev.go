@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,9 +11,9 @@ import (
 
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/controlplane"
-	"github.com/custos-dev/custos/envoy/dataplane"
 	"github.com/custos-dev/custos/examples"
 	"github.com/custos-dev/custos/examples/demo"
+	"github.com/custos-dev/custos/stack"
 	"github.com/custos-dev/custos/xds"
 )
 
@@ -57,25 +56,15 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 				defer demoSrv.Close()
 			}
 
-			cp, err := controlplane.Start(ctx, cfg, "", log)
+			st, err := stack.Start(ctx, stack.Options{Config: cfg, Logger: log})
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil // interrupted while starting
+				}
 				return err
 			}
-			defer cp.Shutdown()
-
-			dp, err := dataplane.New(dataplane.Options{XDS: cp.XDSAddr, NodeID: "custos-dev", Logger: log})
-			if err != nil {
-				return err
-			}
-			dpDone := make(chan error, 1)
-			go func() { dpDone <- dp.Run(ctx) }()
-			select {
-			case <-dp.Ready():
-			case <-time.After(10 * time.Second):
-				return errors.New("the data plane did not get its configuration over xDS within 10s")
-			case <-ctx.Done():
-				return nil
-			}
+			defer st.Close()
+			cp := st.CP
 			if path != "" {
 				r := &xds.Reloader{Path: path, Apply: cp.Apply, Log: log}
 				go func() {
@@ -84,7 +73,7 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 					}
 				}()
 			}
-			printDevBanner(g, cfg, cp, dp.Addr())
+			printDevBanner(g, cfg, cp, st.Addr)
 			select {
 			case <-ctx.Done():
 			case err := <-cp.Errors():
@@ -93,8 +82,6 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 				}
 			}
 			log.Info("shutting down")
-			cancel()
-			<-dpDone
 			return nil
 		},
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/custos-dev/custos/controlplane"
 	"github.com/custos-dev/custos/envoy/dataplane"
 	"github.com/custos-dev/custos/examples/demo"
+	"github.com/custos-dev/custos/stack"
 	"github.com/custos-dev/custos/xds"
 )
 
@@ -54,9 +55,9 @@ func (u *upstreamLog) last(t *testing.T) *http.Request {
 	return u.reqs[len(u.reqs)-1]
 }
 
-// stack is the control plane and the data plane, as `custos dev` runs them,
-// on loopback with ephemeral ports.
-type stack struct {
+// devStack is the control plane and the data plane, as `custos dev` runs
+// them, on loopback with ephemeral ports, and a recording demo upstream.
+type devStack struct {
 	cp       *controlplane.ControlPlane
 	dp       *dataplane.DataPlane
 	dpURL    string
@@ -81,7 +82,7 @@ connections:
 %s`, upstreamURL, extra)
 }
 
-func startStack(t *testing.T, extraConnections string) *stack {
+func startStack(t *testing.T, extraConnections string) *devStack {
 	t.Helper()
 	up := &upstreamLog{}
 	srv := httptest.NewServer(up.wrap(demo.Handler()))
@@ -90,29 +91,12 @@ func startStack(t *testing.T, extraConnections string) *stack {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cp, err := controlplane.Start(ctx, cfg, "", testLogger(t))
-	if err != nil {
-		cancel()
-		t.Fatalf("control plane: %v", err)
-	}
-	dp, err := dataplane.New(dataplane.Options{XDS: cp.XDSAddr, NodeID: t.Name(), Logger: testLogger(t)})
+	st, err := stack.Start(context.Background(), stack.Options{Config: cfg, NodeID: t.Name(), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { _ = dp.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		cp.Shutdown()
-	})
-	select {
-	case <-dp.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the data plane got no configuration over xDS")
-	}
-	return &stack{cp: cp, dp: dp, dpURL: "http://" + dp.Addr(), upstream: up, cfg: cfg}
+	t.Cleanup(st.Close)
+	return &devStack{cp: st.CP, dp: st.DP, dpURL: "http://" + st.Addr, upstream: up, cfg: cfg}
 }
 
 func do(t *testing.T, req *http.Request) (*http.Response, []byte) {
