@@ -17,7 +17,6 @@ import (
 // CustomerID is the demo customer every benchmark request asks for.
 const CustomerID = 7
 
-
 // Stack is the demo upstream, the control plane and the data plane, running
 // on loopback with ephemeral ports, as the end-to-end tests start them.
 type Stack struct {
