@@ -22,9 +22,12 @@ bench:
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/custos ./cmd/custos
 
-## lint: formatting, vet, and compose.yaml when docker-compose is installed
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+## lint: formatting, vet, staticcheck, and compose.yaml when docker-compose is installed
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 	@if command -v docker-compose >/dev/null 2>&1; then docker-compose -f compose.yaml config -q && echo "compose.yaml parses"; \
 	else echo "docker-compose not installed: compose.yaml not checked"; fi

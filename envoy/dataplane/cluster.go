@@ -43,11 +43,9 @@ var errOverflow = errors.New("circuit breaker open: max_requests reached")
 func newUpstream(c *clusterConfig) (*upstream, error) {
 	u := &upstream{cfg: c, inflight: make(chan struct{}, max(c.maxRequests, 1))}
 	if c.http2 {
-		target := c.addr
+		target := "passthrough:///" + c.addr
 		if c.dns {
 			target = "dns:///" + c.addr
-		} else {
-			target = "passthrough:///" + c.addr
 		}
 		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithConnectParams(grpc.ConnectParams{MinConnectTimeout: c.connectTimeout, Backoff: backoff.DefaultConfig}))

@@ -1,5 +1,7 @@
 package dataplane
 
+//lint:file-ignore SA1019 Envoy still reads the deprecated append and text_format fields; so must its stand-in.
+
 import (
 	"context"
 	"errors"
