@@ -39,12 +39,7 @@ type Stack struct {
 // stackConfig is `custos dev`'s configuration with every port ephemeral and
 // one connection, "customers", to the demo upstream.
 func stackConfig(upstreamURL string) string {
-	return fmt.Sprintf(`listen:
-  grpc: 127.0.0.1:0
-  xds: 127.0.0.1:0
-  http: 127.0.0.1:0
-  dataplane: 127.0.0.1:0
-connections:
+	return stack.LoopbackListen + fmt.Sprintf(`connections:
   - name: customers
     upstream: %s
     hosts: [customers.internal]

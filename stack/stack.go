@@ -19,6 +19,15 @@ import (
 // configuration.
 const DefaultReadyTimeout = 10 * time.Second
 
+// LoopbackListen is a listen block with every listener on an ephemeral
+// loopback port, for stacks started by tests and benchmarks.
+const LoopbackListen = `listen:
+  grpc: 127.0.0.1:0
+  xds: 127.0.0.1:0
+  http: 127.0.0.1:0
+  dataplane: 127.0.0.1:0
+`
+
 // Options configure a stack.
 type Options struct {
 	// Config is the configuration both planes run with (required).

@@ -9,7 +9,7 @@ import (
 )
 
 func TestStartServesAndCloseStops(t *testing.T) {
-	cfg, err := config.Parse([]byte("listen:\n  grpc: 127.0.0.1:0\n  xds: 127.0.0.1:0\n  http: 127.0.0.1:0\n  dataplane: 127.0.0.1:0\n"))
+	cfg, err := config.Parse([]byte(LoopbackListen))
 	if err != nil {
 		t.Fatal(err)
 	}

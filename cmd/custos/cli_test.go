@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/custos-dev/custos/stack"
 )
 
 // run executes the binary's root command in-process.
@@ -136,12 +138,7 @@ func (s *syncBuffer) String() string {
 
 func TestDevCommandServesTheCurlLineAndStopsCleanly(t *testing.T) {
 	demo := freePort(t)
-	p := writeFile(t, "dev.yaml", `listen:
-  grpc: 127.0.0.1:0
-  xds: 127.0.0.1:0
-  http: 127.0.0.1:0
-  dataplane: 127.0.0.1:0
-connections:
+	p := writeFile(t, "dev.yaml", stack.LoopbackListen+`connections:
   - name: customers
     upstream: http://`+demo+`
 dev:

@@ -70,12 +70,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 func devConfig(upstreamURL string, extra string) string {
-	return fmt.Sprintf(`listen:
-  grpc: 127.0.0.1:0
-  xds: 127.0.0.1:0
-  http: 127.0.0.1:0
-  dataplane: 127.0.0.1:0
-connections:
+	return stack.LoopbackListen + fmt.Sprintf(`connections:
   - name: customers
     upstream: %s
     hosts: [customers.internal]
