@@ -70,8 +70,9 @@ func grpcCode(status int) code.Code {
 	return code.Code_PERMISSION_DENIED
 }
 
-// denied turns r into the CheckResponse that makes Envoy answer with it; md
-// is the decision's metadata, marked as a denial.
+// denied turns r into the CheckResponse that makes Envoy answer with it,
+// with d's metadata marked as a denial (Envoy stores a denial's metadata
+// too; the listener's local reply mappers skip marked replies).
 func (r Reply) denied(d decision) *authv3.CheckResponse {
 	d.Denied = true
 	md := d.metadata()
