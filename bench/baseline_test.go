@@ -99,11 +99,11 @@ func TestStackServes(t *testing.T) {
 
 	resp, body := get(t, client, s.DataPlaneURL)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("through the data plane: status %d: %s", resp.StatusCode, body)
+		t.Fatalf("through the data plane: status %d (%d bytes)", resp.StatusCode, len(body))
 	}
 	var c demo.Customer
 	if err := json.Unmarshal(body, &c); err != nil || c.ID != bench.CustomerID {
-		t.Fatalf("through the data plane: not customer %d: %v: %s", bench.CustomerID, err, body)
+		t.Fatalf("through the data plane: not customer %d: %v (%d bytes)", bench.CustomerID, err, len(body))
 	}
 	if resp.Header.Get("x-custos-request-id") == "" {
 		t.Fatal("through the data plane: no x-custos-request-id on the response")
@@ -111,10 +111,10 @@ func TestStackServes(t *testing.T) {
 
 	resp, body = get(t, client, s.DirectURL)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("direct: status %d: %s", resp.StatusCode, body)
+		t.Fatalf("direct: status %d (%d bytes)", resp.StatusCode, len(body))
 	}
 	if err := json.Unmarshal(body, &c); err != nil || c.ID != bench.CustomerID {
-		t.Fatalf("direct: not customer %d: %v: %s", bench.CustomerID, err, body)
+		t.Fatalf("direct: not customer %d: %v (%d bytes)", bench.CustomerID, err, len(body))
 	}
 
 	// The load loop itself counts what it is given.

@@ -227,16 +227,32 @@ func decisionMetadata(t *testing.T, c clients) *corev3.Metadata {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := decisionFrom(resp.GetDynamicMetadata())
-	if err != nil {
-		t.Fatal(err)
-	}
-	lastRequestID = d.RequestID
 	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{xds.ExtAuthzFilter: resp.GetDynamicMetadata()}}
 }
 
-// lastRequestID is the request id of the last decisionMetadata.
-var lastRequestID string
+// openDecided checks a request, opens its ext_proc stream and gets the
+// request headers answered, as Envoy would; it returns the stream and the
+// request id Check chose.
+func openDecided(t *testing.T, c clients) (extprocv3.ExternalProcessor_ProcessClient, string) {
+	t.Helper()
+	md := decisionMetadata(t, c)
+	d, err := decisionFrom(md.GetFilterMetadata()[xds.ExtAuthzFilter])
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.proc.Process(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(requestHeaders(md)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Recv()
+	if err != nil || r.GetRequestHeaders() == nil {
+		t.Fatalf("request headers reply %v, %v", r, err)
+	}
+	return s, d.RequestID
+}
 
 func requestHeaders(md *corev3.Metadata) *extprocv3.ProcessingRequest {
 	return &extprocv3.ProcessingRequest{
@@ -279,26 +295,16 @@ func TestProcessFailsClosedWithoutDecision(t *testing.T) {
 
 func TestProcessAddsRequestIDAndRecords(t *testing.T) {
 	c := serve(t)
-	s, err := c.proc.Process(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Send(requestHeaders(decisionMetadata(t, c))); err != nil {
-		t.Fatal(err)
-	}
-	r, err := s.Recv()
-	if err != nil || r.GetRequestHeaders() == nil {
-		t.Fatalf("request headers reply %v, %v", r, err)
-	}
+	s, rid := openDecided(t, c)
 	if err := s.Send(responseHeaders("201")); err != nil {
 		t.Fatal(err)
 	}
-	r, err = s.Recv()
+	r, err := s.Recv()
 	if err != nil {
 		t.Fatal(err)
 	}
 	set := r.GetResponseHeaders().GetResponse().GetHeaderMutation().GetSetHeaders()
-	if len(set) != 1 || set[0].GetHeader().GetKey() != RequestIDHeader || string(set[0].GetHeader().GetRawValue()) != lastRequestID ||
+	if len(set) != 1 || set[0].GetHeader().GetKey() != RequestIDHeader || string(set[0].GetHeader().GetRawValue()) != rid ||
 		set[0].GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
 		t.Fatalf("response header mutation %v", set)
 	}
@@ -307,23 +313,14 @@ func TestProcessAddsRequestIDAndRecords(t *testing.T) {
 		t.Fatalf("after half-close: %v, want the server to end the stream normally", err)
 	}
 	got := c.rec.all()
-	if len(got) != 1 || got[0].RequestID != lastRequestID || got[0].Status != 201 || got[0].Outcome != record.Completed || got[0].Path != "/api/1" {
+	if len(got) != 1 || got[0].RequestID != rid || got[0].Status != 201 || got[0].Outcome != record.Completed || got[0].Path != "/api/1" {
 		t.Fatalf("recorded %+v", got)
 	}
 }
 
 func TestProcessEndedByEnvoyIsRecordedAsAborted(t *testing.T) {
 	c := serve(t)
-	s, err := c.proc.Process(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Send(requestHeaders(decisionMetadata(t, c))); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Recv(); err != nil {
-		t.Fatal(err)
-	}
+	s, _ := openDecided(t, c)
 	_ = s.CloseSend()
 	if _, err := s.Recv(); !errors.Is(err, io.EOF) {
 		t.Fatalf("io.EOF from Envoy must end the stream normally, got %v", err)
@@ -337,16 +334,7 @@ func TestProcessEndedByEnvoyIsRecordedAsAborted(t *testing.T) {
 func TestProcessFailsWhenTheRecordFails(t *testing.T) {
 	c := serve(t)
 	c.rec.fail = true
-	s, err := c.proc.Process(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Send(requestHeaders(decisionMetadata(t, c))); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Recv(); err != nil {
-		t.Fatal(err)
-	}
+	s, _ := openDecided(t, c)
 	if err := s.Send(responseHeaders("200")); err != nil {
 		t.Fatal(err)
 	}

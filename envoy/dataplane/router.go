@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	procfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -379,11 +380,16 @@ func (st *stream) writeChunk(b []byte) error {
 	return nil
 }
 
+// copyBuffers keeps the response copy buffers out of each request's garbage.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
 func (st *stream) writeBody(body io.Reader, length int64) {
 	if body == nil || length == 0 || st.r.Method == http.MethodHead {
 		return
 	}
-	buf := make([]byte, chunkSize)
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
+	buf := *bp
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
