@@ -42,6 +42,10 @@ const (
 	DefaultApprovalTimeout = 5 * time.Minute
 	// MaxApprovalTimeout is the largest approvals.timeout accepted.
 	MaxApprovalTimeout = 24 * time.Hour
+	// MaxHoldTimeout is the largest approvals.timeout in hold mode: a held
+	// request keeps its ext_proc message open, and Envoy caps
+	// max_message_timeout at one hour (the hold plus Custos' margin).
+	MaxHoldTimeout = 59 * time.Minute
 	// DefaultAuditDir is the default audit.dir.
 	DefaultAuditDir = "./data/audit"
 )

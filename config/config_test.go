@@ -139,6 +139,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "timeout zero", src: "approvals:\n  timeout: 0s\n", path: "approvals.timeout", line: 2, msg: "must be greater than zero"},
 		{name: "timeout negative", src: "approvals:\n  timeout: -1m\n", path: "approvals.timeout", line: 2, msg: "must be greater than zero"},
 		{name: "timeout too long", src: "approvals:\n  timeout: 25h\n", path: "approvals.timeout", line: 2, msg: "exceeds the maximum of 24h"},
+		{name: "hold too long", src: "approvals:\n  timeout: 2h\n", path: "approvals.timeout", line: 2, msg: "exceeds the maximum of 59m for mode hold"},
 
 		// masking.
 		{name: "profile name invalid", src: "masking:\n  profiles:\n    Cards:\n      entities: [card]\n", path: "masking.profiles.Cards", line: 3, msg: `"Cards" is not a valid profile name`},

@@ -427,6 +427,8 @@ func (v *validator) approvals(c *Config) {
 		v.errorf(pt, "%s must be greater than zero", t)
 	case t > MaxApprovalTimeout:
 		v.errorf(pt, "%s exceeds the maximum of 24h", t)
+	case t > MaxHoldTimeout && c.Approvals.Mode == ApprovalModeHold:
+		v.errorf(pt, "%s exceeds the maximum of 59m for mode hold (Envoy holds a request at most 1h); use mode async for longer approvals", t)
 	}
 }
 

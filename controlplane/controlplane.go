@@ -18,7 +18,6 @@ import (
 
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/extproc"
-	"github.com/custos-dev/custos/filters/record"
 	"github.com/custos-dev/custos/xds"
 )
 
@@ -37,14 +36,40 @@ type ControlPlane struct {
 	// port in the file becomes a real one).
 	GRPCAddr, XDSAddr, HTTPAddr string
 	serving                     atomic.Bool
+	stages                      StagesFunc
 	errc                        chan error
 }
+
+// pipeline builds the stages and the pipeline for cfg.
+func (cp *ControlPlane) pipeline(cfg *config.Config) (*extproc.Pipeline, error) {
+	st, err := cp.stages(cfg, cp.log)
+	if err != nil {
+		return nil, fmt.Errorf("build stages: %w", err)
+	}
+	return extproc.NewPipeline(cfg, st, cp.log)
+}
+
+// StagesFunc builds the per-request stages for a configuration; the
+// default is extproc.DefaultStages.
+type StagesFunc func(*config.Config, *slog.Logger) (extproc.Stages, error)
 
 // Start binds every listener first, so that a busy port is an error before
 // anything runs, then serves until Shutdown. grpcAdvertise is where Envoy
 // reaches the gRPC services ("" for the bound listen.grpc address).
 func Start(ctx context.Context, cfg *config.Config, grpcAdvertise string, logger *slog.Logger) (*ControlPlane, error) {
-	cp := &ControlPlane{log: logger, listen: cfg.Listen, errc: make(chan error, 3)}
+	return StartWith(ctx, cfg, grpcAdvertise, logger, nil)
+}
+
+// StartWith is Start with the stages built by stages (nil: the defaults).
+func StartWith(ctx context.Context, cfg *config.Config, grpcAdvertise string, logger *slog.Logger, stages StagesFunc) (*ControlPlane, error) {
+	if stages == nil {
+		stages = extproc.DefaultStages
+	}
+	cp := &ControlPlane{log: logger, listen: cfg.Listen, stages: stages, errc: make(chan error, 3)}
+	pipeline, err := cp.pipeline(cfg)
+	if err != nil {
+		return nil, err
+	}
 	grpcLis, err := net.Listen("tcp", cfg.Listen.GRPC)
 	if err != nil {
 		return nil, fmt.Errorf("listen.grpc: %w", err)
@@ -65,7 +90,7 @@ func Start(ctx context.Context, cfg *config.Config, grpcAdvertise string, logger
 		grpcAdvertise = cp.GRPCAddr
 	}
 
-	cp.Services = extproc.New(cfg, record.Log{Logger: logger}, logger)
+	cp.Services = extproc.New(pipeline, logger)
 	cp.grpcSrv = grpc.NewServer()
 	cp.Services.Register(cp.grpcSrv)
 
@@ -112,17 +137,22 @@ func (cp *ControlPlane) readyz(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "ready", cp.XDS.Version())
 }
 
-// Apply installs a reloaded configuration: the snapshot first (it validates
-// everything Envoy will get), then the services' view of it. Listen
-// addresses change only on restart.
+// Apply installs a reloaded configuration: the new pipeline is built first
+// (a stage that cannot compile the file refuses it), then the snapshot (it
+// validates everything Envoy will get), then the pipeline is swapped in
+// whole. Listen addresses change only on restart.
 func (cp *ControlPlane) Apply(ctx context.Context, cfg *config.Config) error {
 	if cfg.Listen != cp.listen {
 		return errors.New("listen addresses change only on restart")
 	}
+	p, err := cp.pipeline(cfg)
+	if err != nil {
+		return err
+	}
 	if _, err := cp.XDS.Update(ctx, cfg); err != nil {
 		return err
 	}
-	cp.Services.SetConfig(cfg)
+	cp.Services.SetPipeline(p)
 	return nil
 }
 

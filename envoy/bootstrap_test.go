@@ -39,6 +39,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/names"
 	"github.com/custos-dev/custos/xds"
 )
 
@@ -296,13 +297,13 @@ func TestBootstrapXDSClusterIsHTTP2StrictDNSToCustosXDSPort(t *testing.T) {
 	if d := c.GetConnectTimeout().AsDuration(); d != time.Second {
 		t.Errorf("xds connect_timeout = %v, want 1s", d)
 	}
-	a, ok := c.GetTypedExtensionProtocolOptions()[xds.HTTPProtocolOptions]
+	a, ok := c.GetTypedExtensionProtocolOptions()[names.HTTPProtocolOptions]
 	if !ok {
-		t.Fatalf("xds cluster has no %s: gRPC needs HTTP/2", xds.HTTPProtocolOptions)
+		t.Fatalf("xds cluster has no %s: gRPC needs HTTP/2", names.HTTPProtocolOptions)
 	}
 	opts := &upstreamhttpv3.HttpProtocolOptions{}
 	if err := a.UnmarshalTo(opts); err != nil {
-		t.Fatalf("%s: %v", xds.HTTPProtocolOptions, err)
+		t.Fatalf("%s: %v", names.HTTPProtocolOptions, err)
 	}
 	if opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
 		t.Errorf("xds cluster is not explicitly HTTP/2: %v", opts)
@@ -437,15 +438,15 @@ func TestComposeCustosConfigGivesEnvoyAListenerOnAllInterfacesPort10000(t *testi
 	}
 	for _, r := range rs[resource.ClusterType] {
 		c := r.(*clusterv3.Cluster)
-		if c.GetName() != xds.GRPCCluster {
+		if c.GetName() != names.GRPCCluster {
 			continue
 		}
 		if got := clusterEndpoint(t, c); got != grpcAddr || c.GetType() != clusterv3.Cluster_STRICT_DNS {
-			t.Errorf("%s = %s (%v), want %s STRICT_DNS", xds.GRPCCluster, got, c.GetType(), grpcAddr)
+			t.Errorf("%s = %s (%v), want %s STRICT_DNS", names.GRPCCluster, got, c.GetType(), grpcAddr)
 		}
 		return
 	}
-	t.Errorf("no %s cluster", xds.GRPCCluster)
+	t.Errorf("no %s cluster", names.GRPCCluster)
 }
 
 // envoyFilters returns the EnvoyFilters of istio/envoy-filter.yaml.
@@ -488,18 +489,18 @@ func istioExtProc(t *testing.T, ef map[string]any) *extprocv3.ExternalProcessor 
 	if op := digString(t, p, "patch", "operation"); op != "INSERT_BEFORE" {
 		t.Errorf("EnvoyFilter %s: operation %s, want INSERT_BEFORE", name, op)
 	}
-	if f := digString(t, p, "match", "listener", "filterChain", "filter", "name"); f != xds.HCMFilter {
-		t.Errorf("EnvoyFilter %s: matches filter %s, want %s", name, f, xds.HCMFilter)
+	if f := digString(t, p, "match", "listener", "filterChain", "filter", "name"); f != names.HCMFilter {
+		t.Errorf("EnvoyFilter %s: matches filter %s, want %s", name, f, names.HCMFilter)
 	}
-	if sub := digString(t, p, "match", "listener", "filterChain", "filter", "subFilter", "name"); sub != xds.RouterFilter {
-		t.Errorf("EnvoyFilter %s: inserted before %s, want before %s (after Istio's ext_authz)", name, sub, xds.RouterFilter)
+	if sub := digString(t, p, "match", "listener", "filterChain", "filter", "subFilter", "name"); sub != names.RouterFilter {
+		t.Errorf("EnvoyFilter %s: inserted before %s, want before %s (after Istio's ext_authz)", name, sub, names.RouterFilter)
 	}
 	hf := &hcmv3.HttpFilter{}
 	unmarshalProto(t, "EnvoyFilter "+name+" HTTP_FILTER value", dig(t, p, "patch", "value"), hf)
 	validateAll(t, "EnvoyFilter "+name+" HTTP_FILTER value", hf)
 	checkNoDeprecatedFields(t, "EnvoyFilter "+name+" HTTP_FILTER value", hf)
-	if hf.GetName() != xds.ExtProcFilter {
-		t.Errorf("EnvoyFilter %s: filter name %q, want %q", name, hf.GetName(), xds.ExtProcFilter)
+	if hf.GetName() != names.ExtProcFilter {
+		t.Errorf("EnvoyFilter %s: filter name %q, want %q", name, hf.GetName(), names.ExtProcFilter)
 	}
 	ep := &extprocv3.ExternalProcessor{}
 	if err := hf.GetTypedConfig().UnmarshalTo(ep); err != nil {
@@ -517,8 +518,8 @@ func TestIstioEnvoyFilterExtProcIsAValidExternalProcessor(t *testing.T) {
 		if pm.GetRequestHeaderMode() != extprocv3.ProcessingMode_SEND || pm.GetResponseHeaderMode() != extprocv3.ProcessingMode_SEND {
 			t.Errorf("EnvoyFilter %s: processing_mode %v, want request and response headers SEND", name, pm)
 		}
-		if fw := ep.GetMetadataOptions().GetForwardingNamespaces().GetUntyped(); !slices.Contains(fw, xds.ExtAuthzFilter) {
-			t.Errorf("EnvoyFilter %s: forwarding namespaces %q lack %s: ext_proc would not see Check's decision", name, fw, xds.ExtAuthzFilter)
+		if fw := ep.GetMetadataOptions().GetForwardingNamespaces().GetUntyped(); !slices.Contains(fw, names.ExtAuthzFilter) {
+			t.Errorf("EnvoyFilter %s: forwarding namespaces %q lack %s: ext_proc would not see Check's decision", name, fw, names.ExtAuthzFilter)
 		}
 		if ep.GetFailureModeAllow() {
 			t.Errorf("EnvoyFilter %s: failure_mode_allow is true", name)
@@ -543,7 +544,7 @@ func istioReference(t *testing.T) map[resource.Type][]types.Resource {
 func TestIstioExtProcMatchesTheExtProcCustosXDSEmits(t *testing.T) {
 	var want *extprocv3.ExternalProcessor
 	for _, f := range listenerHCM(t, istioReference(t)).GetHttpFilters() {
-		if f.GetName() == xds.ExtProcFilter {
+		if f.GetName() == names.ExtProcFilter {
 			want = &extprocv3.ExternalProcessor{}
 			if err := f.GetTypedConfig().UnmarshalTo(want); err != nil {
 				t.Fatal(err)
@@ -556,7 +557,7 @@ func TestIstioExtProcMatchesTheExtProcCustosXDSEmits(t *testing.T) {
 	for _, ef := range envoyFilters(t) {
 		got := istioExtProc(t, ef)
 		// Only the cluster differs: Istio names it after the Service.
-		got.GetGrpcService().GetEnvoyGrpc().ClusterName = xds.GRPCCluster
+		got.GetGrpcService().GetEnvoyGrpc().ClusterName = names.GRPCCluster
 		if !proto.Equal(got, want) {
 			t.Errorf("EnvoyFilter %s: ext_proc differs from Custos' own (approvals.timeout %v):\nistio: %v\nxds:   %v",
 				digString(t, ef, "metadata", "name"), istioApprovalTimeout, got, want)
@@ -577,9 +578,9 @@ func TestIstioEnvoyFilterMarksExtProcForCheckWhereItInsertsExtProc(t *testing.T)
 		}
 		vh := &routev3.VirtualHost{} // a partial virtual host: only its typed_per_filter_config
 		unmarshalProto(t, "EnvoyFilter "+name+" VIRTUAL_HOST value", dig(t, mark, "patch", "value"), vh)
-		a, ok := vh.GetTypedPerFilterConfig()[xds.ExtAuthzFilter]
+		a, ok := vh.GetTypedPerFilterConfig()[names.ExtAuthzFilter]
 		if !ok {
-			t.Fatalf("EnvoyFilter %s: no typed_per_filter_config for %s", name, xds.ExtAuthzFilter)
+			t.Fatalf("EnvoyFilter %s: no typed_per_filter_config for %s", name, names.ExtAuthzFilter)
 		}
 		per := &extauthzv3.ExtAuthzPerRoute{}
 		if err := a.UnmarshalTo(per); err != nil {
@@ -587,11 +588,11 @@ func TestIstioEnvoyFilterMarksExtProcForCheckWhereItInsertsExtProc(t *testing.T)
 		}
 		validateAll(t, "EnvoyFilter "+name+" ExtAuthzPerRoute", per)
 		ext := per.GetCheckSettings().GetContextExtensions()
-		if ext[xds.ContextExtProc] != "on" {
-			t.Errorf("EnvoyFilter %s: context_extensions %v, want %s: on", name, ext, xds.ContextExtProc)
+		if ext[names.ContextExtProc] != "on" {
+			t.Errorf("EnvoyFilter %s: context_extensions %v, want %s: on", name, ext, names.ContextExtProc)
 		}
-		if _, ok := ext[xds.ContextConnection]; ok {
-			t.Errorf("EnvoyFilter %s: sets %s; under Istio Check must pick the connection by :authority", name, xds.ContextConnection)
+		if _, ok := ext[names.ContextConnection]; ok {
+			t.Errorf("EnvoyFilter %s: sets %s; under Istio Check must pick the connection by :authority", name, names.ContextConnection)
 		}
 	}
 }
@@ -601,8 +602,8 @@ func TestIstioStreamIdleTimeoutOutlastsTheLongestHold(t *testing.T) {
 	for _, ef := range envoyFilters(t) {
 		name := digString(t, ef, "metadata", "name")
 		p := patch(t, ef, "NETWORK_FILTER")
-		if f := digString(t, p, "match", "listener", "filterChain", "filter", "name"); f != xds.HCMFilter {
-			t.Errorf("EnvoyFilter %s: NETWORK_FILTER matches %s, want %s", name, f, xds.HCMFilter)
+		if f := digString(t, p, "match", "listener", "filterChain", "filter", "name"); f != names.HCMFilter {
+			t.Errorf("EnvoyFilter %s: NETWORK_FILTER matches %s, want %s", name, f, names.HCMFilter)
 		}
 		if op := digString(t, p, "patch", "operation"); op != "MERGE" {
 			t.Errorf("EnvoyFilter %s: NETWORK_FILTER operation %s, want MERGE", name, op)
@@ -689,8 +690,8 @@ func TestIstioFilesAreKubernetesObjectsThatAgreeOnProviderSelectorsAndService(t 
 	if h := digString(t, dr, "spec", "host"); h != istioCustosHost {
 		t.Errorf("DestinationRule host %s, want %s", h, istioCustosHost)
 	}
-	if n, _ := dig(t, dr, "spec", "trafficPolicy", "connectionPool", "http", "http2MaxRequests").(int); n != xds.MaxGRPCRequests {
-		t.Errorf("DestinationRule http2MaxRequests %d, want %d (xds.MaxGRPCRequests)", n, xds.MaxGRPCRequests)
+	if n, _ := dig(t, dr, "spec", "trafficPolicy", "connectionPool", "http", "http2MaxRequests").(int); n != names.MaxGRPCRequests {
+		t.Errorf("DestinationRule http2MaxRequests %d, want %d (names.MaxGRPCRequests)", n, names.MaxGRPCRequests)
 	}
 }
 

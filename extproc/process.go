@@ -5,41 +5,54 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	procfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/custos-dev/custos/filters/approval"
+	"github.com/custos-dev/custos/filters/mask"
 	"github.com/custos-dev/custos/filters/record"
-	"github.com/custos-dev/custos/xds"
+	"github.com/custos-dev/custos/names"
 )
 
+// recordTimeout bounds one Record call in Process: half of Envoy's message
+// timeout, so a slow record fails the exchange instead of racing Envoy's 504.
+const recordTimeout = names.MessageTimeout / 2
+
 // Process handles one request's ext_proc stream: a receive loop that hands
-// each message to the method of its phase. It returns nil only when Envoy
-// ended the stream (io.EOF, cancellation); every abnormal end is a gRPC error
-// so that Envoy fails the request closed.
+// each message to the method of its phase. A phase may send interim
+// messages before its reply (a hold first sends override_message_timeout).
+// Process returns nil only when Envoy ended the stream (io.EOF,
+// cancellation); every abnormal end is a gRPC error so that Envoy fails the
+// request closed. The exchange is recorded exactly once, by end, at
+// whichever message is its last.
 func (s *Service) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err error) {
-	ex := &exchange{svc: s, ctx: stream.Context(), started: time.Now()}
+	ex := &exchange{p: s.pipeline.Load(), log: s.log, stream: stream, ctx: stream.Context(), started: time.Now(),
+		// Custos' xDS sends no response body unless a phase asks for it;
+		// Envoy's protocol_config, on the first message, says for sure.
+		respBodyMode: procfilterv3.ProcessingMode_NONE}
 	defer func() {
-		if p := recover(); p != nil {
-			s.log.Error("ext_proc panic", "request_id", ex.d.RequestID, "panic", fmt.Sprint(p))
+		if r := recover(); r != nil {
+			ex.p.logPanic(ex.v.RequestID, r)
 			err = status.Error(codes.Internal, "ext_proc: internal error")
 		}
 		if err != nil {
-			_ = ex.finish(record.Aborted, status.Convert(err).Message())
+			_ = ex.end(record.Aborted, status.Convert(err).Message())
 		}
 	}()
 	for {
 		req, err := stream.Recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
-				// Envoy ended the stream: a normal end, recorded if the
-				// response was never seen (client gone, upstream reset).
-				_ = ex.finish(record.Aborted, "stream ended before the response: Envoy answered itself (local reply), the upstream failed or the client left")
-				return nil
+				return ex.streamEnded()
 			}
 			return err
 		}
@@ -53,88 +66,138 @@ func (s *Service) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err
 	}
 }
 
-// recordTimeout bounds one Record call: half of xds.MessageTimeout.
-const recordTimeout = xds.MessageTimeout / 2
-
 // exchange is the per-stream state of one request.
 type exchange struct {
-	svc     *Service
+	p       *Pipeline
+	log     *slog.Logger
+	stream  extprocv3.ExternalProcessor_ProcessServer
 	ctx     context.Context
 	started time.Time
-	d       decision
-	haveD   bool
-	status  int
-	done    bool
+
+	v     Verdict
+	haveV bool
+	// respBodyMode is how Envoy sends the response body.
+	respBodyMode procfilterv3.ProcessingMode_BodySendMode
+	// sawResponse is set once the response headers were seen.
+	sawResponse bool
+	status      int
+	masker      mask.Stream
+	done        bool
 }
 
 func (ex *exchange) handle(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+	if pc := req.GetProtocolConfig(); pc != nil {
+		ex.respBodyMode = pc.GetResponseBodyMode()
+	}
+	if _, first := req.GetRequest().(*extprocv3.ProcessingRequest_RequestHeaders); !first && !ex.haveV {
+		return nil, status.Error(codes.FailedPrecondition, "ext_proc: message before request headers")
+	}
 	switch r := req.GetRequest().(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
 		return ex.requestHeaders(req)
 	case *extprocv3.ProcessingRequest_RequestBody:
-		if err := ex.need(); err != nil {
-			return nil, err
-		}
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
-			RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{}}}}, nil
+		return ex.requestBody(r.RequestBody)
 	case *extprocv3.ProcessingRequest_RequestTrailers:
-		if err := ex.need(); err != nil {
-			return nil, err
-		}
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{
-			RequestTrailers: &extprocv3.TrailersResponse{}}}, nil
+		return ex.requestTrailers()
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
 		return ex.responseHeaders(r.ResponseHeaders)
 	case *extprocv3.ProcessingRequest_ResponseBody:
-		if err := ex.need(); err != nil {
-			return nil, err
-		}
-		if r.ResponseBody.GetEndOfStream() {
-			if err := ex.finish(record.Completed, ""); err != nil {
-				return nil, err
-			}
-		}
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
-			ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{}}}}, nil
+		return ex.responseBody(r.ResponseBody)
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
-		if err := ex.need(); err != nil {
-			return nil, err
-		}
-		if err := ex.finish(record.Completed, ""); err != nil {
-			return nil, err
-		}
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{
-			ResponseTrailers: &extprocv3.TrailersResponse{}}}, nil
+		return ex.responseTrailers()
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "ext_proc: unexpected message %T", r)
 	}
 }
 
-// need fails a message that arrives before the request's decision is known.
-func (ex *exchange) need() error {
-	if !ex.haveD {
-		return status.Error(codes.FailedPrecondition, "ext_proc: message before request headers")
-	}
-	return nil
-}
+// send sends an interim message ahead of a phase's reply.
+func (ex *exchange) send(m *extprocv3.ProcessingResponse) error { return ex.stream.Send(m) }
 
 func (ex *exchange) requestHeaders(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
-	if ex.haveD {
+	if ex.haveV {
 		return nil, status.Error(codes.InvalidArgument, "ext_proc: request headers sent twice")
 	}
-	d, err := decisionFrom(req.GetMetadataContext().GetFilterMetadata()[xds.ExtAuthzFilter])
+	v, err := verdictFrom(req.GetMetadataContext().GetFilterMetadata()[names.VerdictNamespace])
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, "ext_proc: "+err.Error())
 	}
-	ex.d, ex.haveD = d, true
+	ex.v, ex.haveV = v, true
+	if v.Hold != nil {
+		return ex.hold(*v.Hold)
+	}
+	return requestHeadersReply(), nil
+}
+
+func requestHeadersReply() *extprocv3.ProcessingResponse {
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
-		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{}}}}, nil
+		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{}}}}
+}
+
+// hold keeps the request until its approval is resolved: first Envoy's
+// message timer is stretched past the hold (override_message_timeout, at most
+// the max_message_timeout Custos' xDS sets), then Custos waits, so its own
+// answer at the end of the hold always comes before Envoy's 504.
+func (ex *exchange) hold(h Hold) (*extprocv3.ProcessingResponse, error) {
+	override := min(h.Timeout+names.HoldMargin, ex.p.cfg.Approvals.Timeout+names.HoldMargin)
+	if err := ex.send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(override)}); err != nil {
+		return nil, err
+	}
+	if err := ex.record(record.Event{Kind: record.Held, Detail: "approval " + h.ApprovalID}); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ex.ctx, h.Timeout)
+	state, err := ex.p.stages.Grants.Await(ctx, h.ApprovalID)
+	timedOut := ctx.Err() != nil && ex.ctx.Err() == nil
+	cancel()
+	if err != nil && !timedOut {
+		return nil, status.Error(codes.Unavailable, "ext_proc: the approval could not be awaited")
+	}
+	if err := ex.record(record.Event{Kind: record.Approved, Detail: "approval " + h.ApprovalID + " " + state}); err != nil {
+		return nil, err
+	}
+	switch {
+	case !timedOut && state == approval.StateApproved:
+		return requestHeadersReply(), nil
+	case !timedOut && state == approval.StateDenied:
+		return ex.immediate(Reply{Status: 403, Code: CodeApprovalDenied, Message: "an approver denied this request",
+			Extra: map[string]any{"approval_id": h.ApprovalID}})
+	default:
+		return ex.immediate(Reply{Status: 403, Code: CodeApprovalRequired, Message: "no approval within the hold; retry with " + names.ApprovalIDHeader,
+			Extra: map[string]any{"approval_id": h.ApprovalID, "status": approval.StatePending}})
+	}
+}
+
+// immediate answers the agent with Custos' own reply; the stream ends there.
+func (ex *exchange) immediate(r Reply) (*extprocv3.ProcessingResponse, error) {
+	r.RequestID = ex.v.RequestID
+	ex.status = r.Status
+	if err := ex.end(record.Completed, r.Code); err != nil {
+		return nil, err
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
+		ImmediateResponse: &extprocv3.ImmediateResponse{
+			Status: &typev3.HttpStatus{Code: typev3.StatusCode(r.Status)},
+			Headers: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+				rawHeader("content-type", "application/json"),
+				rawHeader(names.RequestIDHeader, r.RequestID),
+			}},
+			Body:    r.Body(),
+			Details: "custos_" + r.Code,
+		}}}, nil
+}
+
+func (ex *exchange) requestBody(*extprocv3.HttpBody) (*extprocv3.ProcessingResponse, error) {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
+		RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{}}}}, nil
+}
+
+func (ex *exchange) requestTrailers() (*extprocv3.ProcessingResponse, error) {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{
+		RequestTrailers: &extprocv3.TrailersResponse{}}}, nil
 }
 
 func (ex *exchange) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.ProcessingResponse, error) {
-	if err := ex.need(); err != nil {
-		return nil, err
-	}
+	ex.sawResponse = true
 	for _, hv := range h.GetHeaders().GetHeaders() {
 		if hv.GetKey() == ":status" {
 			v := hv.GetValue()
@@ -144,47 +207,109 @@ func (ex *exchange) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.Proces
 			ex.status, _ = strconv.Atoi(v)
 		}
 	}
-	// Bodies and trailers are not sent in the current processing mode, so
-	// with end_of_stream or without, the response headers are the last message.
-	// No evidence, no response: a record that fails fails the exchange.
-	if err := ex.finish(record.Completed, ""); err != nil {
-		return nil, err
+	bodyFollows := !h.GetEndOfStream() && ex.respBodyMode != procfilterv3.ProcessingMode_NONE
+	if profile := mask.NewProfile(ex.v.MaskProfile...); !profile.Empty() && !h.GetEndOfStream() {
+		if !bodyFollows {
+			// The body would go to the agent without passing the engine.
+			return nil, status.Error(codes.FailedPrecondition, "ext_proc: a masked response whose body is not sent for masking")
+		}
+		m, err := ex.p.stages.Mask.Open(profile)
+		if err != nil {
+			return nil, status.Error(codes.Unavailable, "ext_proc: masking could not start")
+		}
+		ex.masker = m
+	}
+	if !bodyFollows {
+		// No evidence, no response: a record that fails fails the exchange.
+		if err := ex.end(record.Completed, ""); err != nil {
+			return nil, err
+		}
 	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{{
-				Header:       &corev3.HeaderValue{Key: RequestIDHeader, RawValue: []byte(ex.d.RequestID)},
-				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-			}}},
+			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+				rawHeader(names.RequestIDHeader, ex.v.RequestID),
+			}},
 		}}}}, nil
 }
 
-// finish records the exchange once; later calls do nothing. A failed record
-// is returned as a gRPC error for the caller to fail the stream with.
-func (ex *exchange) finish(outcome record.Outcome, detail string) error {
-	if ex.done || !ex.haveD {
+func (ex *exchange) responseBody(b *extprocv3.HttpBody) (*extprocv3.ProcessingResponse, error) {
+	common := &extprocv3.CommonResponse{}
+	if ex.masker != nil {
+		out, err := ex.masker.Mask(b.GetBody(), b.GetEndOfStream())
+		if err != nil {
+			return nil, status.Error(codes.Internal, "ext_proc: masking failed")
+		}
+		common.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}}
+	}
+	if b.GetEndOfStream() {
+		if err := ex.end(record.Completed, ""); err != nil {
+			return nil, err
+		}
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+		ResponseBody: &extprocv3.BodyResponse{Response: common}}}, nil
+}
+
+func (ex *exchange) responseTrailers() (*extprocv3.ProcessingResponse, error) {
+	if err := ex.end(record.Completed, ""); err != nil {
+		return nil, err
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{
+		ResponseTrailers: &extprocv3.TrailersResponse{}}}, nil
+}
+
+// streamEnded is Envoy ending the stream: a normal end. An exchange not yet
+// recorded is recorded as aborted (client gone, upstream reset, a local
+// reply), unless its response headers were its last message.
+func (ex *exchange) streamEnded() error {
+	if ex.sawResponse && ex.respBodyMode == procfilterv3.ProcessingMode_NONE {
+		_ = ex.end(record.Completed, "")
+		return nil
+	}
+	_ = ex.end(record.Aborted, "stream ended before the response was complete: Envoy answered itself (local reply), the upstream failed or the client left")
+	return nil
+}
+
+// end records the exchange once; later calls do nothing. A failed record is
+// returned as a gRPC error for the caller to fail the stream with.
+func (ex *exchange) end(kind record.Kind, detail string) error {
+	if ex.done || !ex.haveV {
 		return nil
 	}
 	ex.done = true
-	e := record.Exchange{
-		RequestID:  ex.d.RequestID,
-		SessionID:  ex.d.SessionID,
-		Connection: ex.d.Connection,
-		Method:     ex.d.Method,
-		Path:       ex.d.Path,
-		Status:     ex.status,
-		Outcome:    outcome,
-		Started:    ex.started,
-		Finished:   time.Now(),
-		Detail:     detail,
+	e := record.Event{Kind: kind, Status: ex.status, Detail: detail, MaskProfile: joinProfile(ex.v.MaskProfile)}
+	if ex.masker != nil {
+		e.Masked = ex.masker.Report()
 	}
+	return ex.record(e)
+}
+
+// record fills e with the verdict's fields and hands it to the record stage.
+func (ex *exchange) record(e record.Event) (err error) {
+	e.RequestID, e.SessionID, e.Session, e.Principal = ex.v.RequestID, ex.v.SessionID, ex.v.Session, ex.v.Principal
+	e.Connection, e.Method, e.Path, e.DecisionID = ex.v.Connection, ex.v.Method, ex.v.Path, ex.v.DecisionID
+	e.Started, e.Finished = ex.started, time.Now()
 	// The record must finish well inside Envoy's message_timeout, or Envoy
 	// answers 504 while the record says the exchange completed.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ex.ctx), recordTimeout)
 	defer cancel()
-	if err := ex.svc.recorder.Record(ctx, e); err != nil {
-		ex.svc.log.Error("record exchange", "request_id", e.RequestID, "error", err)
-		return status.Error(codes.Unavailable, "ext_proc: the exchange could not be recorded")
+	defer func() {
+		if r := recover(); r != nil {
+			ex.p.logPanic(e.RequestID, r)
+			err = status.Error(codes.Unavailable, "ext_proc: the exchange could not be recorded")
+		}
+	}()
+	if err := ex.p.stages.Record.Record(ctx, e); err != nil {
+		ex.log.Error("record exchange", "request_id", e.RequestID, "kind", string(e.Kind), "error", err)
+		return status.Error(codes.Unavailable, fmt.Sprintf("ext_proc: the %s could not be recorded", e.Kind))
 	}
 	return nil
+}
+
+func rawHeader(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, RawValue: []byte(v)},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
 }

@@ -1,16 +1,22 @@
 // Package extproc implements the two gRPC services Envoy calls for every
 // request: Authorization/Check (ext_authz), where the one decision about a
 // request is made, and ExternalProcessor/Process (ext_proc), which acts on
-// that decision for the rest of the exchange and hands it to the record stage.
+// that decision for the rest of the exchange. It composes the stages of
+// package filters into a Pipeline, built once per configuration; it knows
+// gRPC and Envoy's types so that the stages do not.
 //
-// Check leaves its decision in dynamic metadata (namespace
-// envoy.filters.http.ext_authz); Process reads it back from the forwarded
+// Check leaves its Verdict in dynamic metadata (namespace
+// names.VerdictNamespace); Process reads it back from the forwarded
 // metadata and fails closed without it. Process never ends a stream with OK
 // on an abnormal exit: Envoy would let the request continue.
+//
+// docs/architecture.md walks through a request's path.
 package extproc
 
 import (
+	"errors"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -18,35 +24,31 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-
-	"github.com/custos-dev/custos/config"
-	"github.com/custos-dev/custos/filters/record"
 )
 
-// Service holds the configuration and the stages both gRPC services use.
+// Service serves Check and Process with the current Pipeline.
 type Service struct {
 	authv3.UnimplementedAuthorizationServer
 	extprocv3.UnimplementedExternalProcessorServer
 
-	cfg      atomic.Pointer[config.Config]
-	recorder record.Recorder
+	pipeline atomic.Pointer[Pipeline]
 	log      *slog.Logger
 	health   *health.Server
 }
 
-// New returns a Service deciding with cfg and recording to recorder.
-func New(cfg *config.Config, recorder record.Recorder, logger *slog.Logger) *Service {
-	s := &Service{recorder: recorder, log: logger, health: health.NewServer()}
-	s.cfg.Store(cfg)
+// New returns a Service deciding with p.
+func New(p *Pipeline, logger *slog.Logger) *Service {
+	s := &Service{log: logger, health: health.NewServer()}
+	s.pipeline.Store(p)
 	return s
 }
 
-// SetConfig replaces the configuration; requests in flight keep the one
-// they started with.
-func (s *Service) SetConfig(cfg *config.Config) { s.cfg.Store(cfg) }
+// SetPipeline replaces the pipeline; requests in flight keep the one they
+// started with.
+func (s *Service) SetPipeline(p *Pipeline) { s.pipeline.Store(p) }
 
-// Config returns the configuration new requests use.
-func (s *Service) Config() *config.Config { return s.cfg.Load() }
+// Pipeline returns the pipeline new requests use.
+func (s *Service) Pipeline() *Pipeline { return s.pipeline.Load() }
 
 // Register adds Authorization, ExternalProcessor and gRPC health to g and
 // marks them serving.
@@ -62,3 +64,7 @@ func (s *Service) Register(g *grpc.Server) {
 // Shutdown marks every service not serving, so health checks drain traffic
 // before the server stops.
 func (s *Service) Shutdown() { s.health.Shutdown() }
+
+var errRecordPanic = errors.New("the record stage panicked")
+
+func joinProfile(names []string) string { return strings.Join(names, "+") }

@@ -32,28 +32,11 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/names"
 )
 
-// Timeouts and limits the emitted configuration uses.
-const (
-	// AuthzTimeout bounds one Check call (grpc_service.timeout).
-	AuthzTimeout = 2 * time.Second
-	// MessageTimeout bounds each ext_proc reply that is not a hold.
-	MessageTimeout = 2 * time.Second
-	// HoldMargin is added to the approval timeout for every timer that must
-	// outlast a hold, so that Custos' own answer at the end of a hold arrives
-	// before Envoy gives up on the request.
-	HoldMargin = 30 * time.Second
-	// MaxRequestHeadersKB is the listener's request-header limit (431 above it).
-	MaxRequestHeadersKB = 60
-	// BodyLimitBytes is the buffer limit for bodies a filter buffers (413 above it).
-	BodyLimitBytes = 1 << 20
-	// MaxGRPCRequests sizes the circuit breakers of Custos' gRPC cluster; each
-	// held request keeps one ext_proc stream open.
-	MaxGRPCRequests = 65536
-	// caBundle is the system trust store Envoy verifies https upstreams with.
-	caBundle = "/etc/ssl/certs/ca-certificates.crt"
-)
+// caBundle is the system trust store Envoy verifies https upstreams with.
+const caBundle = "/etc/ssl/certs/ca-certificates.crt"
 
 // Options are the settings that do not come from the configuration file.
 type Options struct {
@@ -137,8 +120,11 @@ func resourceName(r types.Resource) string {
 	return fmt.Sprintf("%T", r)
 }
 
+// holdTimeout is what every timer that must outlast a hold is set to. Only
+// hold mode holds; Envoy caps max_message_timeout at one hour, and config
+// validation keeps a hold below it.
 func (b builder) holdTimeout() time.Duration {
-	return b.cfg.Approvals.Timeout + HoldMargin
+	return min(b.cfg.Approvals.Timeout+names.HoldMargin, time.Hour)
 }
 
 func (b builder) listener() (*listenerv3.Listener, error) {
@@ -166,12 +152,12 @@ func (b builder) listener() (*listenerv3.Listener, error) {
 				ResourceApiVersion:    corev3.ApiVersion_V3,
 				ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 			},
-			RouteConfigName: RouteConfigName,
+			RouteConfigName: names.RouteConfigName,
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{
-			{Name: ExtAuthzFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: authz}},
-			{Name: ExtProcFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: proc}},
-			{Name: RouterFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
+			{Name: names.ExtAuthzFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: authz}},
+			{Name: names.ExtProcFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: proc}},
+			{Name: names.RouterFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router}},
 		},
 		// External requests lose their x-envoy-* headers and get a fresh
 		// x-request-id: the id Custos records is not the agent's choice.
@@ -180,20 +166,23 @@ func (b builder) listener() (*listenerv3.Listener, error) {
 		MergeSlashes:                 true,
 		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_REJECT_REQUEST,
 		StripPortMode:                &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
-		MaxRequestHeadersKb:          wrapperspb.UInt32(MaxRequestHeadersKB),
-		StreamIdleTimeout:            durationpb.New(b.holdTimeout() + HoldMargin),
-		LocalReplyConfig:             localReplyConfig(),
+		// "customers.internal." is customers.internal: routed by host the
+		// same way, so Check sees one host and computes one upstream path.
+		StripTrailingHostDot: true,
+		MaxRequestHeadersKb:  wrapperspb.UInt32(names.MaxRequestHeadersKB),
+		StreamIdleTimeout:    durationpb.New(b.holdTimeout() + names.HoldMargin),
+		LocalReplyConfig:     localReplyConfig(),
 	}
 	hcmAny, err := pack(hcm)
 	if err != nil {
 		return nil, err
 	}
 	return &listenerv3.Listener{
-		Name:    ListenerName,
+		Name:    names.ListenerName,
 		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: addr}},
 		FilterChains: []*listenerv3.FilterChain{{
 			Filters: []*listenerv3.Filter{{
-				Name:       HCMFilter,
+				Name:       names.HCMFilter,
 				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
 			}},
 		}},
@@ -202,8 +191,8 @@ func (b builder) listener() (*listenerv3.Listener, error) {
 
 func grpcService() *corev3.GrpcService {
 	return &corev3.GrpcService{
-		TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: GRPCCluster}},
-		Timeout:         durationpb.New(AuthzTimeout),
+		TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: names.GRPCCluster}},
+		Timeout:         durationpb.New(names.AuthzTimeout),
 	}
 }
 
@@ -229,11 +218,11 @@ func (b builder) extProc() *extprocv3.ExternalProcessor {
 			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
 			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
 		},
-		MessageTimeout:    durationpb.New(MessageTimeout),
+		MessageTimeout:    durationpb.New(names.MessageTimeout),
 		MaxMessageTimeout: durationpb.New(b.holdTimeout()),
 		MetadataOptions: &extprocv3.MetadataOptions{
-			ForwardingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{ExtAuthzFilter}},
-			ReceivingNamespaces:  &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{ReceivingNamespace}},
+			ForwardingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{names.ExtAuthzFilter}},
+			ReceivingNamespaces:  &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{names.ReceivingNamespace}},
 		},
 		StatusOnError: &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
 	}
@@ -255,17 +244,13 @@ type localReply struct {
 var localReplies = []localReply{
 	{400, 400, "bad_request", "the request was refused before policy: %RESPONSE_CODE_DETAILS%", nil},
 	{404, 404, "not_found", "no connection serves this path or host", nil},
-	{413, 413, "request_too_large", "the request body is over the limit", map[string]any{"limit_bytes": float64(BodyLimitBytes)}},
-	{431, 431, "request_headers_too_large", "the request headers are over the limit", map[string]any{"limit_bytes": float64(MaxRequestHeadersKB * 1024)}},
+	{413, 413, "request_too_large", "the request body is over the limit", map[string]any{"limit_bytes": float64(names.BodyLimitBytes)}},
+	{431, 431, "request_headers_too_large", "the request headers are over the limit", map[string]any{"limit_bytes": float64(names.MaxRequestHeadersKB * 1024)}},
 	{500, 503, "unavailable", "a stage could not complete; nothing was forwarded unprocessed (%RESPONSE_CODE_DETAILS%)", nil},
 	{502, 503, "unavailable", "the upstream could not be reached (%RESPONSE_CODE_DETAILS%)", nil},
 	{503, 503, "unavailable", "a stage could not decide or the upstream is unavailable; nothing was forwarded (%RESPONSE_CODE_DETAILS%)", nil},
 	{504, 503, "unavailable", "a stage or the upstream timed out (%RESPONSE_CODE_DETAILS%)", nil},
 }
-
-// DeniedKey is the ext_authz dynamic metadata key Check sets to true when it
-// answers a request itself.
-const DeniedKey = "custos_denied"
 
 // notDeniedByCustos matches replies Check did not make: Envoy stores a
 // denial's dynamic metadata too, so a reply with custos_denied true is
@@ -275,8 +260,8 @@ func notDeniedByCustos() *accesslogv3.AccessLogFilter {
 	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_MetadataFilter{
 		MetadataFilter: &accesslogv3.MetadataFilter{
 			Matcher: &matcherv3.MetadataMatcher{
-				Filter: ExtAuthzFilter,
-				Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: DeniedKey}}},
+				Filter: names.ExtAuthzFilter,
+				Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: names.DeniedKey}}},
 				Value:  &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_BoolMatch{BoolMatch: false}},
 			},
 			MatchIfKeyNotFound: wrapperspb.Bool(true),
@@ -284,16 +269,13 @@ func notDeniedByCustos() *accesslogv3.AccessLogFilter {
 	}}
 }
 
-// RequestIDFormat is the substitution command for the request id in local replies.
-const RequestIDFormat = "%REQ(X-REQUEST-ID)%"
-
 func localReplyConfig() *hcmv3.LocalReplyConfig {
 	lrc := &hcmv3.LocalReplyConfig{}
 	for _, r := range localReplies {
 		fields := map[string]any{
 			"error":      r.code,
 			"message":    r.message,
-			"request_id": RequestIDFormat,
+			"request_id": names.RequestIDFormat,
 		}
 		for k, v := range r.extra {
 			fields[k] = v
@@ -320,7 +302,7 @@ func localReplyConfig() *hcmv3.LocalReplyConfig {
 				ContentType: "application/json",
 			},
 			HeadersToAdd: []*corev3.HeaderValueOption{{
-				Header:       &corev3.HeaderValue{Key: "x-custos-request-id", Value: RequestIDFormat},
+				Header:       &corev3.HeaderValue{Key: "x-custos-request-id", Value: names.RequestIDFormat},
 				AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 			}},
 		}
@@ -334,27 +316,40 @@ func localReplyConfig() *hcmv3.LocalReplyConfig {
 
 func (b builder) routes() (*routev3.RouteConfiguration, error) {
 	rc := &routev3.RouteConfiguration{
-		Name:                   RouteConfigName,
-		RequestHeadersToRemove: StrippedHeaders,
+		Name:                   names.RouteConfigName,
+		RequestHeadersToRemove: names.StrippedHeaders,
 	}
-	byPath := &routev3.VirtualHost{Name: CatchAllVirtualHost, Domains: []string{"*"}}
+	byPath := &routev3.VirtualHost{Name: names.CatchAllVirtualHost, Domains: []string{"*"}}
 	for _, c := range b.cfg.Connections {
-		ext, err := b.connectionFilterConfig(c)
-		if err != nil {
-			return nil, fmt.Errorf("connection %q: %w", c.Name, err)
-		}
 		base := basePath(c)
-		byPath.Routes = append(byPath.Routes,
-			b.connectionRoute(c, &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/" + c.Name + "/"}}, base+"/", ext),
-			b.connectionRoute(c, &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: "/" + c.Name}}, base+"/", ext),
-		)
-		if len(c.Hosts) > 0 {
-			vh := &routev3.VirtualHost{Name: VirtualHostName(c.Name), Domains: hostDomains(c.Hosts)}
-			rewrite := ""
-			if base != "" {
-				rewrite = base + "/"
+		// Each route tells Check what it matched and what Envoy's router
+		// puts in its place (context_extensions), so the path Custos
+		// classifies and records is the path the upstream receives.
+		prefix, exact := "/"+c.Name+"/", "/"+c.Name
+		for _, m := range []struct {
+			match  *routev3.RouteMatch
+			prefix string
+		}{
+			{&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: prefix}}, prefix},
+			{&routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: exact}}, exact},
+		} {
+			r, err := b.connectionRoute(c, m.match, m.prefix, base+"/")
+			if err != nil {
+				return nil, fmt.Errorf("connection %q: %w", c.Name, err)
 			}
-			vh.Routes = append(vh.Routes, b.connectionRoute(c, &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}, rewrite, ext))
+			byPath.Routes = append(byPath.Routes, r)
+		}
+		if len(c.Hosts) > 0 {
+			vh := &routev3.VirtualHost{Name: names.VirtualHostName(c.Name), Domains: hostDomains(c.Hosts)}
+			matched, rewrite := "", ""
+			if base != "" {
+				matched, rewrite = "/", base+"/"
+			}
+			r, err := b.connectionRoute(c, &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}, matched, rewrite)
+			if err != nil {
+				return nil, fmt.Errorf("connection %q: %w", c.Name, err)
+			}
+			vh.Routes = append(vh.Routes, r)
 			rc.VirtualHosts = append(rc.VirtualHosts, vh)
 		}
 	}
@@ -401,17 +396,25 @@ func basePath(c config.Connection) string {
 	return p
 }
 
-func (b builder) connectionFilterConfig(c config.Connection) (map[string]*anypb.Any, error) {
+// connectionFilterConfig is a connection route's ext_authz settings: the
+// route's facts as context_extensions (connection, and the prefix the route
+// rewrites with what it rewrites it to).
+func (b builder) connectionFilterConfig(c config.Connection, prefix, rewrite string) (map[string]*anypb.Any, error) {
+	ext := map[string]string{
+		names.ContextConnection: c.Name,
+		names.ContextExtProc:    "on",
+	}
+	if prefix != "" {
+		ext[names.ContextPrefix] = prefix
+		ext[names.ContextPrefixRewrite] = rewrite
+	}
 	authz, err := pack(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
-		CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: map[string]string{
-			ContextConnection: c.Name,
-			ContextExtProc:    "on",
-		}},
+		CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: ext},
 	}})
 	if err != nil {
 		return nil, err
 	}
-	return map[string]*anypb.Any{ExtAuthzFilter: authz}, nil
+	return map[string]*anypb.Any{names.ExtAuthzFilter: authz}, nil
 }
 
 func disabledFilters() (map[string]*anypb.Any, error) {
@@ -423,16 +426,22 @@ func disabledFilters() (map[string]*anypb.Any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]*anypb.Any{ExtAuthzFilter: authz, ExtProcFilter: proc}, nil
+	return map[string]*anypb.Any{names.ExtAuthzFilter: authz, names.ExtProcFilter: proc}, nil
 }
 
-func (b builder) connectionRoute(c config.Connection, match *routev3.RouteMatch, rewrite string, perFilter map[string]*anypb.Any) *routev3.Route {
+// connectionRoute routes match to c's cluster, replacing prefix (what the
+// match matched; "" for nothing) with rewrite.
+func (b builder) connectionRoute(c config.Connection, match *routev3.RouteMatch, prefix, rewrite string) (*routev3.Route, error) {
+	perFilter, err := b.connectionFilterConfig(c, prefix, rewrite)
+	if err != nil {
+		return nil, err
+	}
 	hold := durationpb.New(b.holdTimeout())
 	return &routev3.Route{
 		Name:  c.Name,
 		Match: match,
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterName(c.Name)},
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: names.ClusterName(c.Name)},
 			PrefixRewrite:    rewrite,
 			// The upstream sees its own host name, not the listener's.
 			HostRewriteSpecifier: &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: c.UpstreamURL().Host},
@@ -440,7 +449,7 @@ func (b builder) connectionRoute(c config.Connection, match *routev3.RouteMatch,
 			IdleTimeout:          hold,
 		}},
 		TypedPerFilterConfig: perFilter,
-	}
+	}, nil
 }
 
 func (b builder) clusters() ([]types.Resource, error) {
@@ -448,25 +457,25 @@ func (b builder) clusters() ([]types.Resource, error) {
 	if grpcAddr == "" {
 		grpcAddr = b.cfg.Listen.GRPC
 	}
-	g, err := cluster(GRPCCluster, grpcAddr, true, "")
+	g, err := cluster(names.GRPCCluster, grpcAddr, true, "")
 	if err != nil {
 		return nil, fmt.Errorf("custos gRPC cluster: %w", err)
 	}
 	g.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 		Priority:           corev3.RoutingPriority_DEFAULT,
-		MaxRequests:        wrapperspb.UInt32(MaxGRPCRequests),
-		MaxPendingRequests: wrapperspb.UInt32(MaxGRPCRequests),
+		MaxRequests:        wrapperspb.UInt32(names.MaxGRPCRequests),
+		MaxPendingRequests: wrapperspb.UInt32(names.MaxGRPCRequests),
 		MaxConnections:     wrapperspb.UInt32(1024),
 	}}}
 	out := []types.Resource{g}
-	names := make([]string, 0, len(b.cfg.Connections))
+	connNames := make([]string, 0, len(b.cfg.Connections))
 	byName := map[string]config.Connection{}
 	for _, c := range b.cfg.Connections {
-		names = append(names, c.Name)
+		connNames = append(connNames, c.Name)
 		byName[c.Name] = c
 	}
-	sort.Strings(names)
-	for _, n := range names {
+	sort.Strings(connNames)
+	for _, n := range connNames {
 		u := byName[n].UpstreamURL()
 		port := u.Port()
 		tlsHost := ""
@@ -478,7 +487,7 @@ func (b builder) clusters() ([]types.Resource, error) {
 		} else if port == "" {
 			port = "80"
 		}
-		c, err := cluster(ClusterName(n), net.JoinHostPort(u.Hostname(), port), false, tlsHost)
+		c, err := cluster(names.ClusterName(n), net.JoinHostPort(u.Hostname(), port), false, tlsHost)
 		if err != nil {
 			return nil, fmt.Errorf("connection %q: %w", n, err)
 		}
@@ -525,7 +534,7 @@ func cluster(name, hostport string, http2 bool, tlsHost string) (*clusterv3.Clus
 		if err != nil {
 			return nil, err
 		}
-		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{HTTPProtocolOptions: opts}
+		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{names.HTTPProtocolOptions: opts}
 	}
 	if tlsHost != "" {
 		tctx, err := pack(&tlsv3.UpstreamTlsContext{

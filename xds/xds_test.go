@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/names"
 )
 
 const testConfig = `
@@ -144,11 +145,11 @@ func listener(t *testing.T, cfg *config.Config) *hcmv3.HttpConnectionManager {
 
 func TestListenerConnectionManagerSettings(t *testing.T) {
 	hcm := listener(t, testCfg(t))
-	var names []string
+	var filters []string
 	for _, f := range hcm.GetHttpFilters() {
-		names = append(names, f.GetName())
+		filters = append(filters, f.GetName())
 	}
-	if got := strings.Join(names, ","); got != ExtAuthzFilter+","+ExtProcFilter+","+RouterFilter {
+	if got := strings.Join(filters, ","); got != names.ExtAuthzFilter+","+names.ExtProcFilter+","+names.RouterFilter {
 		t.Fatalf("filters %s, want ext_authz, ext_proc, router", got)
 	}
 	if !hcm.GetUseRemoteAddress().GetValue() || !hcm.GetNormalizePath().GetValue() || !hcm.GetMergeSlashes() {
@@ -157,7 +158,7 @@ func TestListenerConnectionManagerSettings(t *testing.T) {
 	if hcm.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_REJECT_REQUEST {
 		t.Fatal("escaped slashes must be rejected")
 	}
-	if hcm.GetRds().GetRouteConfigName() != RouteConfigName || hcm.GetRds().GetConfigSource().GetAds() == nil {
+	if hcm.GetRds().GetRouteConfigName() != names.RouteConfigName || hcm.GetRds().GetConfigSource().GetAds() == nil {
 		t.Fatal("routes must come over RDS from ADS")
 	}
 	// stream_idle_timeout outlasts the longest hold (approvals.timeout 10m).
@@ -178,7 +179,7 @@ func TestListenerConnectionManagerSettings(t *testing.T) {
 	if proc.GetFailureModeAllow() {
 		t.Fatal("ext_proc must fail closed")
 	}
-	if ns := proc.GetMetadataOptions().GetForwardingNamespaces().GetUntyped(); len(ns) != 1 || ns[0] != ExtAuthzFilter {
+	if ns := proc.GetMetadataOptions().GetForwardingNamespaces().GetUntyped(); len(ns) != 1 || ns[0] != names.ExtAuthzFilter {
 		t.Fatalf("forwarding namespaces %v, want the ext_authz namespace", ns)
 	}
 	if proc.GetMaxMessageTimeout().AsDuration() <= testCfg(t).Approvals.Timeout {
@@ -187,7 +188,7 @@ func TestListenerConnectionManagerSettings(t *testing.T) {
 	codes := map[uint32]bool{}
 	for _, m := range hcm.GetLocalReplyConfig().GetMappers() {
 		and := m.GetFilter().GetAndFilter().GetFilters()
-		if len(and) != 2 || and[1].GetMetadataFilter().GetMatcher().GetFilter() != ExtAuthzFilter {
+		if len(and) != 2 || and[1].GetMetadataFilter().GetMatcher().GetFilter() != names.ExtAuthzFilter {
 			t.Fatalf("mapper filter %v: want status and not-denied-by-Custos", m.GetFilter())
 		}
 		codes[and[0].GetStatusCodeFilter().GetComparison().GetValue().GetDefaultValue()] = true
@@ -218,7 +219,7 @@ func TestRoutesPerConnection(t *testing.T) {
 	var byPath *routev3.VirtualHost
 	hostVH := map[string]*routev3.VirtualHost{}
 	for _, vh := range rc.GetVirtualHosts() {
-		if vh.GetName() == CatchAllVirtualHost {
+		if vh.GetName() == names.CatchAllVirtualHost {
 			byPath = vh
 		} else {
 			hostVH[vh.GetName()] = vh
@@ -227,7 +228,7 @@ func TestRoutesPerConnection(t *testing.T) {
 	if byPath == nil || len(byPath.GetDomains()) != 1 || byPath.GetDomains()[0] != "*" {
 		t.Fatal("no catch-all virtual host")
 	}
-	if vh := hostVH[VirtualHostName("customers")]; vh == nil || strings.Join(vh.GetDomains(), ",") != "customers.internal,crm.internal" {
+	if vh := hostVH[names.VirtualHostName("customers")]; vh == nil || strings.Join(vh.GetDomains(), ",") != "customers.internal,crm.internal" {
 		t.Fatalf("no host virtual host for customers: %v", vh)
 	}
 	if len(hostVH) != 1 {
@@ -250,15 +251,15 @@ func TestRoutesPerConnection(t *testing.T) {
 		if got := r.GetRoute().GetPrefixRewrite(); got != rw {
 			t.Errorf("%s: prefix_rewrite %q, want %q", m, got, rw)
 		}
-		if r.GetRoute().GetCluster() != ClusterName(r.GetName()) {
+		if r.GetRoute().GetCluster() != names.ClusterName(r.GetName()) {
 			t.Errorf("%s: cluster %q", m, r.GetRoute().GetCluster())
 		}
 		per := &extauthzv3.ExtAuthzPerRoute{}
-		if err := r.GetTypedPerFilterConfig()[ExtAuthzFilter].UnmarshalTo(per); err != nil {
+		if err := r.GetTypedPerFilterConfig()[names.ExtAuthzFilter].UnmarshalTo(per); err != nil {
 			t.Fatal(err)
 		}
 		ext := per.GetCheckSettings().GetContextExtensions()
-		if ext[ContextConnection] != r.GetName() || ext[ContextExtProc] != "on" {
+		if ext[names.ContextConnection] != r.GetName() || ext[names.ContextExtProc] != "on" {
 			t.Errorf("%s: context_extensions %v", m, ext)
 		}
 	}
@@ -269,7 +270,7 @@ func TestRoutesPerConnection(t *testing.T) {
 	if last.GetDirectResponse().GetStatus() != 404 || last.GetMatch().GetPrefix() != "/" {
 		t.Fatal("the last route must be the catch-all 404")
 	}
-	for _, f := range []string{ExtAuthzFilter, ExtProcFilter} {
+	for _, f := range []string{names.ExtAuthzFilter, names.ExtProcFilter} {
 		if last.GetTypedPerFilterConfig()[f] == nil {
 			t.Errorf("the 404 route does not disable %s", f)
 		}
@@ -295,8 +296,8 @@ func TestClusters(t *testing.T) {
 		c := r.(*clusterv3.Cluster)
 		byName[c.GetName()] = c
 	}
-	g := byName[GRPCCluster]
-	if g == nil || g.GetTypedExtensionProtocolOptions()[HTTPProtocolOptions] == nil {
+	g := byName[names.GRPCCluster]
+	if g == nil || g.GetTypedExtensionProtocolOptions()[names.HTTPProtocolOptions] == nil {
 		t.Fatal("the gRPC cluster must be HTTP/2")
 	}
 	ep := g.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress()
@@ -306,11 +307,11 @@ func TestClusters(t *testing.T) {
 	if g.GetCircuitBreakers().GetThresholds()[0].GetMaxRequests().GetValue() < 1000 {
 		t.Fatal("the gRPC cluster's circuit breakers are too small for held streams")
 	}
-	st := byName[ClusterName("storage")]
+	st := byName[names.ClusterName("storage")]
 	if st.GetTransportSocket() == nil || st.GetType() != clusterv3.Cluster_STRICT_DNS {
 		t.Fatal("an https upstream needs TLS and DNS")
 	}
-	wh := byName[ClusterName("warehouse")]
+	wh := byName[names.ClusterName("warehouse")]
 	port := wh.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetSocketAddress().GetPortValue()
 	if port != 8082 {
 		t.Fatalf("warehouse port %d", port)

@@ -14,7 +14,6 @@ import (
 	"github.com/custos-dev/custos/examples"
 	"github.com/custos-dev/custos/examples/demo"
 	"github.com/custos-dev/custos/stack"
-	"github.com/custos-dev/custos/xds"
 )
 
 func newDevCmd(g *globals) *cobra.Command {
@@ -66,7 +65,7 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 			defer st.Close()
 			cp := st.CP
 			if path != "" {
-				r := &xds.Reloader{Path: path, Apply: cp.Apply, Log: log}
+				r := &controlplane.Reloader{Path: path, Apply: cp.Apply, Log: log}
 				go func() {
 					if err := r.Run(ctx); err != nil {
 						log.Error("config reload stopped", "error", err)

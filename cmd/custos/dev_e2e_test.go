@@ -19,8 +19,8 @@ import (
 	"github.com/custos-dev/custos/controlplane"
 	"github.com/custos-dev/custos/envoy/dataplane"
 	"github.com/custos-dev/custos/examples/demo"
+	"github.com/custos-dev/custos/extproc"
 	"github.com/custos-dev/custos/stack"
-	"github.com/custos-dev/custos/xds"
 )
 
 // upstreamLog is a real HTTP upstream (the demo API) that remembers what it
@@ -186,7 +186,15 @@ func TestDevUnconfiguredConnectionIs403(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.cp.Services.SetConfig(without)
+	st, err := extproc.DefaultStages(without, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := extproc.NewPipeline(without, st, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cp.Services.SetPipeline(p)
 	resp, body := get(t, s.dpURL+"/ghost/1", nil)
 	m := contractError(t, resp, body, 403, "forbidden")
 	if !strings.Contains(fmt.Sprint(m["message"]), `"ghost" is not configured`) {
@@ -281,7 +289,7 @@ func TestDevReloadAppliesGoodFileAndKeepsOldOnBadFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := &xds.Reloader{Path: path, Apply: s.cp.Apply, Log: testLogger(t)}
+	r := &controlplane.Reloader{Path: path, Apply: s.cp.Apply, Log: testLogger(t)}
 	before := s.cp.XDS.Version()
 	if err := r.Reload(context.Background()); err != nil {
 		t.Fatalf("reload of a good file: %v", err)

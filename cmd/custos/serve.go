@@ -8,7 +8,6 @@ import (
 
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/controlplane"
-	"github.com/custos-dev/custos/xds"
 )
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -47,7 +46,7 @@ production.`,
 			}
 			defer cp.Shutdown()
 			log.Info("custos serving", "grpc", cp.GRPCAddr, "xds", cp.XDSAddr, "http", cp.HTTPAddr, "connections", len(cfg.Connections))
-			r := &xds.Reloader{Path: path, Check: refuseDev, Apply: cp.Apply, Log: log}
+			r := &controlplane.Reloader{Path: path, Check: refuseDev, Apply: cp.Apply, Log: log}
 			go func() {
 				if err := r.Run(ctx); err != nil {
 					log.Error("config reload stopped", "error", err)

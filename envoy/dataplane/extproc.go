@@ -26,13 +26,15 @@ import (
 // message is due and sends exactly one message per phase (one per chunk when
 // streaming); every message gets exactly one reply of the matching kind.
 type procStream struct {
-	st      *stream
-	cfg     *extProcConfig
-	mode    processingMode
-	client  extprocv3.ExternalProcessor_ProcessClient
-	cancel  context.CancelFunc
-	replies chan procReply
-	release func()
+	// protocolConfigSent is set once the first message carried protocol_config.
+	protocolConfigSent bool
+	st                 *stream
+	cfg                *extProcConfig
+	mode               processingMode
+	client             extprocv3.ExternalProcessor_ProcessClient
+	cancel             context.CancelFunc
+	replies            chan procReply
+	release            func()
 	// ended is closed when the stream's receive side ends; endErr is why.
 	ended  chan struct{}
 	endErr error
@@ -141,6 +143,15 @@ func (p *procStream) close() {
 func (p *procStream) send(req *extprocv3.ProcessingRequest, want string) *procFailure {
 	req.MetadataContext = p.st.forwardedMetadata(p.cfg)
 	p.mu.Lock()
+	if !p.protocolConfigSent {
+		// The first message says how bodies will come (ext_proc.cc
+		// encodeProtocolConfig: the body modes in effect).
+		p.protocolConfigSent = true
+		req.ProtocolConfig = &extprocv3.ProtocolConfiguration{
+			RequestBodyMode:  p.mode.requestBody,
+			ResponseBodyMode: p.mode.responseBody,
+		}
+	}
 	p.pending = append(p.pending, pendingMessage{kind: want})
 	p.setTimerLocked(time.Now().Add(p.cfg.messageTimeout))
 	p.mu.Unlock()

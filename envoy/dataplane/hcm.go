@@ -121,6 +121,11 @@ func (st *stream) decode() {
 	if !st.preparePath() {
 		return
 	}
+	if st.hcm.stripTrailingHostDot {
+		// "host." and "host.:port" lose the dot (header_utility.cc
+		// stripTrailingHostDot), before the port is stripped.
+		st.r.Host = stripTrailingHostDot(st.r.Host)
+	}
 	if st.hcm.stripAnyHostPort {
 		// The connection manager rewrites :authority itself: the filters
 		// and the upstream see it without the port.
@@ -128,7 +133,9 @@ func (st *stream) decode() {
 			st.r.Host = h
 		}
 	}
-	st.authority = strings.ToLower(st.r.Host)
+	// Virtual hosts match case-insensitively in ASCII only
+	// (absl::AsciiStrToLower): "ſ" is not "s" to Envoy.
+	st.authority = asciiLower(st.r.Host)
 	st.route = st.cfg.routes.match(st.authority, st.path)
 	st.startIdleTimer()
 
@@ -496,4 +503,27 @@ func (st *stream) metadataValue(namespace string, path []string) *structpb.Value
 		v = v.GetStructValue().GetFields()[k]
 	}
 	return v
+}
+
+// stripTrailingHostDot removes one trailing dot from the host part of host
+// or host:port.
+func stripTrailingHostDot(host string) string {
+	if h, port, err := net.SplitHostPort(host); err == nil {
+		if strings.HasSuffix(h, ".") {
+			return net.JoinHostPort(strings.TrimSuffix(h, "."), port)
+		}
+		return host
+	}
+	return strings.TrimSuffix(host, ".")
+}
+
+// asciiLower lower-cases ASCII letters only.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

@@ -131,6 +131,7 @@ type hcmConfig struct {
 	mergeSlashes         bool
 	rejectEscapedSlashes bool
 	stripAnyHostPort     bool
+	stripTrailingHostDot bool
 	maxRequestHeaderSize int
 	streamIdleTimeout    time.Duration
 	localReply           *localReplyConfig
@@ -138,7 +139,7 @@ type hcmConfig struct {
 
 func translateHCM(h *hcmv3.HttpConnectionManager) (*hcmConfig, error) {
 	if err := onlyFields(h, "codec_type", "stat_prefix", "rds", "http_filters", "use_remote_address",
-		"normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "strip_any_host_port",
+		"normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "strip_any_host_port", "strip_trailing_host_dot",
 		"max_request_headers_kb", "stream_idle_timeout", "local_reply_config"); err != nil {
 		return nil, err
 	}
@@ -147,12 +148,13 @@ func translateHCM(h *hcmv3.HttpConnectionManager) (*hcmConfig, error) {
 		return nil, fmt.Errorf("http_connection_manager: routes must come from RDS over ADS")
 	}
 	c := &hcmConfig{
-		routeConfigName:   rds.GetRouteConfigName(),
-		useRemoteAddress:  h.GetUseRemoteAddress().GetValue(),
-		normalizePath:     h.GetNormalizePath().GetValue(),
-		mergeSlashes:      h.GetMergeSlashes(),
-		stripAnyHostPort:  h.GetStripAnyHostPort(),
-		streamIdleTimeout: dur(h.GetStreamIdleTimeout(), 5*time.Minute), // Envoy's default
+		routeConfigName:      rds.GetRouteConfigName(),
+		useRemoteAddress:     h.GetUseRemoteAddress().GetValue(),
+		normalizePath:        h.GetNormalizePath().GetValue(),
+		mergeSlashes:         h.GetMergeSlashes(),
+		stripAnyHostPort:     h.GetStripAnyHostPort(),
+		stripTrailingHostDot: h.GetStripTrailingHostDot(),
+		streamIdleTimeout:    dur(h.GetStreamIdleTimeout(), 5*time.Minute), // Envoy's default
 	}
 	switch h.GetPathWithEscapedSlashesAction() {
 	case hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT, hcmv3.HttpConnectionManager_KEEP_UNCHANGED:
@@ -421,7 +423,7 @@ func translateRoutes(rc *routev3.RouteConfiguration) (*routeTable, error) {
 			if d != "*" && strings.Contains(d, "*") {
 				return nil, fmt.Errorf("virtual host %q: wildcard domain %q is not supported", vh.GetName(), d)
 			}
-			v.domains = append(v.domains, strings.ToLower(d))
+			v.domains = append(v.domains, asciiLower(d))
 		}
 		for _, r := range vh.GetRoutes() {
 			rt, err := translateRoute(r)

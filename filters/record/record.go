@@ -1,6 +1,9 @@
 // Package record is the last stage of a request: it turns what the other
-// stages decided and saw into a record of the exchange and hands it on. Until
-// the audit log lands, the record is one structured log line per request.
+// stages decided and saw into typed events and hands them on. Check records a
+// decision for every request it answers, so no request goes unrecorded
+// because of where it stopped; Process records how each exchange it saw
+// ended, exactly once. Until the audit log lands, each event is one
+// structured log line.
 package record
 
 import (
@@ -9,60 +12,103 @@ import (
 	"time"
 )
 
-// Outcome says how an exchange ended.
-type Outcome string
+// Kind says what an event records.
+type Kind string
 
-// Outcomes of an exchange.
+// Event kinds.
 const (
+	// Decided: Check decided a request (allowed or denied).
+	Decided Kind = "decision"
 	// Completed: the upstream answered and the response went back to the agent.
-	Completed Outcome = "completed"
-	// Aborted: the stream ended before the response was seen (client gone,
-	// upstream reset, processing error).
-	Aborted Outcome = "aborted"
+	Completed Kind = "response"
+	// Aborted: the exchange ended before its response was complete (client
+	// gone, upstream reset, a local reply, a processing error).
+	Aborted Kind = "aborted"
+	// Held: a request is held for an approval.
+	Held Kind = "approval_requested"
+	// Approved: a held request's approval was resolved.
+	Approved Kind = "approval_resolved"
 )
 
-// Exchange is one request as the stages saw it. It never holds credentials,
+// Event is one thing that happened to a request. It never holds credentials,
 // bodies or unmasked values.
-type Exchange struct {
-	RequestID  string
+type Event struct {
+	Kind      Kind
+	RequestID string
+	// SessionID is the session namespaced by principal; Session is the name
+	// the agent gave or the derived one.
 	SessionID  string
+	Session    string
+	Principal  string
 	Connection string
 	Method     string
-	// Path is the path the upstream received (prefix stripped), without the
+	// Path is the path the upstream receives (prefix stripped), without the
 	// query, which may carry credentials such as SAS signatures.
 	Path string
-	// Status is the response status the agent received, 0 if none was seen.
+
+	// Decision fields (Decided).
+	DecisionID string
+	Allow      bool
+	// Status is the HTTP status: the denial's for a denied decision, the
+	// agent's response for Completed, 0 if none was seen.
 	Status   int
-	Outcome  Outcome
+	Reasons  []string
+	Revision string
+	Action   string
+	Risk     string
+	// MaskProfile is the effective masking profile, "" for none.
+	MaskProfile string
+	// Masked counts what was masked per entity type (Completed).
+	Masked map[string]int
+
 	Started  time.Time
 	Finished time.Time
-	// Detail explains an aborted exchange.
+	// Detail explains an aborted exchange or a denial.
 	Detail string
 }
 
-// Recorder receives every finished exchange exactly once. An error means
-// the exchange left no evidence; the caller fails the request.
+// Recorder receives events. An error means the event left no evidence; the
+// caller fails the request.
 type Recorder interface {
-	Record(ctx context.Context, e Exchange) error
+	Record(ctx context.Context, e Event) error
 }
 
-// Log records exchanges as structured log lines.
+// Log records events as structured log lines.
 type Log struct {
 	Logger *slog.Logger
 }
 
 // Record writes e as one log line.
-func (l Log) Record(ctx context.Context, e Exchange) error {
-	l.Logger.LogAttrs(ctx, slog.LevelInfo, "exchange",
+func (l Log) Record(ctx context.Context, e Event) error {
+	attrs := []slog.Attr{
+		slog.String("kind", string(e.Kind)),
 		slog.String("request_id", e.RequestID),
 		slog.String("session_id", e.SessionID),
+		slog.String("principal", e.Principal),
 		slog.String("connection", e.Connection),
 		slog.String("method", e.Method),
 		slog.String("path", e.Path),
 		slog.Int("status", e.Status),
-		slog.String("outcome", string(e.Outcome)),
-		slog.Duration("duration", e.Finished.Sub(e.Started)),
-		slog.String("detail", e.Detail),
-	)
+	}
+	switch e.Kind {
+	case Decided:
+		attrs = append(attrs,
+			slog.String("decision_id", e.DecisionID),
+			slog.Bool("allow", e.Allow),
+			slog.Any("reasons", e.Reasons),
+			slog.String("policy_revision", e.Revision),
+			slog.String("action", e.Action),
+			slog.String("risk", e.Risk),
+			slog.String("mask_profile", e.MaskProfile))
+	case Completed, Aborted:
+		attrs = append(attrs, slog.Duration("duration", e.Finished.Sub(e.Started)))
+		if len(e.Masked) > 0 {
+			attrs = append(attrs, slog.Any("masked", e.Masked))
+		}
+	}
+	if e.Detail != "" {
+		attrs = append(attrs, slog.String("detail", e.Detail))
+	}
+	l.Logger.LogAttrs(ctx, slog.LevelInfo, string(e.Kind), attrs...)
 	return nil
 }

@@ -1,0 +1,214 @@
+package extproc
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/filters/approval"
+	"github.com/custos-dev/custos/filters/identity"
+	"github.com/custos-dev/custos/filters/mask"
+	"github.com/custos-dev/custos/filters/policy"
+	"github.com/custos-dev/custos/filters/record"
+	"github.com/custos-dev/custos/names"
+)
+
+// outcome is what the pipeline decided: a verdict for ext_proc and, for a
+// request Check answers itself, the reply.
+type outcome struct {
+	v     Verdict
+	reply *Reply
+	// conn is the resolved connection (nil when none served the request).
+	conn *config.Connection
+	// event is the decision as the record stage gets it.
+	event record.Event
+}
+
+// deny makes o a denial with r.
+func (o *outcome) deny(r Reply) *outcome {
+	r.RequestID = o.v.RequestID
+	o.reply = &r
+	o.v.Denied = true
+	return o
+}
+
+// decide runs the stages in their fixed order (identity → inspect → policy →
+// grant lookup) and returns what Check answers. A stage that panics (a
+// parser on hostile input) answers this request 503 and the process lives on.
+func (p *Pipeline) decide(ctx context.Context, in checkInput) (o *outcome) {
+	o = &outcome{v: Verdict{RequestID: in.req.ID, Method: in.req.Method}}
+	defer func() {
+		if r := recover(); r != nil {
+			p.logPanic(o.v.RequestID, r)
+			o.v.Hold = nil
+			o.deny(Reply{Status: 503, Code: CodeUnavailable, Message: "a stage failed; nothing was forwarded"})
+		}
+	}()
+	return p.stagesFor(ctx, in, o)
+}
+
+func (p *Pipeline) logPanic(requestID string, r any) {
+	if l := p.logger(); l != nil {
+		l.Error("stage panic", "request_id", requestID, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	}
+}
+
+func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *outcome {
+	st := p.stages
+	rt, name, ok := p.conns.routeFor(in.ext, in.req.Host)
+	if !ok {
+		if name != "" {
+			return o.deny(Reply{Status: 403, Code: CodeForbidden, Message: fmt.Sprintf("connection %q is not configured", name)})
+		}
+		return o.deny(Reply{Status: 403, Code: CodeForbidden, Message: "no configured connection serves this host"})
+	}
+	o.conn = rt.conn
+	req := in.req
+	req.Connection = *rt.conn
+	req.Path = rt.upstreamPath(req.OriginalPath)
+	o.v.Connection, o.v.Path = rt.conn.Name, req.Path
+	o.v.ExtProc = in.ext[names.ContextExtProc] == "on"
+
+	// identity
+	pr, err := st.Identity.Verify(ctx, in.creds)
+	if err != nil {
+		if identity.IsUnauthenticated(err) {
+			var ie *identity.Error
+			errors.As(err, &ie)
+			return o.deny(Reply{Status: 401, Code: CodeUnauthenticated, Message: "token " + ie.Check})
+		}
+		return o.unavailable("identity", err)
+	}
+	o.v.Principal, o.v.Groups = pr.ID(), pr.Groups
+	sid, session, ok := sessionID(pr.Issuer, pr.Subject, req.Session)
+	if !ok {
+		return o.deny(Reply{Status: 400, Code: CodeBadRequest,
+			Message: names.SessionHeader + " must be 1 to 128 characters of letters, digits and . _ : -"})
+	}
+	o.v.SessionID, o.v.Session = sid, session
+
+	// inspect
+	act, err := st.Inspect.Inspect(ctx, req)
+	if err != nil {
+		return o.unavailable("inspect", err)
+	}
+	o.event.Action, o.event.Risk = act.Kind, string(act.Risk)
+
+	// grants the agent names are offered to policy
+	var grants []approval.Grant
+	if req.ApprovalID != "" {
+		if grants, err = st.Grants.Find(ctx, approval.Lookup{Requester: pr, Connection: rt.conn.Name,
+			ApprovalID: req.ApprovalID, Fingerprint: approval.Fingerprint(req), Risk: string(act.Risk)}); err != nil {
+			return o.unavailable("grant lookup", err)
+		}
+	}
+
+	// policy
+	in2 := policy.Input{Principal: pr, Request: req, Action: act, Time: time.Now()}
+	for _, g := range grants {
+		in2.Grants = append(in2.Grants, policy.Grant{ID: g.ID, Scope: g.Scope, Expires: g.Expires})
+	}
+	dec, err := st.Policy.Decide(ctx, in2)
+	if err != nil {
+		return o.unavailable("policy", err)
+	}
+	if dec.ID == "" {
+		dec.ID = newRequestID()
+	}
+	o.v.DecisionID, o.v.Revision, o.v.Reasons = dec.ID, dec.Revision, dec.Reasons
+	profile := mask.NewProfile(rt.conn.Masking, dec.MaskProfile)
+	o.v.MaskProfile = profile.Names
+
+	// grant lookup: an approval asked for and not granted starts the flow,
+	// whatever allow says
+	if dec.Approval != nil {
+		if len(grants) == 0 {
+			return p.approvalFlow(ctx, o, pr, req.Connection.Name, act.Summary, approval.Fingerprint(req), dec)
+		}
+	} else if !dec.Allow {
+		r := Reply{Status: 403, Code: CodeForbidden, Message: "denied by policy",
+			Extra: map[string]any{"reasons": nonNil(dec.Reasons), "decision_id": dec.ID}}
+		return o.deny(r)
+	}
+
+	// masking: refused before the upstream is reached when it cannot be done
+	if !profile.Empty() {
+		if !o.v.ExtProc {
+			return o.deny(Reply{Status: 503, Code: CodeUnavailable,
+				Message: "this connection is masked and this route does not pass responses through Custos; nothing was forwarded"})
+		}
+		if err := mask.Masks(st.Mask, profile); err != nil {
+			return o.unavailable("mask", err)
+		}
+	}
+	return o
+}
+
+// approvalFlow opens an approval request: held in Process on routes with
+// ext_proc in hold mode, otherwise the agent is told approval_required.
+func (p *Pipeline) approvalFlow(ctx context.Context, o *outcome, pr identity.Principal, conn, summary, fp string, dec policy.Decision) *outcome {
+	a := dec.Approval
+	pend, err := p.stages.Grants.Request(ctx, approval.Request{
+		Requester: pr, Connection: conn, Summary: summary, Fingerprint: fp, Rule: a.Rule,
+		Approvers: a.Approvers, MinApprovals: a.MinApprovals, Scope: a.Scope,
+		Expires: time.Now().Add(p.cfg.Approvals.Timeout),
+	})
+	if err != nil {
+		return o.unavailable("approval", err)
+	}
+	if o.v.ExtProc && p.cfg.Approvals.Mode == config.ApprovalModeHold {
+		o.v.Hold = &Hold{ApprovalID: pend.ID, Timeout: p.cfg.Approvals.Timeout}
+		return o
+	}
+	return o.deny(Reply{Status: 403, Code: CodeApprovalRequired, Message: "this request needs an approval",
+		Extra: map[string]any{"approval_id": pend.ID, "status": approval.StatePending}})
+}
+
+// unavailable denies with 503: the stage could not decide.
+func (o *outcome) unavailable(stage string, err error) *outcome {
+	o.event.Detail = stage + ": " + err.Error()
+	return o.deny(Reply{Status: 503, Code: CodeUnavailable, Message: "the " + stage + " stage could not decide; nothing was forwarded"})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// sessionID namespaces a session by principal: two agents naming the same
+// session never share it. An agent that names no session gets "default".
+func sessionID(issuer, subject, supplied string) (id, name string, ok bool) {
+	if supplied == "" {
+		supplied = "default"
+	} else if !validToken(supplied) {
+		return "", "", false
+	}
+	h := sha256.New()
+	for _, part := range []string{issuer, subject, supplied} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32], supplied, true
+}
+
+func validToken(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

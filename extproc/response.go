@@ -1,0 +1,88 @@
+package extproc
+
+import (
+	"sort"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+
+	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/names"
+)
+
+// checkResponse turns the pipeline's outcome into what Envoy applies: an
+// allow with the verdict in dynamic metadata, or Custos' own reply.
+func checkResponse(o *outcome, rawHeaders map[string]string) *authv3.CheckResponse {
+	if o.reply != nil {
+		return o.reply.denied(o.v)
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(code.Code_OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			// Custos' request id replaces x-request-id, so that the upstream,
+			// Envoy's access log and Envoy's own later replies all carry the
+			// id Custos records, whatever the agent sent.
+			Headers:              []*corev3.HeaderValueOption{setHeader(names.EnvoyRequestIDHeader, o.v.RequestID)},
+			HeadersToRemove:      headersToRemove(o.conn, rawHeaders),
+			ResponseHeadersToAdd: []*corev3.HeaderValueOption{setHeader(names.RequestIDHeader, o.v.RequestID)},
+		}},
+		DynamicMetadata: o.v.Struct(),
+	}
+}
+
+// credentialHeaders carry the agent's own credentials: they never go
+// upstream unless the connection says forward_token (upstream credentials
+// belong to Custos).
+var credentialHeaders = []string{"authorization", "proxy-authorization"}
+
+// headersToRemove lists what Envoy removes before the request goes on: the
+// incoming x-custos-* headers an agent may not set, and the agent's
+// credentials unless the connection forwards them.
+func headersToRemove(c *config.Connection, headers map[string]string) []string {
+	var out []string
+	for k := range headers {
+		k = strings.ToLower(k)
+		if strings.HasPrefix(k, names.CustosHeaderPrefix) && k != names.SessionHeader && k != names.ApprovalIDHeader {
+			out = append(out, k)
+		}
+	}
+	if c == nil || !c.ForwardToken {
+		for _, k := range credentialHeaders {
+			if _, ok := headers[k]; ok {
+				out = append(out, k)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// denied turns r into the CheckResponse that makes Envoy answer with it,
+// with v's metadata marked as a denial (Envoy stores a denial's metadata
+// too; the listener's local reply mappers skip marked replies).
+func (r Reply) denied(v Verdict) *authv3.CheckResponse {
+	v.Denied = true
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(grpcCode(r.Status)), Message: r.Code},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status: &typev3.HttpStatus{Code: typev3.StatusCode(r.Status)},
+			Headers: []*corev3.HeaderValueOption{
+				setHeader("content-type", "application/json"),
+				setHeader(names.RequestIDHeader, r.RequestID),
+			},
+			Body: string(r.Body()),
+		}},
+		DynamicMetadata: v.Struct(),
+	}
+}
+
+func setHeader(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, Value: v},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}

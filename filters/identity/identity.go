@@ -1,0 +1,95 @@
+// Package identity is the first stage of a request: it turns the agent's
+// credentials into a Principal, the non-human (or human) identity every
+// decision, grant and record is tied to.
+//
+// Verifier is the seam; Anonymous is the stand-in until token verification
+// lands. A Verifier that cannot verify returns an *Error (the agent gets 401
+// unauthenticated); any other error means the stage could not decide (503).
+package identity
+
+import (
+	"context"
+	"errors"
+)
+
+// Credentials are what the agent presented. They never leave this stage:
+// not in policy input, records or errors.
+type Credentials struct {
+	// Bearer is the token of an "Authorization: Bearer" header, "" if none.
+	Bearer string
+	// PeerPrincipal is the URI SAN of a verified client certificate
+	// (Envoy's source.principal), "" if none.
+	PeerPrincipal string
+}
+
+// Principal kinds.
+const (
+	// KindWorkload is a non-human identity: a managed identity, a service
+	// principal, a workload identity, an agent.
+	KindWorkload = "workload"
+	// KindHuman is a person, signed in with a delegated token.
+	KindHuman = "human"
+	// KindAnonymous is a request no verifier vouched for.
+	KindAnonymous = "anonymous"
+)
+
+// Principal is a verified identity.
+type Principal struct {
+	// Issuer is the token issuer (iss), "" for an anonymous principal.
+	Issuer string
+	// Subject identifies the principal at its issuer.
+	Subject string
+	// Kind is KindWorkload, KindHuman or KindAnonymous.
+	Kind string
+	// Groups and Roles are the principal's group ids and app roles.
+	Groups []string
+	Roles  []string
+	// App is the client application id (Entra azp/appid).
+	App string
+	// Actor is the delegation chain (act claims), outermost first.
+	Actor []string
+	// Claims are further claims policy may read; never the token itself.
+	Claims map[string]any
+}
+
+// ID is issuer and subject joined: the key sessions and grants are bound to.
+func (p Principal) ID() string { return p.Issuer + "/" + p.Subject }
+
+// Verifier verifies credentials.
+type Verifier interface {
+	Verify(ctx context.Context, c Credentials) (Principal, error)
+}
+
+// Error is a verification failure the agent is told about (401).
+type Error struct {
+	// Check names the check that failed: missing, expired, audience,
+	// issuer, signature, malformed.
+	Check string
+	// Err is the cause, for Custos' log; it never holds the token.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return "token " + e.Check
+	}
+	return "token " + e.Check + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsUnauthenticated reports whether err is a verification failure (as
+// opposed to a verifier that could not decide).
+func IsUnauthenticated(err error) bool {
+	var e *Error
+	return errors.As(err, &e)
+}
+
+// Anonymous vouches for nobody: every request gets the same anonymous
+// principal. It is the foundation's behaviour, before token verification.
+type Anonymous struct{}
+
+// Verify returns the anonymous principal.
+func (Anonymous) Verify(context.Context, Credentials) (Principal, error) {
+	return Principal{Subject: "anonymous", Kind: KindAnonymous}, nil
+}

@@ -1,0 +1,91 @@
+// Package mask redacts sensitive values from response bodies on their way to
+// the agent. Engine is the seam; None is the stand-in until the WASM engine
+// lands: it passes bodies through only where no masking is asked for and
+// refuses every profile, so a masked connection is never served unmasked.
+package mask
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Profile is the masking that applies to one response: the union of the
+// connection's profile and policy's.
+type Profile struct {
+	// Names are the profile names that make it up, sorted, without repeats.
+	Names []string
+}
+
+// NewProfile is the union of the named profiles (empty names are skipped).
+func NewProfile(names ...string) Profile {
+	var p Profile
+	for _, n := range names {
+		if n != "" && !containsString(p.Names, n) {
+			p.Names = append(p.Names, n)
+		}
+	}
+	sort.Strings(p.Names)
+	return p
+}
+
+// Empty reports whether p masks nothing.
+func (p Profile) Empty() bool { return len(p.Names) == 0 }
+
+// String is the profile's names joined with "+".
+func (p Profile) String() string { return strings.Join(p.Names, "+") }
+
+// Report counts what a stream masked, per entity type; never a value.
+type Report map[string]int
+
+// Stream masks one body, chunk by chunk.
+type Stream interface {
+	// Mask returns chunk with its sensitive values redacted; end marks the
+	// last chunk. A value split across chunks is still found.
+	Mask(chunk []byte, end bool) ([]byte, error)
+	// Report returns the counts so far.
+	Report() Report
+}
+
+// Engine opens masking streams.
+type Engine interface {
+	Open(p Profile) (Stream, error)
+}
+
+// ErrNoEngine says masking was asked for and no engine can do it.
+var ErrNoEngine = errors.New("no masking engine is configured")
+
+// None masks nothing: it opens a pass-through stream for an empty profile
+// and refuses any other.
+type None struct{}
+
+// Open returns a pass-through stream for an empty profile.
+func (None) Open(p Profile) (Stream, error) {
+	if !p.Empty() {
+		return nil, fmt.Errorf("masking profile %s: %w", p, ErrNoEngine)
+	}
+	return passThrough{}, nil
+}
+
+// Masks reports whether e can open streams for p without error, so a request
+// that would be refused at its response is refused before it reaches the
+// upstream.
+func Masks(e Engine, p Profile) error {
+	_, err := e.Open(p)
+	return err
+}
+
+type passThrough struct{}
+
+func (passThrough) Mask(chunk []byte, _ bool) ([]byte, error) { return chunk, nil }
+func (passThrough) Report() Report                            { return nil }
+
+func containsString(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
