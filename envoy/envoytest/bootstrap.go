@@ -1,0 +1,110 @@
+package envoytest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// xdsCluster is the static cluster of the generated bootstrap, as in
+// envoy/bootstrap.yaml.
+const xdsCluster = "xds"
+
+func socketAddress(ip string, port int) map[string]any {
+	return map[string]any{"socket_address": map[string]any{"address": ip, "port_value": port}}
+}
+
+// loopbackAdmin is the admin interface of every Envoy the harness starts:
+// loopback, at a port Envoy chooses and writes to --admin-address-path.
+func loopbackAdmin() map[string]any {
+	return map[string]any{"address": socketAddress("127.0.0.1", 0)}
+}
+
+// generatedBootstrap is envoy/bootstrap.yaml's shape for a test: ADS over
+// one gRPC stream (HTTP/2) to a STATIC cluster at xdsAddr, listeners and
+// clusters over ADS. Without xdsAddr Envoy has no dynamic configuration.
+func generatedBootstrap(nodeID, xdsAddr string, dns map[string]any) (map[string]any, error) {
+	b := map[string]any{
+		"node":                      map[string]any{"id": nodeID, "cluster": "envoytest"},
+		"admin":                     loopbackAdmin(),
+		"typed_dns_resolver_config": dns,
+	}
+	if xdsAddr == "" {
+		return b, nil
+	}
+	host, port, err := net.SplitHostPort(xdsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("XDSAddr %q: %w", xdsAddr, err)
+	}
+	if host == "localhost" || host == "" {
+		host = "127.0.0.1"
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return nil, fmt.Errorf("XDSAddr %q: the host must be an IP address (the cluster is STATIC)", xdsAddr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p > 65535 {
+		return nil, fmt.Errorf("XDSAddr %q: bad port", xdsAddr)
+	}
+	ads := map[string]any{"ads": map[string]any{}, "resource_api_version": "V3"}
+	b["dynamic_resources"] = map[string]any{
+		"ads_config": map[string]any{
+			"api_type":                       "GRPC",
+			"transport_api_version":          "V3",
+			"grpc_services":                  []any{map[string]any{"envoy_grpc": map[string]any{"cluster_name": xdsCluster}}},
+			"set_node_on_first_message_only": true,
+		},
+		"lds_config": ads,
+		"cds_config": ads,
+	}
+	b["static_resources"] = map[string]any{"clusters": []any{map[string]any{
+		"name":            xdsCluster,
+		"type":            "STATIC",
+		"connect_timeout": "1s",
+		"typed_extension_protocol_options": map[string]any{
+			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": map[string]any{
+				"@type":                "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+				"explicit_http_config": map[string]any{"http2_protocol_options": map[string]any{}},
+			},
+		},
+		"load_assignment": map[string]any{
+			"cluster_name": xdsCluster,
+			"endpoints": []any{map[string]any{"lb_endpoints": []any{map[string]any{
+				"endpoint": map[string]any{"address": socketAddress(host, p)},
+			}}}},
+		},
+	}}}
+	return b, nil
+}
+
+// overrideYAML is what the harness passes as --config-yaml: the test's own
+// override, plus the harness' admin address and DNS resolver unless the
+// override sets its own. Envoy merges it into the bootstrap file with
+// protobuf's MergeFrom (see Options.Bootstrap).
+func overrideYAML(configYAML string, dns map[string]any) (string, error) {
+	o := map[string]any{}
+	if configYAML != "" {
+		if err := yaml.Unmarshal([]byte(configYAML), &o); err != nil {
+			return "", fmt.Errorf("ConfigYAML: %w", err)
+		}
+		if o == nil {
+			o = map[string]any{}
+		}
+	}
+	if _, ok := o["admin"]; !ok {
+		o["admin"] = loopbackAdmin()
+	}
+	if _, ok := o["typed_dns_resolver_config"]; !ok {
+		o["typed_dns_resolver_config"] = dns
+	}
+	// JSON is YAML, and it keeps the override on one line of the command.
+	js, err := json.Marshal(o)
+	if err != nil {
+		return "", fmt.Errorf("ConfigYAML: %w", err)
+	}
+	return string(js), nil
+}
