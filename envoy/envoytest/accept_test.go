@@ -59,7 +59,8 @@ func fixtures(t *testing.T) []fixture {
 	}
 
 	// What neither example nor fixture has: an https upstream (TLS with the
-	// system's CA bundle), upstreams by DNS name, every kind, async approvals.
+	// system's CA bundle), upstreams by DNS name, every kind, the longest
+	// approvals (their timeouts set Envoy's stream, route and ext_proc timers).
 	every, err := config.Parse([]byte(`
 listen:
   grpc: 127.0.0.1:9000
@@ -88,12 +89,28 @@ connections:
     statement_from: query:q
 approvals:
   mode: async
-  timeout: 30m
+  timeout: 24h
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out = append(out, fixture{"every-kind", every})
+	out = append(out, fixture{"inline/every-kind-async-24h", every})
+
+	// The longest hold: Envoy caps ext_proc's max_message_timeout at 1h.
+	hold, err := config.Parse([]byte(`
+listen:
+  dataplane: 127.0.0.1:0
+connections:
+  - name: c
+    upstream: http://127.0.0.1:8081
+approvals:
+  mode: hold
+  timeout: 59m
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, fixture{"inline/hold-59m", hold})
 	return out
 }
 
