@@ -26,8 +26,8 @@ import (
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/filters/identity"
 	"github.com/custos-dev/custos/filters/inspect"
-	"github.com/custos-dev/custos/filters/request"
 	"github.com/custos-dev/custos/filters/record"
+	"github.com/custos-dev/custos/filters/request"
 	"github.com/custos-dev/custos/names"
 )
 
