@@ -109,7 +109,7 @@ func pipelineFor(t testing.TB, yaml string, rec record.Recorder, change func(*St
 // serve starts the services on a loopback port with a real gRPC server.
 func serve(t *testing.T) clients { return serveWith(t, cfgYAML, nil) }
 
-func serveWith(t *testing.T, yaml string, change func(*Stages)) clients {
+func serveWith(t testing.TB, yaml string, change func(*Stages)) clients {
 	t.Helper()
 	rec := &memRecorder{}
 	svc := New(pipelineFor(t, yaml, rec, change), discard())
@@ -384,7 +384,7 @@ func TestCheckFailsClosedWhenTheDecisionCannotBeRecorded(t *testing.T) {
 	}
 }
 
-func verdictMetadata(t *testing.T, c clients) *corev3.Metadata {
+func verdictMetadata(t testing.TB, c clients) *corev3.Metadata {
 	t.Helper()
 	resp, err := c.authz.Check(context.Background(), checkReq(routeExt(), "h", "/customers/1", nil))
 	if err != nil {
