@@ -1,4 +1,4 @@
-package envoytest
+package launch
 
 import (
 	"encoding/json"
@@ -18,18 +18,19 @@ func socketAddress(ip string, port int) map[string]any {
 	return map[string]any{"socket_address": map[string]any{"address": ip, "port_value": port}}
 }
 
-// loopbackAdmin is the admin interface of every Envoy the harness starts:
+// loopbackAdmin is the admin interface of every Envoy Start starts:
 // loopback, at a port Envoy chooses and writes to --admin-address-path.
 func loopbackAdmin() map[string]any {
 	return map[string]any{"address": socketAddress("127.0.0.1", 0)}
 }
 
-// generatedBootstrap is envoy/bootstrap.yaml's shape for a test: ADS over
+// generatedBootstrap is envoy/bootstrap.yaml's shape with the ADS server
+// at an address of the caller's: ADS over
 // one gRPC stream (HTTP/2) to a STATIC cluster at xdsAddr, listeners and
 // clusters over ADS. Without xdsAddr Envoy has no dynamic configuration.
 func generatedBootstrap(nodeID, xdsAddr string, dns map[string]any) (map[string]any, error) {
 	b := map[string]any{
-		"node":                      map[string]any{"id": nodeID, "cluster": "envoytest"},
+		"node":                      map[string]any{"id": nodeID, "cluster": "custos"},
 		"admin":                     loopbackAdmin(),
 		"typed_dns_resolver_config": dns,
 	}
@@ -81,8 +82,8 @@ func generatedBootstrap(nodeID, xdsAddr string, dns map[string]any) (map[string]
 	return b, nil
 }
 
-// overrideYAML is what the harness passes as --config-yaml: the test's own
-// override, plus the harness' admin address and DNS resolver unless the
+// overrideYAML is what Start passes as --config-yaml: the caller's own
+// override, plus launch's admin address and DNS resolver unless the
 // override sets its own. Envoy merges it into the bootstrap file with
 // protobuf's MergeFrom (see Options.Bootstrap).
 func overrideYAML(configYAML string, dns map[string]any) (string, error) {

@@ -1,4 +1,4 @@
-package envoytest
+package launch
 
 import (
 	"encoding/binary"
@@ -10,20 +10,21 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 )
 
 // resolver is a DNS server on loopback answering A queries from a fixed
-// table, so that Envoy resolves the names a test chooses and asks no other
-// server. Unknown names are NXDOMAIN; AAAA queries for known names have no
+// table, so that Envoy resolves the names its caller chooses and asks no
+// other server. Unknown names are NXDOMAIN; AAAA queries for known names have no
 // answer, so V4_PREFERRED and AUTO lookups settle on the A record.
 type resolver struct {
 	conn  net.PacketConn
 	hosts map[string]netip.Addr // lower-case name without the trailing dot
+	done  chan struct{}         // closed when serve has returned
 }
 
-func startResolver(t testing.TB, hosts map[string]string) (*resolver, error) {
-	r := &resolver{hosts: map[string]netip.Addr{}}
+// startResolver starts a resolver for hosts; close stops it.
+func startResolver(hosts map[string]string) (*resolver, error) {
+	r := &resolver{hosts: map[string]netip.Addr{}, done: make(chan struct{})}
 	for name, ip := range hosts {
 		a, err := netip.ParseAddr(ip)
 		if err != nil || !a.Is4() {
@@ -36,16 +37,17 @@ func startResolver(t testing.TB, hosts map[string]string) (*resolver, error) {
 		return nil, fmt.Errorf("listen for DNS: %w", err)
 	}
 	r.conn = conn
-	done := make(chan struct{})
 	go func() {
-		defer close(done)
+		defer close(r.done)
 		r.serve()
 	}()
-	t.Cleanup(func() {
-		conn.Close()
-		<-done
-	})
 	return r, nil
+}
+
+// close stops the resolver and waits until it has.
+func (r *resolver) close() {
+	r.conn.Close()
+	<-r.done
 }
 
 // port is the UDP port the resolver answers on (127.0.0.1).
@@ -137,25 +139,22 @@ func (r *resolver) dnsResolverConfig() map[string]any {
 }
 
 // ListenLoopbackPort listens on TCP port on a loopback address of its own
-// (a random one of 127.0.0.0/8), closed when the test ends. It is for a
-// server that a configuration reaches at a fixed port, such as the
-// custos:18000 of envoy/bootstrap.yaml: map the name to the listener's
-// address in Options.Hosts, and several tests may each have their own.
-func ListenLoopbackPort(t testing.TB, port int) net.Listener {
-	t.Helper()
+// (a random one of 127.0.0.0/8). It is for a server that a configuration
+// reaches at a fixed port, such as the custos:18000 of
+// envoy/bootstrap.yaml: map the name to the listener's address in
+// Options.Hosts, and several servers may each have their own.
+func ListenLoopbackPort(port int) (net.Listener, error) {
 	var err error
 	for range 50 {
 		ip := netip.AddrFrom4([4]byte{127, byte(1 + rand.IntN(254)), byte(rand.IntN(256)), byte(1 + rand.IntN(254))})
 		var l net.Listener
 		l, err = net.Listen("tcp4", net.JoinHostPort(ip.String(), strconv.Itoa(port)))
 		if err == nil {
-			t.Cleanup(func() { l.Close() })
-			return l
+			return l, nil
 		}
 		if !errors.Is(err, syscall.EADDRINUSE) {
 			break
 		}
 	}
-	t.Fatalf("listen on a loopback address at port %d: %v", port, err)
-	return nil
+	return nil, fmt.Errorf("listen on a loopback address at port %d: %w", port, err)
 }

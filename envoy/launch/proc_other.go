@@ -1,9 +1,9 @@
 //go:build !linux
 
-package envoytest
+package launch
 
 import "syscall"
 
-// sysProcAttr: only Linux can tie Envoy's life to the test binary's; t.Cleanup
-// still kills it.
+// sysProcAttr: only Linux can tie Envoy's life to the life of the program
+// that started it; elsewhere only Close stops Envoy.
 func sysProcAttr() *syscall.SysProcAttr { return nil }
