@@ -4,12 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"time"
 
-	"github.com/custos-dev/custos/config"
-	"github.com/custos-dev/custos/controlplane"
-	"github.com/custos-dev/custos/envoy/dataplane"
 	"github.com/custos-dev/custos/examples/demo"
 	"github.com/custos-dev/custos/stack"
 )
@@ -17,9 +13,10 @@ import (
 // CustomerID is the demo customer every benchmark request asks for.
 const CustomerID = 7
 
-// Stack is the demo upstream, the control plane and the data plane, running
+// Stack is the demo upstream, the control plane and a data plane, running
 // on loopback with ephemeral ports, as the end-to-end tests start them.
 type Stack struct {
+	*stack.Stack
 	// DirectURL is GET /{id} on the demo upstream itself.
 	DirectURL string
 	// DataPlaneURL is the same request through the data plane: the
@@ -29,42 +26,32 @@ type Stack struct {
 	// UpstreamURL and DataPlaneAddr are the bases the URLs above are built on.
 	UpstreamURL, DataPlaneAddr string
 
-	CP *controlplane.ControlPlane
-	DP *dataplane.DataPlane
-
-	stack    *stack.Stack
-	upstream *httptest.Server
+	upstream *stack.Upstream
 }
 
-// stackConfig is `custos dev`'s configuration with every port ephemeral and
-// one connection, "customers", to the demo upstream.
-func stackConfig(upstreamURL string) string {
-	return stack.LoopbackListen + fmt.Sprintf(`connections:
-  - name: customers
-    upstream: %s
-    hosts: [customers.internal]
-`, upstreamURL)
-}
+// StartStack starts the stack on the Go data plane; see StartStackOn.
+func StartStack(ctx context.Context) (*Stack, error) { return StartStackOn(ctx, stack.Go) }
 
-// StartStack starts the stack with logs discarded and returns once the data
-// plane serves its first complete configuration. ctx bounds the start-up
-// and the stack's life; Close stops it either way.
-func StartStack(ctx context.Context) (*Stack, error) {
-	srv := httptest.NewServer(demo.Handler())
-	cfg, err := config.Parse([]byte(stackConfig(srv.URL)))
+// StartStackOn starts the stack on data plane dp with logs discarded and
+// returns once the data plane serves its first complete configuration. ctx
+// bounds the start-up and the stack's life; Close stops it either way.
+func StartStackOn(ctx context.Context, dp stack.DataPlane) (*Stack, error) {
+	up, err := stack.StartUpstream(demo.Handler())
 	if err != nil {
-		srv.Close()
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	st, err := stack.Start(ctx, stack.Options{Config: cfg, NodeID: "bench"})
-	if err != nil {
-		srv.Close()
 		return nil, err
 	}
-	s := &Stack{CP: st.CP, DP: st.DP, stack: st, upstream: srv}
-	s.UpstreamURL = srv.URL
-	s.DataPlaneAddr = st.Addr
-	s.DirectURL = fmt.Sprintf("%s/%d", srv.URL, CustomerID)
+	cfg, err := stack.CustomersConfig(up.URL, "")
+	if err != nil {
+		up.Close()
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	st, err := stack.Start(ctx, stack.Options{Config: cfg, NodeID: "bench", DataPlane: dp})
+	if err != nil {
+		up.Close()
+		return nil, err
+	}
+	s := &Stack{Stack: st, upstream: up, UpstreamURL: up.URL, DataPlaneAddr: st.Addr}
+	s.DirectURL = fmt.Sprintf("%s/%d", up.URL, CustomerID)
 	s.DataPlaneURL = fmt.Sprintf("http://%s/customers/%d", s.DataPlaneAddr, CustomerID)
 	return s, nil
 }
@@ -72,7 +59,7 @@ func StartStack(ctx context.Context) (*Stack, error) {
 // Close stops the data plane, then the control plane, then the upstream.
 // Close the clients' idle connections first for a quick shutdown.
 func (s *Stack) Close() {
-	s.stack.Close()
+	s.Stack.Close()
 	s.upstream.Close()
 }
 

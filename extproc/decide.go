@@ -69,6 +69,11 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 	}
 	o.conn = rt.conn
 	req := in.req
+	if hasEscapedSlash(req.OriginalPath) {
+		o.v.Connection, o.v.Path = rt.conn.Name, req.OriginalPath
+		return o.deny(Reply{Status: 400, Code: CodeBadRequest,
+			Message: "the path holds an escaped slash (%2F or %5C), which an upstream may read as a separator; refused"})
+	}
 	req.Connection = *rt.conn
 	req.Path = rt.upstreamPath(req.OriginalPath)
 	o.v.Connection, o.v.Path = rt.conn.Name, req.Path
@@ -211,4 +216,15 @@ func validToken(s string) bool {
 		}
 	}
 	return true
+}
+
+// hasEscapedSlash reports whether path holds %2F or %5C in either case.
+func hasEscapedSlash(path string) bool {
+	for i := 0; i+2 < len(path); i++ {
+		if path[i] == '%' && ((path[i+1] == '2' && (path[i+2] == 'f' || path[i+2] == 'F')) ||
+			(path[i+1] == '5' && (path[i+2] == 'c' || path[i+2] == 'C'))) {
+			return true
+		}
+	}
+	return false
 }

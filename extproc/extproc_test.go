@@ -549,11 +549,45 @@ func TestProcessRefusesMessagesBeforeHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Send(responseHeaders("200", true)); err != nil {
+	if err := s.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{}}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Recv(); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("got %v, want FailedPrecondition", err)
+	}
+}
+
+// Envoy sends its own replies (a denial from Check, a 400 for a refused
+// path) through ext_proc's response phase, on a stream that never saw the
+// request: they pass unchanged, and a request phase after them is refused.
+func TestProcessPassesEnvoysLocalReplies(t *testing.T) {
+	c := serve(t)
+	s, err := c.proc.Process(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(responseHeaders("403", false)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Recv()
+	if err != nil || r.GetResponseHeaders() == nil || r.GetResponseHeaders().GetResponse().GetHeaderMutation() != nil {
+		t.Fatalf("reply %v %v, want the headers unchanged", r, err)
+	}
+	if err := s.Send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
+		ResponseBody: &extprocv3.HttpBody{Body: []byte(`{"error":"forbidden"}`), EndOfStream: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Recv(); err != nil || r.GetResponseBody().GetResponse().GetBodyMutation() != nil {
+		t.Fatalf("body reply %v %v, want it unchanged", r, err)
+	}
+	if err := s.Send(requestHeaders(verdictMetadata(t, c))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("request headers after a local reply: %v, want InvalidArgument", err)
+	}
+	if n := len(c.rec.of(record.Completed)) + len(c.rec.of(record.Aborted)); n != 0 {
+		t.Fatalf("a local reply's stream recorded %d exchanges", n)
 	}
 }
 

@@ -83,14 +83,45 @@ type exchange struct {
 	status      int
 	masker      mask.Stream
 	done        bool
+	// localReply is set when the stream carries a reply Envoy made itself.
+	localReply bool
+}
+
+// passLocalReply answers each message of a local reply's stream unchanged.
+func passLocalReply(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
+	switch req.GetRequest().(type) {
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
+			ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{}}}}, nil
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+			ResponseBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{}}}}, nil
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{
+			ResponseTrailers: &extprocv3.TrailersResponse{}}}, nil
+	}
+	return nil, status.Errorf(codes.InvalidArgument, "ext_proc: a local reply's stream carries %T", req.GetRequest())
 }
 
 func (ex *exchange) handle(req *extprocv3.ProcessingRequest) (*extprocv3.ProcessingResponse, error) {
 	if pc := req.GetProtocolConfig(); pc != nil {
 		ex.respBodyMode = pc.GetResponseBodyMode()
 	}
-	if _, first := req.GetRequest().(*extprocv3.ProcessingRequest_RequestHeaders); !first && !ex.haveV {
-		return nil, status.Error(codes.FailedPrecondition, "ext_proc: message before request headers")
+	if !ex.haveV && !ex.localReply {
+		switch req.GetRequest().(type) {
+		case *extprocv3.ProcessingRequest_RequestHeaders:
+		case *extprocv3.ProcessingRequest_ResponseHeaders:
+			// A stream that opens with response headers carries a reply
+			// Envoy made itself before ext_proc saw the request: a denial
+			// from Check (already recorded), a 400 for a refused path. No
+			// upstream was reached; the reply passes unchanged.
+			ex.localReply = true
+		default:
+			return nil, status.Error(codes.FailedPrecondition, "ext_proc: message before request headers")
+		}
+	}
+	if ex.localReply {
+		return passLocalReply(req)
 	}
 	switch r := req.GetRequest().(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:

@@ -1,23 +1,28 @@
-// Package stack runs Custos whole on one machine: the control plane and the
-// Go data plane following it over xDS on loopback, as `custos dev` runs
-// them. The end-to-end tests and the benchmarks start exactly this.
+// Package stack runs Custos whole on one machine: the control plane and a
+// data plane following it over xDS on loopback — the Go data plane, as
+// `custos dev` runs by default, or real Envoy, as `custos dev --envoy` and
+// production run. The end-to-end tests (through both data planes) and the
+// benchmarks start exactly this.
 package stack
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/controlplane"
 	"github.com/custos-dev/custos/envoy/dataplane"
+	"github.com/custos-dev/custos/envoy/launch"
+	"github.com/custos-dev/custos/names"
 )
 
 // DefaultReadyTimeout bounds the wait for the data plane's first complete
 // configuration.
-const DefaultReadyTimeout = 10 * time.Second
+const DefaultReadyTimeout = 20 * time.Second
 
 // LoopbackListen is a listen block with every listener on an ephemeral
 // loopback port, for stacks started by tests and benchmarks.
@@ -27,6 +32,17 @@ const LoopbackListen = `listen:
   http: 127.0.0.1:0
   dataplane: 127.0.0.1:0
 `
+
+// DataPlane names a data plane.
+type DataPlane string
+
+// The data planes a stack can run.
+const (
+	// Go is the embedded Go data plane (envoy/dataplane).
+	Go DataPlane = "go"
+	// Envoy is the real Envoy binary (envoy/launch finds it).
+	Envoy DataPlane = "envoy"
+)
 
 // Options configure a stack.
 type Options struct {
@@ -38,14 +54,26 @@ type Options struct {
 	NodeID string
 	// ReadyTimeout bounds the start (default DefaultReadyTimeout).
 	ReadyTimeout time.Duration
+	// DataPlane is Go (the default) or Envoy.
+	DataPlane DataPlane
+	// EnvoyPath is the Envoy binary (default: launch.Find).
+	EnvoyPath string
+	// EnvoyLog, if set, receives Envoy's log as it is written.
+	EnvoyLog io.Writer
+	// Stages builds the per-request stages (default: extproc.DefaultStages).
+	Stages controlplane.StagesFunc
 }
 
 // Stack is a running control plane and data plane.
 type Stack struct {
 	// CP is the control plane: gRPC services, ADS, HTTP endpoints.
 	CP *controlplane.ControlPlane
-	// DP is the data plane.
+	// DataPlane says which data plane runs.
+	DataPlane DataPlane
+	// DP is the Go data plane (nil with Envoy).
 	DP *dataplane.DataPlane
+	// Envoy is the Envoy process (nil with the Go data plane).
+	Envoy *launch.Envoy
 	// Addr is where the data plane listens for agents.
 	Addr string
 
@@ -69,33 +97,96 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = DefaultReadyTimeout
 	}
+	if opts.DataPlane == "" {
+		opts.DataPlane = Go
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	cp, err := controlplane.Start(ctx, opts.Config, "", opts.Logger)
+	cp, err := controlplane.StartWith(ctx, opts.Config, "", opts.Logger, opts.Stages)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	dp, err := dataplane.New(dataplane.Options{XDS: cp.XDSAddr, NodeID: opts.NodeID, Logger: opts.Logger})
+	s := &Stack{CP: cp, DataPlane: opts.DataPlane, cancel: cancel, done: make(chan struct{})}
+	switch opts.DataPlane {
+	case Go:
+		err = s.startGo(ctx, opts)
+	case Envoy:
+		err = s.startEnvoy(ctx, opts)
+	default:
+		err = fmt.Errorf("unknown data plane %q (go or envoy)", opts.DataPlane)
+	}
 	if err != nil {
 		cancel()
 		cp.Shutdown()
-		return nil, fmt.Errorf("data plane: %w", err)
+		return nil, err
 	}
-	s := &Stack{CP: cp, DP: dp, cancel: cancel, done: make(chan struct{})}
+	return s, nil
+}
+
+func (s *Stack) startGo(ctx context.Context, opts Options) error {
+	dp, err := dataplane.New(dataplane.Options{XDS: s.CP.XDSAddr, NodeID: opts.NodeID, Logger: opts.Logger})
+	if err != nil {
+		return fmt.Errorf("data plane: %w", err)
+	}
+	s.DP = dp
 	go func() { _ = dp.Run(ctx); close(s.done) }()
 	timer := time.NewTimer(opts.ReadyTimeout)
 	defer timer.Stop()
 	select {
 	case <-dp.Ready():
 	case <-timer.C:
-		s.Close()
-		return nil, fmt.Errorf("the data plane got no configuration over xDS within %s (last NACK: %q)", opts.ReadyTimeout, dp.LastNACK())
+		s.cancel()
+		<-s.done
+		return fmt.Errorf("the data plane got no configuration over xDS within %s (last NACK: %q)", opts.ReadyTimeout, dp.LastNACK())
 	case <-ctx.Done():
-		s.Close()
-		return nil, fmt.Errorf("waiting for the data plane: %w", ctx.Err())
+		<-s.done
+		return fmt.Errorf("waiting for the data plane: %w", ctx.Err())
 	}
 	s.Addr = dp.Addr()
-	return s, nil
+	return nil
+}
+
+func (s *Stack) startEnvoy(ctx context.Context, opts Options) error {
+	e, err := launch.Start(ctx, launch.Options{
+		Path:      opts.EnvoyPath,
+		XDSAddr:   s.CP.XDSAddr,
+		NodeID:    opts.NodeID,
+		Listeners: []string{names.ListenerName},
+		Timeout:   opts.ReadyTimeout,
+		LogOutput: opts.EnvoyLog,
+	})
+	if err != nil {
+		return fmt.Errorf("envoy: %w", err)
+	}
+	s.Envoy = e
+	s.Addr = e.ListenerAddr(names.ListenerName)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-e.Done():
+		}
+		_ = e.Close()
+		close(s.done)
+	}()
+	// The listener is bound; wait until Envoy has taken every resource of
+	// the served snapshot, so the first request finds its routes and clusters.
+	wctx, cancel := context.WithTimeout(ctx, opts.ReadyTimeout)
+	defer cancel()
+	if err := s.CP.XDS.WaitACK(wctx, s.CP.XDS.Version()); err != nil {
+		s.cancel()
+		<-s.done
+		return fmt.Errorf("envoy: %w", err)
+	}
+	return nil
+}
+
+// Apply installs cfg in the control plane and returns once the data plane
+// has acknowledged it over xDS.
+func (s *Stack) Apply(ctx context.Context, cfg *config.Config) error {
+	if err := s.CP.Apply(ctx, cfg); err != nil {
+		return err
+	}
+	return s.CP.XDS.WaitACK(ctx, s.CP.XDS.Version())
 }
 
 // Done is closed when the data plane has stopped.

@@ -164,7 +164,11 @@ func (b builder) listener() (*listenerv3.Listener, error) {
 		UseRemoteAddress:             wrapperspb.Bool(true),
 		NormalizePath:                wrapperspb.Bool(true),
 		MergeSlashes:                 true,
-		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_REJECT_REQUEST,
+		// Kept for Check, which refuses a path with an escaped slash itself
+		// (400 bad_request with Custos' request id, recorded): Envoy's
+		// REJECT_REQUEST answers before it assigns a request id and echoes
+		// the agent's own x-request-id in the reply.
+		PathWithEscapedSlashesAction: hcmv3.HttpConnectionManager_KEEP_UNCHANGED,
 		StripPortMode:                &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
 		// "customers.internal." is customers.internal: routed by host the
 		// same way, so Check sees one host and computes one upstream path.

@@ -41,12 +41,15 @@ type Server struct {
 	version string
 	acks    map[string]string // type URL → last version a node acknowledged
 	nack    string            // last error a node reported, "" when none
+	// changed is closed and replaced on every ACK or NACK, so waiters wake
+	// on the signal instead of polling.
+	changed chan struct{}
 }
 
 // NewServer returns a control plane with an empty cache; call Update with a
 // configuration before nodes can receive anything.
 func NewServer(ctx context.Context, logger *slog.Logger, opts Options) *Server {
-	s := &Server{opts: opts, log: logger, acks: map[string]string{}}
+	s := &Server{opts: opts, log: logger, acks: map[string]string{}, changed: make(chan struct{})}
 	s.cache = cachev3.NewSnapshotCache(true, anyNode{}, nil)
 	s.server = serverv3.NewServer(ctx, s.cache, serverv3.CallbackFuncs{
 		StreamRequestFunc: s.onRequest,
@@ -154,6 +157,10 @@ func (s *Server) onRequest(_ int64, req *discoveryv3.DiscoveryRequest) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer func() {
+		close(s.changed)
+		s.changed = make(chan struct{})
+	}()
 	if d := req.GetErrorDetail(); d != nil {
 		s.nack = d.GetMessage()
 		s.log.Warn("xds NACK", "node", req.GetNode().GetId(), "type", req.GetTypeUrl(), "error", d.GetMessage())
@@ -161,4 +168,34 @@ func (s *Server) onRequest(_ int64, req *discoveryv3.DiscoveryRequest) error {
 	}
 	s.acks[req.GetTypeUrl()] = req.GetVersionInfo()
 	return nil
+}
+
+// WaitACK returns once a node has acknowledged version for listeners,
+// routes and clusters, or with the node's NACK message once one arrives for
+// a version it was sent after the call, or when ctx ends.
+func (s *Server) WaitACK(ctx context.Context, version string) error {
+	types := []string{resource.ListenerType, resource.RouteType, resource.ClusterType}
+	s.mu.Lock()
+	nackBefore := s.nack
+	s.mu.Unlock()
+	for {
+		s.mu.Lock()
+		done := true
+		for _, t := range types {
+			done = done && s.acks[t] == version
+		}
+		nack, changed := s.nack, s.changed
+		s.mu.Unlock()
+		if done {
+			return nil
+		}
+		if nack != nackBefore && nack != "" {
+			return fmt.Errorf("version %s NACKed: %s", version, nack)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("version %s not acknowledged: %w", version, ctx.Err())
+		}
+	}
 }

@@ -155,8 +155,14 @@ func TestListenerConnectionManagerSettings(t *testing.T) {
 	if !hcm.GetUseRemoteAddress().GetValue() || !hcm.GetNormalizePath().GetValue() || !hcm.GetMergeSlashes() {
 		t.Fatal("use_remote_address, normalize_path and merge_slashes must be on")
 	}
-	if hcm.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_REJECT_REQUEST {
-		t.Fatal("escaped slashes must be rejected")
+	// Escaped slashes reach Check, which refuses them with a request id and
+	// a record; Envoy's own REJECT_REQUEST answers before it assigns a
+	// request id and echoes the agent's x-request-id.
+	if hcm.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_KEEP_UNCHANGED {
+		t.Fatal("escaped slashes must be kept for Check to refuse")
+	}
+	if !hcm.GetStripTrailingHostDot() {
+		t.Fatal("strip_trailing_host_dot must be on")
 	}
 	if hcm.GetRds().GetRouteConfigName() != names.RouteConfigName || hcm.GetRds().GetConfigSource().GetAds() == nil {
 		t.Fatal("routes must come over RDS from ADS")

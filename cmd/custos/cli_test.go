@@ -118,16 +118,32 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// syncBuffer is a writer the command and the test share.
+// syncBuffer is a writer the command and the test share; written wakes a
+// reader waiting for more output.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	written chan struct{}
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.written != nil {
+		close(s.written)
+		s.written = nil
+	}
 	return s.b.Write(p)
+}
+
+// next returns a channel closed at the next write.
+func (s *syncBuffer) next() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.written == nil {
+		s.written = make(chan struct{})
+	}
+	return s.written
 }
 
 func (s *syncBuffer) String() string {
@@ -154,21 +170,20 @@ dev:
 
 	curl := regexp.MustCompile(`curl -si (http://\S+)`)
 	var url string
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(20 * time.Second)
 	for url == "" {
+		more := out.next()
 		if m := curl.FindStringSubmatch(out.String()); m != nil {
 			url = m[1]
 			break
 		}
 		select {
+		case <-more:
 		case err := <-done:
 			t.Fatalf("dev exited early: %v\n%s", err, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
+		case <-deadline:
 			t.Fatalf("no curl line printed:\n%s", out.String())
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	for _, want := range []string{"data plane (agents)", "gRPC services", "xDS (ADS)", "/readyz", "demo upstream"} {
 		if !strings.Contains(out.String(), want) {

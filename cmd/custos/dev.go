@@ -11,19 +11,24 @@ import (
 
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/controlplane"
+	"github.com/custos-dev/custos/envoy/launch"
 	"github.com/custos-dev/custos/examples"
 	"github.com/custos-dev/custos/examples/demo"
 	"github.com/custos-dev/custos/stack"
 )
 
 func newDevCmd(g *globals) *cobra.Command {
-	var path string
+	var path, envoyPath string
 	cmd := &cobra.Command{
-		Use:   "dev [--config FILE]",
+		Use:   "dev [--config FILE] [--envoy[=PATH]]",
 		Short: "Run everything on one machine: control plane, data plane and demo upstream",
-		Long: `Run Custos on one machine: the control plane, the Go data plane following it
-over xDS on loopback (as Envoy would), and the demo upstream when dev.demo_upstream
-is set. Without --config it runs the built-in example (examples/dev.yaml).
+		Long: `Run Custos on one machine: the control plane, a data plane following it over
+xDS on loopback, and the demo upstream when dev.demo_upstream is set. Without
+--config it runs the built-in example (examples/dev.yaml).
+
+The data plane is the embedded Go one unless --envoy is given: then it is real
+Envoy 1.40, found as ` + "`make envoy`" + ` finds it (CUSTOS_ENVOY, an envoy 1.40 on
+PATH, or the project's .venv-envoy), or the binary at --envoy=PATH.
 
 It prints each address and a ready curl line. Ctrl-C stops everything.`,
 		Args: cobra.NoArgs,
@@ -55,7 +60,16 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 				defer demoSrv.Close()
 			}
 
-			st, err := stack.Start(ctx, stack.Options{Config: cfg, Logger: log})
+			opts := stack.Options{Config: cfg, Logger: log}
+			if cmd.Flags().Changed("envoy") {
+				opts.DataPlane = stack.Envoy
+				if envoyPath != "auto" {
+					opts.EnvoyPath = envoyPath
+				} else if opts.EnvoyPath, err = launch.Find(); err != nil {
+					return fmt.Errorf("--envoy: %w; run `make envoy` or pass --envoy=/path/to/envoy", err)
+				}
+			}
+			st, err := stack.Start(ctx, opts)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil // interrupted while starting
@@ -72,7 +86,7 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 					}
 				}()
 			}
-			printDevBanner(g, cfg, cp, st.Addr)
+			printDevBanner(g, cfg, st)
 			select {
 			case <-ctx.Done():
 			case err := <-cp.Errors():
@@ -85,13 +99,20 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 		},
 	}
 	cmd.Flags().StringVar(&path, "config", "", "configuration file (YAML); default: the built-in example")
+	cmd.Flags().StringVar(&envoyPath, "envoy", "", "run real Envoy 1.40 as the data plane (the binary at PATH, or found as `make envoy` finds it)")
+	cmd.Flags().Lookup("envoy").NoOptDefVal = "auto"
 	return cmd
 }
 
-func printDevBanner(g *globals, cfg *config.Config, cp *controlplane.ControlPlane, dpAddr string) {
-	w := g.stdout
+func printDevBanner(g *globals, cfg *config.Config, st *stack.Stack) {
+	w, cp, dpAddr := g.stdout, st.CP, st.Addr
 	fmt.Fprintln(w, "custos dev is running")
 	fmt.Fprintf(w, "  data plane (agents)  http://%s\n", dpAddr)
+	if st.Envoy != nil {
+		fmt.Fprintf(w, "  data plane           real Envoy, admin %s\n", st.Envoy.AdminURL())
+	} else {
+		fmt.Fprintln(w, "  data plane           the embedded Go data plane (--envoy runs real Envoy)")
+	}
 	fmt.Fprintf(w, "  gRPC services        %s (ext_authz, ext_proc, health)\n", cp.GRPCAddr)
 	fmt.Fprintf(w, "  xDS (ADS)            %s\n", cp.XDSAddr)
 	fmt.Fprintf(w, "  health               http://%s/healthz  http://%s/readyz\n", cp.HTTPAddr, cp.HTTPAddr)

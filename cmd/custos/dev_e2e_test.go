@@ -7,91 +7,40 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/controlplane"
-	"github.com/custos-dev/custos/envoy/dataplane"
 	"github.com/custos-dev/custos/examples/demo"
 	"github.com/custos-dev/custos/extproc"
+	"github.com/custos-dev/custos/filters/record"
 	"github.com/custos-dev/custos/stack"
+	"github.com/custos-dev/custos/stack/stacktest"
 )
 
-// upstreamLog is a real HTTP upstream (the demo API) that remembers what it
-// received, so tests can tell what crossed the data plane.
-type upstreamLog struct {
-	mu   sync.Mutex
-	reqs []*http.Request
-}
-
-func (u *upstreamLog) wrap(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u.mu.Lock()
-		u.reqs = append(u.reqs, r.Clone(context.Background()))
-		u.mu.Unlock()
-		h.ServeHTTP(w, r)
+// e2e runs one end-to-end test through both data planes, each with its own
+// stack: the control plane, the data plane, the demo upstream as the
+// connection "customers" (plus extra connections).
+func e2e(t *testing.T, extra string, f func(t *testing.T, s *stacktest.Fixture)) {
+	t.Helper()
+	stacktest.ForEachDataPlane(t, func(t *testing.T, dp stack.DataPlane) {
+		f(t, stacktest.Start(t, dp, stacktest.Options{Extra: extra}))
 	})
 }
 
-func (u *upstreamLog) count() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.reqs)
-}
+func testLogger(*testing.T) *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func (u *upstreamLog) last(t *testing.T) *http.Request {
+// last is the last request the upstream received.
+func last(t *testing.T, s *stacktest.Fixture) *http.Request {
 	t.Helper()
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if len(u.reqs) == 0 {
+	r, ok := s.Upstream.Last()
+	if !ok {
 		t.Fatal("the upstream received nothing")
 	}
-	return u.reqs[len(u.reqs)-1]
-}
-
-// devStack is the control plane and the data plane, as `custos dev` runs
-// them, on loopback with ephemeral ports, and a recording demo upstream.
-type devStack struct {
-	cp       *controlplane.ControlPlane
-	dp       *dataplane.DataPlane
-	dpURL    string
-	upstream *upstreamLog
-	cfg      *config.Config
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-func devConfig(upstreamURL string, extra string) string {
-	return stack.LoopbackListen + fmt.Sprintf(`connections:
-  - name: customers
-    upstream: %s
-    hosts: [customers.internal]
-%s`, upstreamURL, extra)
-}
-
-func startStack(t *testing.T, extraConnections string) *devStack {
-	t.Helper()
-	up := &upstreamLog{}
-	srv := httptest.NewServer(up.wrap(demo.Handler()))
-	t.Cleanup(srv.Close)
-	cfg, err := config.Parse([]byte(devConfig(srv.URL, extraConnections)))
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	st, err := stack.Start(context.Background(), stack.Options{Config: cfg, NodeID: t.Name(), Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	return &devStack{cp: st.CP, dp: st.DP, dpURL: "http://" + st.Addr, upstream: up, cfg: cfg}
+	return r
 }
 
 func do(t *testing.T, req *http.Request) (*http.Response, []byte) {
@@ -152,205 +101,265 @@ func contractError(t *testing.T, resp *http.Response, body []byte, status int, c
 }
 
 func TestDevRequestReachesUpstreamWithRequestID(t *testing.T) {
-	s := startStack(t, "")
-	resp, body := get(t, s.dpURL+"/customers/7", nil)
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d (%s)", resp.StatusCode, describe(body))
-	}
-	var c demo.Customer
-	if err := json.Unmarshal(body, &c); err != nil || c.ID != 7 {
-		t.Fatalf("body is not customer 7: %v (%s)", err, describe(body))
-	}
-	if resp.Header.Get("x-custos-request-id") == "" {
-		t.Fatal("no x-custos-request-id on the response")
-	}
-	if got := s.upstream.last(t).URL.Path; got != "/7" {
-		t.Fatalf("upstream path %q, want the prefix stripped: /7", got)
-	}
+	e2e(t, "", func(t *testing.T, s *stacktest.Fixture) {
+		resp, body := get(t, s.URL+"/customers/7", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d (%s)", resp.StatusCode, describe(body))
+		}
+		var c demo.Customer
+		if err := json.Unmarshal(body, &c); err != nil || c.ID != 7 {
+			t.Fatalf("body is not customer 7: %v (%s)", err, describe(body))
+		}
+		if resp.Header.Get("x-custos-request-id") == "" {
+			t.Fatal("no x-custos-request-id on the response")
+		}
+		if got := last(t, s).URL.Path; got != "/7" {
+			t.Fatalf("upstream path %q, want the prefix stripped: /7", got)
+		}
+	})
 }
 
 func TestDevUnknownPrefixIs404(t *testing.T) {
-	s := startStack(t, "")
-	resp, body := get(t, s.dpURL+"/nowhere/1", nil)
-	contractError(t, resp, body, 404, "not_found")
-	if s.upstream.count() != 0 {
-		t.Fatal("an unknown prefix reached the upstream")
-	}
+	e2e(t, "", func(t *testing.T, s *stacktest.Fixture) {
+		resp, body := get(t, s.URL+"/nowhere/1", nil)
+		contractError(t, resp, body, 404, "not_found")
+		if s.Upstream.Count() != 0 {
+			t.Fatal("an unknown prefix reached the upstream")
+		}
+	})
 }
 
 func TestDevUnconfiguredConnectionIs403(t *testing.T) {
 	// xDS still routes /ghost/ (a configuration Envoy holds) while the
 	// services have dropped the connection: Check must refuse it.
-	s := startStack(t, "  - name: ghost\n    upstream: http://127.0.0.1:1\n")
-	without, err := config.Parse([]byte(devConfig("http://127.0.0.1:1", "")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := extproc.DefaultStages(without, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := extproc.NewPipeline(without, st, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.cp.Services.SetPipeline(p)
-	resp, body := get(t, s.dpURL+"/ghost/1", nil)
-	m := contractError(t, resp, body, 403, "forbidden")
-	if !strings.Contains(fmt.Sprint(m["message"]), `"ghost" is not configured`) {
-		t.Fatalf("message %v does not name the connection", m["message"])
-	}
+	e2e(t, "  - name: ghost\n    upstream: http://127.0.0.1:1\n", func(t *testing.T, s *stacktest.Fixture) {
+		without, err := stack.CustomersConfig("http://127.0.0.1:1", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := extproc.DefaultStages(without, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := extproc.NewPipeline(without, st, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.CP.Services.SetPipeline(p)
+		resp, body := get(t, s.URL+"/ghost/1", nil)
+		m := contractError(t, resp, body, 403, "forbidden")
+		if !strings.Contains(fmt.Sprint(m["message"]), `"ghost" is not configured`) {
+			t.Fatalf("message %v does not name the connection", m["message"])
+		}
+	})
 }
 
 func TestDevFailsClosedWhenGRPCServicesAreDown(t *testing.T) {
-	s := startStack(t, "")
-	s.cp.StopGRPC()
-	resp, body := get(t, s.dpURL+"/customers/1", nil)
-	contractError(t, resp, body, 503, "unavailable")
-	if s.upstream.count() != 0 {
-		t.Fatal("with the gRPC services down the request was forwarded")
-	}
+	e2e(t, "", func(t *testing.T, s *stacktest.Fixture) {
+		s.CP.StopGRPC()
+		resp, body := get(t, s.URL+"/customers/1", nil)
+		contractError(t, resp, body, 503, "unavailable")
+		if s.Upstream.Count() != 0 {
+			t.Fatal("with the gRPC services down the request was forwarded")
+		}
+	})
 }
 
 func TestDevEscapedSlashIsRefused(t *testing.T) {
-	s := startStack(t, "")
-	for _, p := range []string{"/customers/1%2F..%2F2", "/customers/1%2f2", "/customers/1%5C2"} {
-		resp, body := get(t, s.dpURL+p, nil)
-		contractError(t, resp, body, 400, "bad_request")
-	}
-	if s.upstream.count() != 0 {
-		t.Fatal("a path with an escaped slash reached the upstream")
-	}
+	e2e(t, "", func(t *testing.T, s *stacktest.Fixture) {
+		for _, p := range []string{"/customers/1%2F..%2F2", "/customers/1%2f2", "/customers/1%5C2"} {
+			resp, body := get(t, s.URL+p, map[string]string{"x-request-id": "forged"})
+			m := contractError(t, resp, body, 400, "bad_request")
+			// Refused by Check: Custos' own id, and the attempt is on record.
+			if d := s.Events.Of(record.Decided, m["request_id"].(string)); m["request_id"] == "forged" || len(d) != 1 || d[0].Allow {
+				t.Fatalf("%s: request id %v, records %+v", p, m["request_id"], d)
+			}
+		}
+		if s.Upstream.Count() != 0 {
+			t.Fatal("a path with an escaped slash reached the upstream")
+		}
+	})
 }
 
 func TestDevAgentRequestIDDoesNotSurvive(t *testing.T) {
-	s := startStack(t, "")
-	const forged = "forged-by-agent"
-	resp, body := get(t, s.dpURL+"/customers/1", map[string]string{
-		"x-custos-request-id": forged,
-		"x-custos-principal":  "admin",
-		"x-custos-made-up":    "1",
-		"x-custos-session":    "nightly-run",
-		"x-request-id":        forged,
-		"authorization":       "Bearer agent-token",
-		"proxy-authorization": "Basic agent",
+	e2e(t, "", func(t *testing.T, s *stacktest.Fixture) {
+		const forged = "forged-by-agent"
+		resp, body := get(t, s.URL+"/customers/1", map[string]string{
+			"x-custos-request-id": forged,
+			"x-custos-principal":  "admin",
+			"x-custos-made-up":    "1",
+			"x-custos-session":    "nightly-run",
+			"x-request-id":        forged,
+			"authorization":       "Bearer agent-token",
+			"proxy-authorization": "Basic agent",
+		})
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d (%s)", resp.StatusCode, describe(body))
+		}
+		if got := resp.Header.Get("x-custos-request-id"); got == "" || got == forged {
+			t.Fatalf("x-custos-request-id %q: the agent's value survived", got)
+		}
+		up := last(t, s)
+		for _, h := range []string{"x-custos-request-id", "x-custos-principal", "x-custos-made-up"} {
+			if v := up.Header.Get(h); v != "" {
+				t.Errorf("upstream received %s: %q", h, v)
+			}
+		}
+		if got := up.Header.Get("x-request-id"); got != resp.Header.Get("x-custos-request-id") {
+			t.Errorf("upstream x-request-id %q, want Custos' id %q", got, resp.Header.Get("x-custos-request-id"))
+		}
+		// The connection does not say forward_token: the agent's credentials
+		// stay with Custos.
+		for _, h := range []string{"authorization", "proxy-authorization"} {
+			if up.Header.Get(h) != "" {
+				t.Errorf("upstream received the agent's %s", h)
+			}
+		}
+		if up.Header.Get("x-custos-session") != "nightly-run" {
+			t.Error("x-custos-session, which an agent may send, was stripped")
+		}
 	})
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d (%s)", resp.StatusCode, describe(body))
-	}
-	if got := resp.Header.Get("x-custos-request-id"); got == "" || got == forged {
-		t.Fatalf("x-custos-request-id %q: the agent's value survived", got)
-	}
-	up := s.upstream.last(t)
-	for _, h := range []string{"x-custos-request-id", "x-custos-principal", "x-custos-made-up"} {
-		if v := up.Header.Get(h); v != "" {
-			t.Errorf("upstream received %s: %q", h, v)
-		}
-	}
-	if got := up.Header.Get("x-request-id"); got != resp.Header.Get("x-custos-request-id") {
-		t.Errorf("upstream x-request-id %q, want Custos' id %q", got, resp.Header.Get("x-custos-request-id"))
-	}
-	// The connection does not say forward_token: the agent's credentials
-	// stay with Custos.
-	for _, h := range []string{"authorization", "proxy-authorization"} {
-		if up.Header.Get(h) != "" {
-			t.Errorf("upstream received the agent's %s", h)
-		}
-	}
-	if up.Header.Get("x-custos-session") != "nightly-run" {
-		t.Error("x-custos-session, which an agent may send, was stripped")
-	}
 }
 
 func TestDevHostRoutesToConnection(t *testing.T) {
-	s := startStack(t, "")
-	resp, body := get(t, s.dpURL+"/3", map[string]string{"host": "customers.internal"})
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d (%s)", resp.StatusCode, describe(body))
-	}
-	var c demo.Customer
-	if err := json.Unmarshal(body, &c); err != nil || c.ID != 3 {
-		t.Fatalf("body is not customer 3: %v (%s)", err, describe(body))
-	}
-	up := s.upstream.last(t)
-	if up.URL.Path != "/3" {
-		t.Fatalf("upstream path %q, want /3", up.URL.Path)
-	}
-	if resp.Header.Get("x-custos-request-id") == "" {
-		t.Fatal("no x-custos-request-id")
-	}
+	e2e(t, "", func(t *testing.T, s *stacktest.Fixture) {
+		resp, body := get(t, s.URL+"/3", map[string]string{"host": "customers.internal"})
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d (%s)", resp.StatusCode, describe(body))
+		}
+		var c demo.Customer
+		if err := json.Unmarshal(body, &c); err != nil || c.ID != 3 {
+			t.Fatalf("body is not customer 3: %v (%s)", err, describe(body))
+		}
+		up := last(t, s)
+		if up.URL.Path != "/3" {
+			t.Fatalf("upstream path %q, want /3", up.URL.Path)
+		}
+		if resp.Header.Get("x-custos-request-id") == "" {
+			t.Fatal("no x-custos-request-id")
+		}
+	})
 }
 
 func TestDevReloadAppliesGoodFileAndKeepsOldOnBadFile(t *testing.T) {
-	s := startStack(t, "")
-	path := filepath.Join(t.TempDir(), "custos.yaml")
-	up := s.cfg.Connections[0].Upstream
-	good := devConfig(up, "  - name: second\n    upstream: "+up+"\n")
-	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r := &controlplane.Reloader{Path: path, Apply: s.cp.Apply, Log: testLogger(t)}
-	before := s.cp.XDS.Version()
-	if err := r.Reload(context.Background()); err != nil {
-		t.Fatalf("reload of a good file: %v", err)
-	}
-	v := s.cp.XDS.Version()
-	if v == before {
-		t.Fatal("a changed configuration kept the snapshot version")
-	}
-	// The data plane follows over xDS; poll until the new route serves.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		resp, _ := get(t, s.dpURL+"/second/2", nil)
-		if resp.StatusCode == 200 {
-			break
+	e2e(t, "", func(t *testing.T, s *stacktest.Fixture) {
+		path := filepath.Join(t.TempDir(), "custos.yaml")
+		up := s.Config.Connections[0].Upstream
+		good := stack.LoopbackListen + "connections:\n  - name: customers\n    upstream: " + up +
+			"\n    hosts: [customers.internal]\n  - name: second\n    upstream: " + up + "\n"
+		if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the new connection never served: last status %d", resp.StatusCode)
+		r := &controlplane.Reloader{Path: path, Apply: s.CP.Apply, Log: testLogger(t)}
+		before := s.CP.XDS.Version()
+		if err := r.Reload(context.Background()); err != nil {
+			t.Fatalf("reload of a good file: %v", err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		v := s.CP.XDS.Version()
+		if v == before {
+			t.Fatal("a changed configuration kept the snapshot version")
+		}
+		// The data plane follows over xDS: wait for its ACK of the new version.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.CP.XDS.WaitACK(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+		if resp, body := get(t, s.URL+"/second/2", nil); resp.StatusCode != 200 {
+			t.Fatalf("the new connection does not serve: status %d (%s)", resp.StatusCode, describe(body))
+		}
 
-	if err := os.WriteFile(path, []byte(good+"    upstrem: http://x\n    policy_mode: sometimes\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	err := r.Reload(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "connections[1].upstrem") || !strings.Contains(err.Error(), "connections[1].policy_mode") {
-		t.Fatalf("reload of a bad file: %v, want both errors with their key paths", err)
-	}
-	if s.cp.XDS.Version() != v {
-		t.Fatal("a rejected file changed the served snapshot")
-	}
-	for _, p := range []string{"/customers/1", "/second/1"} {
-		resp, body := get(t, s.dpURL+p, nil)
-		if resp.StatusCode != 200 {
-			t.Fatalf("%s after a rejected reload: status %d (%s)", p, resp.StatusCode, describe(body))
+		if err := os.WriteFile(path, []byte(good+"    upstrem: http://x\n    policy_mode: sometimes\n"), 0o600); err != nil {
+			t.Fatal(err)
 		}
-	}
+		err := r.Reload(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "connections[1].upstrem") || !strings.Contains(err.Error(), "connections[1].policy_mode") {
+			t.Fatalf("reload of a bad file: %v, want both errors with their key paths", err)
+		}
+		if s.CP.XDS.Version() != v {
+			t.Fatal("a rejected file changed the served snapshot")
+		}
+		for _, p := range []string{"/customers/1", "/second/1"} {
+			resp, body := get(t, s.URL+p, nil)
+			if resp.StatusCode != 200 {
+				t.Fatalf("%s after a rejected reload: status %d (%s)", p, resp.StatusCode, describe(body))
+			}
+		}
+	})
 }
 
 // Check's own 400 (a bad x-custos-session) keeps its body: the listener's
 // 400 mapper skips replies Custos made.
 func TestDevCustosDenialKeepsItsMessage(t *testing.T) {
-	s := startStack(t, "")
-	resp, body := get(t, s.dpURL+"/customers/1", map[string]string{"x-custos-session": "bad session!"})
-	m := contractError(t, resp, body, 400, "bad_request")
-	if !strings.Contains(fmt.Sprint(m["message"]), "x-custos-session") {
-		t.Fatalf("message %v: the local reply mapper rewrote Custos' own denial", m["message"])
-	}
-	if s.upstream.count() != 0 {
-		t.Fatal("forwarded")
-	}
+	e2e(t, "", func(t *testing.T, s *stacktest.Fixture) {
+		resp, body := get(t, s.URL+"/customers/1", map[string]string{"x-custos-session": "bad session!"})
+		m := contractError(t, resp, body, 400, "bad_request")
+		if !strings.Contains(fmt.Sprint(m["message"]), "x-custos-session") {
+			t.Fatalf("message %v: the local reply mapper rewrote Custos' own denial", m["message"])
+		}
+		if s.Upstream.Count() != 0 {
+			t.Fatal("forwarded")
+		}
+	})
 }
 
 // A connection host given with a port still routes by host: the listener
 // strips the port before matching.
 func TestDevHostWithPortRoutes(t *testing.T) {
-	s := startStack(t, "  - name: billing\n    upstream: "+"http://127.0.0.1:1"+"\n    hosts: [billing.internal:8443]\n")
-	resp, body := get(t, s.dpURL+"/x", map[string]string{"host": "billing.internal:8443"})
-	// The upstream (port 1) is unreachable: a 503 from the router proves the
-	// request was routed to billing rather than to the catch-all 404.
-	contractError(t, resp, body, 503, "unavailable")
+	e2e(t, "  - name: billing\n    upstream: "+"http://127.0.0.1:1"+"\n    hosts: [billing.internal:8443]\n", func(t *testing.T, s *stacktest.Fixture) {
+		resp, body := get(t, s.URL+"/x", map[string]string{"host": "billing.internal:8443"})
+		// The upstream (port 1) is unreachable: a 503 from the router proves the
+		// request was routed to billing rather than to the catch-all 404.
+		contractError(t, resp, body, 503, "unavailable")
+	})
+}
+
+// Every spelling of a connection's host that the connection manager treats
+// as the same host reaches the upstream with the same path, and the path
+// recorded is the path the upstream received.
+func TestDevHostVariantsGiveTheSameUpstreamPath(t *testing.T) {
+	e2e(t, "", func(t *testing.T, s *stacktest.Fixture) {
+		for _, host := range []string{"customers.internal", "customers.internal.", "customers.internal:8443", "CUSTOMERS.Internal.:8443"} {
+			resp, body := get(t, s.URL+"/4", map[string]string{"host": host})
+			if resp.StatusCode != 200 {
+				t.Fatalf("host %q: status %d (%s)", host, resp.StatusCode, describe(body))
+			}
+			if got := last(t, s).URL.Path; got != "/4" {
+				t.Fatalf("host %q: upstream path %q, want /4 (routed by host, nothing stripped)", host, got)
+			}
+			id := resp.Header.Get("x-custos-request-id")
+			d := s.Events.Of(record.Decided, id)
+			if len(d) != 1 || d[0].Path != "/4" || d[0].Connection != "customers" {
+				t.Fatalf("host %q: decision records %+v, want the upstream's path", host, d)
+			}
+		}
+	})
+}
+
+// Every request leaves its decision; every exchange ext_proc saw ends in
+// exactly one response record, after the response.
+func TestDevRecordsEveryRequestOnce(t *testing.T) {
+	e2e(t, "", func(t *testing.T, s *stacktest.Fixture) {
+		resp, _ := get(t, s.URL+"/customers/2", nil)
+		id := resp.Header.Get("x-custos-request-id")
+		if resp.StatusCode != 200 || id == "" {
+			t.Fatalf("status %d, id %q", resp.StatusCode, id)
+		}
+		if d := s.Events.Of(record.Decided, id); len(d) != 1 || !d[0].Allow || d[0].Path != last(t, s).URL.Path {
+			t.Fatalf("decisions %+v", d)
+		}
+		// Process records before it answers the response headers, so the
+		// record exists before the agent has the response.
+		if r := s.Events.Of(record.Completed, id); len(r) != 1 || r[0].Status != 200 || len(s.Events.Of(record.Aborted, id)) != 0 {
+			t.Fatalf("responses %+v", r)
+		}
+
+		resp, body := get(t, s.URL+"/customers/1", map[string]string{"x-custos-session": "bad session!"})
+		m := contractError(t, resp, body, 400, "bad_request")
+		if d := s.Events.Of(record.Decided, m["request_id"].(string)); len(d) != 1 || d[0].Allow || d[0].Status != 400 {
+			t.Fatalf("a denial left %+v", d)
+		}
+	})
 }
 
 // describe shows a reply in test output: a Custos error body (codes and
