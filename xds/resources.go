@@ -161,9 +161,9 @@ func (b builder) listener() (*listenerv3.Listener, error) {
 		},
 		// External requests lose their x-envoy-* headers and get a fresh
 		// x-request-id: the id Custos records is not the agent's choice.
-		UseRemoteAddress:             wrapperspb.Bool(true),
-		NormalizePath:                wrapperspb.Bool(true),
-		MergeSlashes:                 true,
+		UseRemoteAddress: wrapperspb.Bool(true),
+		NormalizePath:    wrapperspb.Bool(true),
+		MergeSlashes:     true,
 		// Kept for Check, which refuses a path with an escaped slash itself
 		// (400 bad_request with Custos' request id, recorded): Envoy's
 		// REJECT_REQUEST answers before it assigns a request id and echoes
