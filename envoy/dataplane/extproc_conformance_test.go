@@ -55,89 +55,96 @@ func bodyMutation(b string) *extprocv3.BodyMutation {
 // raw_value with pseudo-headers, end_of_stream true when there is no body.
 // Mirrors (docs/envoy-references.md): row 6; ExtProcIntegrationTest.GetAndSetBodyAndHeadersAndTrailersOnResponse, NoTrailersOnResponseWithModeSendHeaderTrailer.
 func TestExtProcMessageOrderBothDirections(t *testing.T) {
-	h := start(t, setup{
-		proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered, ResponseBodyMode: buffered, RequestTrailerMode: send, ResponseTrailerMode: send}),
-		upstream: func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Trailer", "X-Checksum")
-			w.WriteHeader(200)
-			io.WriteString(w, "resp")
-			w.Header().Set("X-Checksum", "abc")
-		},
-	})
-	req := mustRequest(t, "POST", h.url+"/x", "")
-	req.Body = io.NopCloser(strings.NewReader("req"))
-	req.ContentLength = -1
-	req.Trailer = http.Header{"X-Sig": {"s1"}}
-	resp, body := h.do(req)
-	wantStatus(t, resp, body, 200)
-	got := strings.Join(h.proc.kinds(0), ",")
-	want := "request_headers,request_body,request_trailers,response_headers,response_body,response_trailers"
-	if got != want {
-		t.Fatalf("messages %s\nwant     %s", got, want)
-	}
-	msgs := h.proc.messages(0)
-	rh := msgs[0].GetRequestHeaders()
-	for _, k := range []string{":method", ":path", ":authority", ":scheme"} {
-		if _, ok := header(rh.GetHeaders(), k); !ok {
-			t.Errorf("request headers lack %s", k)
+	bothPlanes(t, func(t *testing.T, p plane) {
+		p.differs(t, "HTTP/1 trailers are dropped by Envoy's codec (enable_trailers false)")
+		h := p.start(t, setup{
+			proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered, ResponseBodyMode: buffered, RequestTrailerMode: send, ResponseTrailerMode: send}),
+			upstream: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Trailer", "X-Checksum")
+				w.WriteHeader(200)
+				io.WriteString(w, "resp")
+				w.Header().Set("X-Checksum", "abc")
+			},
+		})
+		req := mustRequest(t, "POST", h.url+"/x", "")
+		req.Body = io.NopCloser(strings.NewReader("req"))
+		req.ContentLength = -1
+		req.Trailer = http.Header{"X-Sig": {"s1"}}
+		resp, body := h.do(req)
+		wantStatus(t, resp, body, 200)
+		got := strings.Join(h.proc.kinds(0), ",")
+		want := "request_headers,request_body,request_trailers,response_headers,response_body,response_trailers"
+		if got != want {
+			t.Fatalf("messages %s\nwant     %s", got, want)
 		}
-	}
-	if rh.GetEndOfStream() {
-		t.Error("end_of_stream on headers of a request with a body")
-	}
-	if v, _ := header(msgs[3].GetResponseHeaders().GetHeaders(), ":status"); v != "200" {
-		t.Errorf(":status %q", v)
-	}
-	if string(msgs[1].GetRequestBody().GetBody()) != "req" || string(msgs[4].GetResponseBody().GetBody()) != "resp" {
-		t.Errorf("bodies %q %q", msgs[1].GetRequestBody().GetBody(), msgs[4].GetResponseBody().GetBody())
-	}
-	if resp.Trailer.Get("X-Checksum") != "abc" {
-		t.Errorf("response trailer %v", resp.Trailer)
-	}
-	if h.upstream.last(t).trailer.Get("X-Sig") != "s1" {
-		t.Errorf("request trailer did not reach the upstream: %v", h.upstream.last(t).trailer)
-	}
+		msgs := h.proc.messages(0)
+		rh := msgs[0].GetRequestHeaders()
+		for _, k := range []string{":method", ":path", ":authority", ":scheme"} {
+			if _, ok := header(rh.GetHeaders(), k); !ok {
+				t.Errorf("request headers lack %s", k)
+			}
+		}
+		if rh.GetEndOfStream() {
+			t.Error("end_of_stream on headers of a request with a body")
+		}
+		if v, _ := header(msgs[3].GetResponseHeaders().GetHeaders(), ":status"); v != "200" {
+			t.Errorf(":status %q", v)
+		}
+		if string(msgs[1].GetRequestBody().GetBody()) != "req" || string(msgs[4].GetResponseBody().GetBody()) != "resp" {
+			t.Errorf("bodies %q %q", msgs[1].GetRequestBody().GetBody(), msgs[4].GetResponseBody().GetBody())
+		}
+		if resp.Trailer.Get("X-Checksum") != "abc" {
+			t.Errorf("response trailer %v", resp.Trailer)
+		}
+		if h.upstream.last(t).trailer.Get("X-Sig") != "s1" {
+			t.Errorf("request trailer did not reach the upstream: %v", h.upstream.last(t).trailer)
+		}
+	})
 }
 
 // Headers only (the default mode): a GET has end_of_stream on its headers
 // and no body message is sent in either direction.
 // Mirrors (docs/envoy-references.md): row 6; ExtProcIntegrationTest.GetAndSetHeaders.
 func TestExtProcDefaultModeSendsHeadersOnly(t *testing.T) {
-	h := start(t, setup{proc: procConfig(nil)})
-	resp, body := h.get("/x", "X-Mixed", "V")
-	wantStatus(t, resp, body, 200)
-	if got := strings.Join(h.proc.kinds(0), ","); got != "request_headers,response_headers" {
-		t.Fatalf("messages %s", got)
-	}
-	rh := h.proc.messages(0)[0].GetRequestHeaders()
-	if !rh.GetEndOfStream() {
-		t.Error("a GET without body: end_of_stream false")
-	}
-	if v, ok := header(rh.GetHeaders(), "x-mixed"); !ok || v != "V" {
-		t.Errorf("x-mixed %q (lower-case key, raw_value)", v)
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{proc: procConfig(nil)})
+		resp, body := h.get("/x", "X-Mixed", "V")
+		wantStatus(t, resp, body, 200)
+		if got := strings.Join(h.proc.kinds(0), ","); got != "request_headers,response_headers" {
+			t.Fatalf("messages %s", got)
+		}
+		rh := h.proc.messages(0)[0].GetRequestHeaders()
+		if !rh.GetEndOfStream() {
+			t.Error("a GET without body: end_of_stream false")
+		}
+		if v, ok := header(rh.GetHeaders(), "x-mixed"); !ok || v != "V" {
+			t.Errorf("x-mixed %q (lower-case key, raw_value)", v)
+		}
+	})
 }
 
 // BUFFERED over the buffer limit: 413 for a request, 500 for a response.
 // Mirrors (docs/envoy-references.md): row 7; ExtProcIntegrationTest.BufferedModeOverSizeRequestLocalReply.
 func TestExtProcBufferedOverLimit(t *testing.T) {
-	big := strings.Repeat("x", 1<<20+1)
-	t.Run("request 413", func(t *testing.T) {
-		h := start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered})})
-		resp, body := h.post("/x", big)
-		wantStatus(t, resp, body, 413)
-		if h.upstream.count() != 0 {
-			t.Fatal("forwarded")
-		}
-	})
-	t.Run("response 500", func(t *testing.T) {
-		h := start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{ResponseBodyMode: buffered}),
-			upstream: func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, big) }})
-		resp, body := h.get("/x")
-		wantStatus(t, resp, body, 500)
-		if strings.Contains(body, "xxxx") {
-			t.Fatal("the unprocessed body reached the client")
-		}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		big := strings.Repeat("x", 1<<20+1)
+		t.Run("request 413", func(t *testing.T) {
+			h := p.start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered})})
+			resp, body := h.post("/x", big)
+			wantStatus(t, resp, body, 413)
+			if h.upstream.count() != 0 {
+				t.Fatal("forwarded")
+			}
+		})
+		t.Run("response 500", func(t *testing.T) {
+			h := p.start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{ResponseBodyMode: buffered}),
+				upstream: func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, big) }})
+			resp, body := h.get("/x")
+			wantStatus(t, resp, body, 500)
+			if strings.Contains(body, "xxxx") {
+				t.Fatal("the unprocessed body reached the client")
+			}
+		})
 	})
 }
 
@@ -145,58 +152,60 @@ func TestExtProcBufferedOverLimit(t *testing.T) {
 // and the replies apply in order.
 // Mirrors (docs/envoy-references.md): rows 8, 12; HttpFilterTest.PostStreamingBodies, RemoveResponseContentLength.
 func TestExtProcStreamedChunksInOrderSeveralOutstanding(t *testing.T) {
-	chunks := []string{"alpha-", "bravo-", "charlie"}
-	release := make(chan struct{})
-	h := start(t, setup{
-		proc: procConfig(&procfilterv3.ProcessingMode{ResponseBodyMode: streamed}),
-		upstream: func(w http.ResponseWriter, _ *http.Request) {
-			fl := w.(http.Flusher)
-			for _, c := range chunks {
-				io.WriteString(w, c)
-				fl.Flush()
-				time.Sleep(20 * time.Millisecond)
-			}
-		},
-	})
-	h.proc.handle = func(c *procConn) error {
-		var held []*extprocv3.ProcessingRequest
-		return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-			b := m.GetResponseBody()
-			if b == nil {
-				return continueWith(m, nil)
-			}
-			held = append(held, m)
-			if !b.GetEndOfStream() && len(held) < 2 {
-				return nil // keep it outstanding
-			}
-			for _, hm := range held {
-				up := strings.ToUpper(string(hm.GetResponseBody().GetBody()))
-				if err := c.Send(continueWith(hm, &extprocv3.CommonResponse{BodyMutation: bodyMutation(up)})); err != nil {
-					return nil
+	bothPlanes(t, func(t *testing.T, p plane) {
+		chunks := []string{"alpha-", "bravo-", "charlie"}
+		release := make(chan struct{})
+		h := p.start(t, setup{
+			proc: procConfig(&procfilterv3.ProcessingMode{ResponseBodyMode: streamed}),
+			upstream: func(w http.ResponseWriter, _ *http.Request) {
+				fl := w.(http.Flusher)
+				for _, c := range chunks {
+					io.WriteString(w, c)
+					fl.Flush()
+					time.Sleep(20 * time.Millisecond)
 				}
-			}
-			held = nil
-			return nil
+			},
 		})
-	}
-	close(release)
-	resp, body := h.get("/x")
-	wantStatus(t, resp, body, 200)
-	if body != "ALPHA-BRAVO-CHARLIE" {
-		t.Fatalf("body %q, want the chunks upper-cased in order", body)
-	}
-	if resp.ContentLength != -1 || resp.Header.Get("content-length") != "" {
-		t.Fatalf("content-length %q kept for a STREAMED body", resp.Header.Get("content-length"))
-	}
-	var bodies int
-	for _, m := range h.proc.messages(0) {
-		if m.GetResponseBody() != nil {
-			bodies++
+		h.proc.handle = func(c *procConn) error {
+			var held []*extprocv3.ProcessingRequest
+			return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+				b := m.GetResponseBody()
+				if b == nil {
+					return continueWith(m, nil)
+				}
+				held = append(held, m)
+				if !b.GetEndOfStream() && len(held) < 2 {
+					return nil // keep it outstanding
+				}
+				for _, hm := range held {
+					up := strings.ToUpper(string(hm.GetResponseBody().GetBody()))
+					if err := c.Send(continueWith(hm, &extprocv3.CommonResponse{BodyMutation: bodyMutation(up)})); err != nil {
+						return nil
+					}
+				}
+				held = nil
+				return nil
+			})
 		}
-	}
-	if bodies < 3 {
-		t.Fatalf("%d body messages, want one per chunk", bodies)
-	}
+		close(release)
+		resp, body := h.get("/x")
+		wantStatus(t, resp, body, 200)
+		if body != "ALPHA-BRAVO-CHARLIE" {
+			t.Fatalf("body %q, want the chunks upper-cased in order", body)
+		}
+		if resp.ContentLength != -1 || resp.Header.Get("content-length") != "" {
+			t.Fatalf("content-length %q kept for a STREAMED body", resp.Header.Get("content-length"))
+		}
+		var bodies int
+		for _, m := range h.proc.messages(0) {
+			if m.GetResponseBody() != nil {
+				bodies++
+			}
+		}
+		if bodies < 3 {
+			t.Fatalf("%d body messages, want one per chunk", bodies)
+		}
+	})
 }
 
 // BUFFERED_PARTIAL: a body within the limit is sent whole with
@@ -204,62 +213,67 @@ func TestExtProcStreamedChunksInOrderSeveralOutstanding(t *testing.T) {
 // end_of_stream and the rest passes unprocessed.
 // Mirrors (docs/envoy-references.md): rows 9, 12; HttpFilterTest.PostFastAndBigRequestPartialBuffering, RemoveRequestContentLengthInBufferedPartialMode.
 func TestExtProcBufferedPartial(t *testing.T) {
-	h := start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: partial})})
-	h.proc.handle = func(c *procConn) error {
-		return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-			if b := m.GetRequestBody(); b != nil {
-				return continueWith(m, &extprocv3.CommonResponse{BodyMutation: bodyMutation("P" + strconv.Itoa(len(b.GetBody())) + "|")})
-			}
-			return continueWith(m, nil)
-		})
-	}
-	resp, body := h.post("/x", "small")
-	wantStatus(t, resp, body, 200)
-	if got := h.upstream.last(t).body; got != "P5|" {
-		t.Fatalf("upstream body %q", got)
-	}
-	if l := h.upstream.last(t).length; l != -1 {
-		t.Fatalf("upstream content-length %d: it must be removed for BUFFERED_PARTIAL", l)
-	}
-	last := h.proc.messages(0)[1].GetRequestBody()
-	if !last.GetEndOfStream() {
-		t.Fatal("a body within the limit was sent without end_of_stream")
-	}
-	big := strings.Repeat("y", 1<<20+10)
-	resp, body = h.post("/x", big)
-	wantStatus(t, resp, body, 200)
-	if got := h.upstream.last(t).body; got != "P1048576|"+strings.Repeat("y", 10) {
-		t.Fatalf("upstream body starts %q (len %d)", got[:min(len(got), 20)], len(got))
-	}
-	if h.proc.messages(1)[1].GetRequestBody().GetEndOfStream() {
-		t.Fatal("a partial body was sent with end_of_stream")
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		p.differs(t, "Envoy sends what it has buffered when it reaches the limit, not exactly the limit")
+		h := p.start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: partial})})
+		h.proc.handle = func(c *procConn) error {
+			return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+				if b := m.GetRequestBody(); b != nil {
+					return continueWith(m, &extprocv3.CommonResponse{BodyMutation: bodyMutation("P" + strconv.Itoa(len(b.GetBody())) + "|")})
+				}
+				return continueWith(m, nil)
+			})
+		}
+		resp, body := h.post("/x", "small")
+		wantStatus(t, resp, body, 200)
+		if got := h.upstream.last(t).body; got != "P5|" {
+			t.Fatalf("upstream body %q", got)
+		}
+		if l := h.upstream.last(t).length; l != -1 {
+			t.Fatalf("upstream content-length %d: it must be removed for BUFFERED_PARTIAL", l)
+		}
+		last := h.proc.messages(0)[1].GetRequestBody()
+		if !last.GetEndOfStream() {
+			t.Fatal("a body within the limit was sent without end_of_stream")
+		}
+		big := strings.Repeat("y", 1<<20+10)
+		resp, body = h.post("/x", big)
+		wantStatus(t, resp, body, 200)
+		if got := h.upstream.last(t).body; got != "P1048576|"+strings.Repeat("y", 10) {
+			t.Fatalf("upstream body starts %q (len %d)", got[:min(len(got), 20)], len(got))
+		}
+		if h.proc.messages(1)[1].GetRequestBody().GetEndOfStream() {
+			t.Fatal("a partial body was sent with end_of_stream")
+		}
+	})
 }
 
 // CommonResponse.status CONTINUE_AND_REPLACE on a headers response replaces
 // the body and sends no further body message in that direction.
 // Mirrors (docs/envoy-references.md): row 10; ExtProcIntegrationTest.ReplaceCompleteRequestBuffered, HttpFilterTest.ReplaceCompleteResponseBuffered.
 func TestExtProcContinueAndReplace(t *testing.T) {
-	h := start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered, ResponseBodyMode: buffered})})
-	h.proc.handle = func(c *procConn) error {
-		return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-			switch m.GetRequest().(type) {
-			case *extprocv3.ProcessingRequest_RequestHeaders:
-				return continueWith(m, &extprocv3.CommonResponse{Status: extprocv3.CommonResponse_CONTINUE_AND_REPLACE, BodyMutation: bodyMutation("replaced request")})
-			case *extprocv3.ProcessingRequest_ResponseHeaders:
-				return continueWith(m, &extprocv3.CommonResponse{Status: extprocv3.CommonResponse_CONTINUE_AND_REPLACE, BodyMutation: bodyMutation("replaced response")})
-			}
-			return continueWith(m, nil)
-		})
-	}
-	resp, body := h.post("/x", "original")
-	wantStatus(t, resp, body, 200)
-	if body != "replaced response" || h.upstream.last(t).body != "replaced request" {
-		t.Fatalf("client got %q, upstream got %q", body, h.upstream.last(t).body)
-	}
-	if got := strings.Join(h.proc.kinds(0), ","); got != "request_headers,response_headers" {
-		t.Fatalf("messages %s: no body message may follow CONTINUE_AND_REPLACE", got)
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered, ResponseBodyMode: buffered})})
+		h.proc.handle = func(c *procConn) error {
+			return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+				switch m.GetRequest().(type) {
+				case *extprocv3.ProcessingRequest_RequestHeaders:
+					return continueWith(m, &extprocv3.CommonResponse{Status: extprocv3.CommonResponse_CONTINUE_AND_REPLACE, BodyMutation: bodyMutation("replaced request")})
+				case *extprocv3.ProcessingRequest_ResponseHeaders:
+					return continueWith(m, &extprocv3.CommonResponse{Status: extprocv3.CommonResponse_CONTINUE_AND_REPLACE, BodyMutation: bodyMutation("replaced response")})
+				}
+				return continueWith(m, nil)
+			})
+		}
+		resp, body := h.post("/x", "original")
+		wantStatus(t, resp, body, 200)
+		if body != "replaced response" || h.upstream.last(t).body != "replaced request" {
+			t.Fatalf("client got %q, upstream got %q", body, h.upstream.last(t).body)
+		}
+		if got := strings.Join(h.proc.kinds(0), ","); got != "request_headers,response_headers" {
+			t.Fatalf("messages %s: no body message may follow CONTINUE_AND_REPLACE", got)
+		}
+	})
 }
 
 // HeaderMutation as Envoy applies it without mutation_rules
@@ -270,48 +284,50 @@ func TestExtProcContinueAndReplace(t *testing.T) {
 // as is removing a pseudo-header; :path may be set.
 // Mirrors (docs/envoy-references.md): row 11; EmptyRulesTest.TestDefaultConfig, ExtProcIntegrationTest.GetAndSetPathHeader.
 func TestExtProcHeaderMutationRules(t *testing.T) {
-	h := start(t, setup{proc: procConfig(nil)})
-	h.proc.handle = func(c *procConn) error {
-		return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-			if m.GetRequestHeaders() == nil {
-				return continueWith(m, &extprocv3.CommonResponse{HeaderMutation: setHeaders("x-resp", "1")})
-			}
-			return continueWith(m, &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{
-				SetHeaders: []*corev3.HeaderValueOption{
-					hv("x-overwrite", "new", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
-					{Header: &corev3.HeaderValue{Key: "x-append", RawValue: []byte("second")}, Append: wrapperspb.Bool(true)},
-					hv("x-action-ignored", "replaced", corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD),
-					{Header: &corev3.HeaderValue{Key: "x-value-only", Value: "not read"}},
-					hv(":path", "/rewritten", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
-					hv("host", "evil.example", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
-					hv(":method", "DELETE", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
-					hv("x-envoy-retry-on", "5xx", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
-				},
-				RemoveHeaders: []string{":path", "host", "x-remove"},
-			}})
-		})
-	}
-	resp, body := h.get("/keep", "x-overwrite", "old", "x-append", "first", "x-remove", "1", "x-action-ignored", "old")
-	wantStatus(t, resp, body, 200)
-	up := h.upstream.last(t)
-	if got := strings.Join(up.header.Values("x-overwrite"), ","); got != "new" {
-		t.Errorf("x-overwrite %q", got)
-	}
-	if got := strings.Join(up.header.Values("x-append"), ","); got != "first,second" {
-		t.Errorf("x-append %q", got)
-	}
-	if got := strings.Join(up.header.Values("x-action-ignored"), ","); got != "replaced" {
-		t.Errorf("x-action-ignored %q: append_action must not be read", got)
-	}
-	if v, ok := up.header["X-Value-Only"]; !ok || len(v) != 1 || v[0] != "" {
-		t.Errorf("x-value-only %v: a mutation with only value sets an empty header", v)
-	}
-	if up.header.Get("x-remove") != "" || up.uri != "/rewritten" || up.method != "GET" || up.host == "evil.example" || up.header.Get("x-envoy-retry-on") != "" {
-		t.Errorf("refused mutations applied: method %s uri %s host %s headers %v", up.method, up.uri, up.host, up.header)
-	}
-	if resp.Header.Get("x-resp") != "1" {
-		t.Errorf("response header mutation not applied")
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{proc: procConfig(nil)})
+		h.proc.handle = func(c *procConn) error {
+			return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+				if m.GetRequestHeaders() == nil {
+					return continueWith(m, &extprocv3.CommonResponse{HeaderMutation: setHeaders("x-resp", "1")})
+				}
+				return continueWith(m, &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{
+					SetHeaders: []*corev3.HeaderValueOption{
+						hv("x-overwrite", "new", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
+						{Header: &corev3.HeaderValue{Key: "x-append", RawValue: []byte("second")}, Append: wrapperspb.Bool(true)},
+						hv("x-action-ignored", "replaced", corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD),
+						{Header: &corev3.HeaderValue{Key: "x-value-only", Value: "not read"}},
+						hv(":path", "/rewritten", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
+						hv("host", "evil.example", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
+						hv(":method", "DELETE", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
+						hv("x-envoy-retry-on", "5xx", corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
+					},
+					RemoveHeaders: []string{":path", "host", "x-remove"},
+				}})
+			})
+		}
+		resp, body := h.get("/keep", "x-overwrite", "old", "x-append", "first", "x-remove", "1", "x-action-ignored", "old")
+		wantStatus(t, resp, body, 200)
+		up := h.upstream.last(t)
+		if got := strings.Join(up.header.Values("x-overwrite"), ","); got != "new" {
+			t.Errorf("x-overwrite %q", got)
+		}
+		if got := strings.Join(up.header.Values("x-append"), ","); got != "first,second" {
+			t.Errorf("x-append %q", got)
+		}
+		if got := strings.Join(up.header.Values("x-action-ignored"), ","); got != "replaced" {
+			t.Errorf("x-action-ignored %q: append_action must not be read", got)
+		}
+		if v, ok := up.header["X-Value-Only"]; !ok || len(v) != 1 || v[0] != "" {
+			t.Errorf("x-value-only %v: a mutation with only value sets an empty header", v)
+		}
+		if up.header.Get("x-remove") != "" || up.uri != "/rewritten" || up.method != "GET" || up.host == "evil.example" || up.header.Get("x-envoy-retry-on") != "" {
+			t.Errorf("refused mutations applied: method %s uri %s host %s headers %v", up.method, up.uri, up.host, up.header)
+		}
+		if resp.Header.Get("x-resp") != "1" {
+			t.Errorf("response header mutation not applied")
+		}
+	})
 }
 
 // Content-length with BUFFERED and headers SEND is kept: a body mutation of
@@ -319,74 +335,78 @@ func TestExtProcHeaderMutationRules(t *testing.T) {
 // processor's own content-length it goes through.
 // Mirrors (docs/envoy-references.md): row 12; ExtProcIntegrationTest.MismatchedContentLengthAndBodyLength, GetAndSetBodyAndHeadersOnResponse.
 func TestExtProcContentLengthWithBufferedBody(t *testing.T) {
-	h := start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{ResponseBodyMode: buffered})})
-	fixCL := false
-	h.proc.handle = func(c *procConn) error {
-		return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-			if m.GetResponseBody() != nil {
-				cr := &extprocv3.CommonResponse{BodyMutation: bodyMutation("longer body than before!")}
-				if fixCL {
-					cr.HeaderMutation = setHeaders("content-length", "24")
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{ResponseBodyMode: buffered})})
+		fixCL := false
+		h.proc.handle = func(c *procConn) error {
+			return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+				if m.GetResponseBody() != nil {
+					cr := &extprocv3.CommonResponse{BodyMutation: bodyMutation("longer body than before!")}
+					if fixCL {
+						cr.HeaderMutation = setHeaders("content-length", "24")
+					}
+					return continueWith(m, cr)
 				}
-				return continueWith(m, cr)
-			}
-			return continueWith(m, nil)
-		})
-	}
-	resp, body := h.get("/x")
-	wantStatus(t, resp, body, 500)
-	fixCL = true
-	resp, body = h.get("/x")
-	wantStatus(t, resp, body, 200)
-	if body != "longer body than before!" {
-		t.Fatalf("body %q", body)
-	}
+				return continueWith(m, nil)
+			})
+		}
+		resp, body := h.get("/x")
+		wantStatus(t, resp, body, 500)
+		fixCL = true
+		resp, body = h.get("/x")
+		wantStatus(t, resp, body, 200)
+		if body != "longer body than before!" {
+			t.Fatalf("body %q", body)
+		}
+	})
 }
 
 // ImmediateResponse ends the stream at any phase; a status below 200
 // becomes 200; later messages are not sent.
 // Mirrors (docs/envoy-references.md): row 13; GetAndRespondImmediately, …OnRequestBody, …OnResponse, …OnResponseBody, …WithBadStatus.
 func TestExtProcImmediateResponseAtEachPhase(t *testing.T) {
-	for _, phase := range []string{"request_headers", "request_body", "response_headers", "response_body"} {
-		t.Run(phase, func(t *testing.T) {
-			h := start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered, ResponseBodyMode: buffered})})
-			h.proc.handle = func(c *procConn) error {
-				return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-					if kindOf(m) != phase {
-						return continueWith(m, nil)
-					}
-					return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
-						Status:  &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden},
-						Headers: setHeaders("x-by", "processor"),
-						Body:    []byte("stopped at " + phase),
-						Details: "custom",
-					}}}
-				})
-			}
-			resp, body := h.post("/x", "data")
-			wantStatus(t, resp, body, 403)
-			if body != "stopped at "+phase || resp.Header.Get("x-by") != "processor" {
-				t.Fatalf("reply %q %v", body, resp.Header)
-			}
-			kinds := h.proc.kinds(0)
-			if kinds[len(kinds)-1] != phase {
-				t.Fatalf("messages after the ImmediateResponse: %v", kinds)
-			}
-		})
-	}
-	t.Run("status below 200", func(t *testing.T) {
-		h := start(t, setup{proc: procConfig(nil)})
-		h.proc.handle = func(c *procConn) error {
-			return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-				return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
-					Status: &typev3.HttpStatus{Code: typev3.StatusCode_Continue}}}}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		for _, phase := range []string{"request_headers", "request_body", "response_headers", "response_body"} {
+			t.Run(phase, func(t *testing.T) {
+				h := p.start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered, ResponseBodyMode: buffered})})
+				h.proc.handle = func(c *procConn) error {
+					return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+						if kindOf(m) != phase {
+							return continueWith(m, nil)
+						}
+						return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+							Status:  &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden},
+							Headers: setHeaders("x-by", "processor"),
+							Body:    []byte("stopped at " + phase),
+							Details: "custom",
+						}}}
+					})
+				}
+				resp, body := h.post("/x", "data")
+				wantStatus(t, resp, body, 403)
+				if body != "stopped at "+phase || resp.Header.Get("x-by") != "processor" {
+					t.Fatalf("reply %q %v", body, resp.Header)
+				}
+				kinds := h.proc.kinds(0)
+				if kinds[len(kinds)-1] != phase {
+					t.Fatalf("messages after the ImmediateResponse: %v", kinds)
+				}
 			})
 		}
-		resp, body := h.get("/x")
-		wantStatus(t, resp, body, 200)
-		if h.upstream.count() != 0 {
-			t.Fatal("an ImmediateResponse forwarded the request")
-		}
+		t.Run("status below 200", func(t *testing.T) {
+			h := p.start(t, setup{proc: procConfig(nil)})
+			h.proc.handle = func(c *procConn) error {
+				return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+					return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+						Status: &typev3.HttpStatus{Code: typev3.StatusCode_Continue}}}}
+				})
+			}
+			resp, body := h.get("/x")
+			wantStatus(t, resp, body, 200)
+			if h.upstream.count() != 0 {
+				t.Fatal("an ImmediateResponse forwarded the request")
+			}
+		})
 	})
 }
 
@@ -394,59 +414,63 @@ func TestExtProcImmediateResponseAtEachPhase(t *testing.T) {
 // allow_mode_override; body modes it leaves unset mean NONE.
 // Mirrors (docs/envoy-references.md): row 14; ExtProcIntegrationTest.ModeOverrideAllowed, ModeOverrideDisallowed.
 func TestExtProcModeOverride(t *testing.T) {
-	for _, allowed := range []bool{false, true} {
-		t.Run("allow_mode_override="+strconv.FormatBool(allowed), func(t *testing.T) {
-			cfg := procConfig(&procfilterv3.ProcessingMode{ResponseHeaderMode: send})
-			cfg.AllowModeOverride = allowed
-			h := start(t, setup{proc: cfg})
-			h.proc.handle = func(c *procConn) error {
-				return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-					r := continueWith(m, nil)
-					if m.GetRequestHeaders() != nil {
-						r.ModeOverride = &procfilterv3.ProcessingMode{ResponseHeaderMode: skip, RequestBodyMode: buffered}
-					}
-					return r
-				})
-			}
-			resp, body := h.post("/x", "data")
-			wantStatus(t, resp, body, 200)
-			got := strings.Join(h.proc.kinds(0), ",")
-			want := "request_headers,response_headers"
-			if allowed {
-				want = "request_headers,request_body"
-			}
-			if got != want {
-				t.Fatalf("messages %s, want %s", got, want)
-			}
-		})
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		for _, allowed := range []bool{false, true} {
+			t.Run("allow_mode_override="+strconv.FormatBool(allowed), func(t *testing.T) {
+				cfg := procConfig(&procfilterv3.ProcessingMode{ResponseHeaderMode: send})
+				cfg.AllowModeOverride = allowed
+				h := p.start(t, setup{proc: cfg})
+				h.proc.handle = func(c *procConn) error {
+					return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+						r := continueWith(m, nil)
+						if m.GetRequestHeaders() != nil {
+							r.ModeOverride = &procfilterv3.ProcessingMode{ResponseHeaderMode: skip, RequestBodyMode: buffered}
+						}
+						return r
+					})
+				}
+				resp, body := h.post("/x", "data")
+				wantStatus(t, resp, body, 200)
+				got := strings.Join(h.proc.kinds(0), ",")
+				want := "request_headers,response_headers"
+				if allowed {
+					want = "request_headers,request_body"
+				}
+				if got != want {
+					t.Fatalf("messages %s, want %s", got, want)
+				}
+			})
+		}
+	})
 }
 
 // message_timeout: no reply in time is a 504, unless failure_mode_allow.
 // Mirrors (docs/envoy-references.md): row 15; RequestMessageTimeout, RequestMessageTimeoutIgnoreError.
 func TestExtProcMessageTimeout(t *testing.T) {
-	for _, allowFail := range []bool{false, true} {
-		t.Run("failure_mode_allow="+strconv.FormatBool(allowFail), func(t *testing.T) {
-			cfg := procConfig(nil)
-			cfg.MessageTimeout = durationpbMS(100)
-			cfg.FailureModeAllow = allowFail
-			h := start(t, setup{proc: cfg})
-			h.proc.handle = func(c *procConn) error {
-				_, _ = c.recv()
-				<-c.Context().Done() // never answers
-				return nil
-			}
-			resp, body := h.get("/x")
-			if allowFail {
-				wantStatus(t, resp, body, 200)
-				return
-			}
-			wantStatus(t, resp, body, 504)
-			if h.upstream.count() != 0 {
-				t.Fatal("forwarded after a timeout")
-			}
-		})
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		for _, allowFail := range []bool{false, true} {
+			t.Run("failure_mode_allow="+strconv.FormatBool(allowFail), func(t *testing.T) {
+				cfg := procConfig(nil)
+				cfg.MessageTimeout = durationpbMS(100)
+				cfg.FailureModeAllow = allowFail
+				h := p.start(t, setup{proc: cfg})
+				h.proc.handle = func(c *procConn) error {
+					_, _ = c.recv()
+					<-c.Context().Done() // never answers
+					return nil
+				}
+				resp, body := h.get("/x")
+				if allowFail {
+					wantStatus(t, resp, body, 200)
+					return
+				}
+				wantStatus(t, resp, body, 504)
+				if h.upstream.count() != 0 {
+					t.Fatal("forwarded after a timeout")
+				}
+			})
+		}
+	})
 }
 
 // override_message_timeout: within max_message_timeout it restarts the
@@ -454,40 +478,42 @@ func TestExtProcMessageTimeout(t *testing.T) {
 // ignored and the original timer runs out.
 // Mirrors (docs/envoy-references.md): row 16; RequestMessageNewTimeoutNoMutation, RequestMessageNoMutationMultipleNewTimeout, …TimeoutTooBigWithSmallMax.
 func TestExtProcOverrideMessageTimeout(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		overrides []time.Duration
-		wait      time.Duration
-		want      int
-	}{
-		{"within max holds", []time.Duration{800 * time.Millisecond}, 300 * time.Millisecond, 200},
-		{"beyond max ignored", []time.Duration{5 * time.Second}, 300 * time.Millisecond, 504},
-		{"second override ignored", []time.Duration{250 * time.Millisecond, 2 * time.Second}, 400 * time.Millisecond, 504},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := procConfig(nil)
-			cfg.MessageTimeout = durationpbMS(100)
-			cfg.MaxMessageTimeout = durationpb.New(time.Second)
-			h := start(t, setup{proc: cfg})
-			h.proc.handle = func(c *procConn) error {
-				return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-					if m.GetRequestHeaders() != nil {
-						for _, d := range tc.overrides {
-							_ = c.Send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(d)})
+	bothPlanes(t, func(t *testing.T, p plane) {
+		for _, tc := range []struct {
+			name      string
+			overrides []time.Duration
+			wait      time.Duration
+			want      int
+		}{
+			{"within max holds", []time.Duration{800 * time.Millisecond}, 300 * time.Millisecond, 200},
+			{"beyond max ignored", []time.Duration{5 * time.Second}, 300 * time.Millisecond, 504},
+			{"second override ignored", []time.Duration{250 * time.Millisecond, 2 * time.Second}, 400 * time.Millisecond, 504},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				cfg := procConfig(nil)
+				cfg.MessageTimeout = durationpbMS(100)
+				cfg.MaxMessageTimeout = durationpb.New(time.Second)
+				h := p.start(t, setup{proc: cfg})
+				h.proc.handle = func(c *procConn) error {
+					return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+						if m.GetRequestHeaders() != nil {
+							for _, d := range tc.overrides {
+								_ = c.Send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(d)})
+							}
+							select {
+							case <-time.After(tc.wait):
+							case <-c.Context().Done():
+								return nil
+							}
 						}
-						select {
-						case <-time.After(tc.wait):
-						case <-c.Context().Done():
-							return nil
-						}
-					}
-					return continueWith(m, nil)
-				})
-			}
-			resp, body := h.get("/x")
-			wantStatus(t, resp, body, tc.want)
-		})
-	}
+						return continueWith(m, nil)
+					})
+				}
+				resp, body := h.get("/x")
+				wantStatus(t, resp, body, tc.want)
+			})
+		}
+	})
 }
 
 // A processor that closes its stream with OK ends processing: Envoy lets
@@ -495,129 +521,141 @@ func TestExtProcOverrideMessageTimeout(t *testing.T) {
 // processor must therefore never end a stream OK on an abnormal exit.
 // Mirrors (docs/envoy-references.md): row 17a; ExtProcIntegrationTest.GetAndCloseStream.
 func TestExtProcProcessorClosingStreamLetsRequestContinue(t *testing.T) {
-	h := start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{ResponseBodyMode: buffered})})
-	h.proc.handle = func(c *procConn) error {
-		_, _ = c.recv()
-		return nil // closes the stream with OK before answering
-	}
-	resp, body := h.get("/x")
-	wantStatus(t, resp, body, 200)
-	if body != "upstream says hello" {
-		t.Fatalf("body %q", body)
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{ResponseBodyMode: buffered})})
+		h.proc.handle = func(c *procConn) error {
+			_, _ = c.recv()
+			return nil // closes the stream with OK before answering
+		}
+		resp, body := h.get("/x")
+		wantStatus(t, resp, body, 200)
+		if body != "upstream says hello" {
+			t.Fatalf("body %q", body)
+		}
+	})
 }
 
 // A gRPC error answers with status_on_error (500 by default).
 // Mirrors (docs/envoy-references.md): row 17b; ExtProcStatusOnErrorIntegrationTest.GrpcStreamErrorDefaultStatus, GrpcStreamErrorCustomStatus.
 func TestExtProcGRPCErrorUsesStatusOnError(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		status *typev3.HttpStatus
-		want   int
-	}{{"default 500", nil, 500}, {"configured 503", &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable}, 503}} {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := procConfig(nil)
-			cfg.StatusOnError = tc.status
-			h := start(t, setup{proc: cfg})
-			h.proc.handle = func(c *procConn) error {
-				_, _ = c.recv()
-				return status.Error(codes.Internal, "masking failed")
-			}
-			resp, body := h.get("/x")
-			wantStatus(t, resp, body, tc.want)
-			if h.upstream.count() != 0 {
-				t.Fatal("forwarded after a processor error")
-			}
-		})
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		for _, tc := range []struct {
+			name   string
+			status *typev3.HttpStatus
+			want   int
+		}{{"default 500", nil, 500}, {"configured 503", &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable}, 503}} {
+			t.Run(tc.name, func(t *testing.T) {
+				cfg := procConfig(nil)
+				cfg.StatusOnError = tc.status
+				h := p.start(t, setup{proc: cfg})
+				h.proc.handle = func(c *procConn) error {
+					_, _ = c.recv()
+					return status.Error(codes.Internal, "masking failed")
+				}
+				resp, body := h.get("/x")
+				wantStatus(t, resp, body, tc.want)
+				if h.upstream.count() != 0 {
+					t.Fatal("forwarded after a processor error")
+				}
+			})
+		}
+	})
 }
 
 // metadata_options: forwarding_namespaces go out in metadata_context;
 // a reply's dynamic_metadata is kept only for receiving_namespaces.
 // Mirrors (docs/envoy-references.md): row 18; ExtProcIntegrationTest.SendAndReceiveDynamicMetadata.
 func TestExtProcMetadataNamespaces(t *testing.T) {
-	cfg := procConfig(nil)
-	cfg.MetadataOptions = &procfilterv3.MetadataOptions{
-		ForwardingNamespaces: &procfilterv3.MetadataOptions_MetadataNamespaces{Untyped: []string{"custos", "other"}},
-		ReceivingNamespaces:  &procfilterv3.MetadataOptions_MetadataNamespaces{Untyped: []string{"custos"}},
-	}
-	h := start(t, setup{proc: cfg})
-	h.proc.handle = func(c *procConn) error {
-		return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-			r := continueWith(m, nil)
-			if m.GetRequestHeaders() != nil {
-				r.DynamicMetadata, _ = structpb.NewStruct(map[string]any{
-					"custos": map[string]any{"hold": "yes"},
-					"other":  map[string]any{"sneaky": "yes"},
-				})
-			}
-			return r
-		})
-	}
-	resp, body := h.get("/x")
-	wantStatus(t, resp, body, 200)
-	md := h.proc.messages(0)[1].GetMetadataContext().GetFilterMetadata()
-	if md["custos"].GetFields()["hold"].GetStringValue() != "yes" {
-		t.Fatalf("receiving namespace not kept: %v", md)
-	}
-	if _, ok := md["other"]; ok {
-		t.Fatalf("a namespace outside receiving_namespaces was written: %v", md)
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		cfg := procConfig(nil)
+		cfg.MetadataOptions = &procfilterv3.MetadataOptions{
+			ForwardingNamespaces: &procfilterv3.MetadataOptions_MetadataNamespaces{Untyped: []string{"custos", "other"}},
+			ReceivingNamespaces:  &procfilterv3.MetadataOptions_MetadataNamespaces{Untyped: []string{"custos"}},
+		}
+		h := p.start(t, setup{proc: cfg})
+		h.proc.handle = func(c *procConn) error {
+			return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+				r := continueWith(m, nil)
+				if m.GetRequestHeaders() != nil {
+					r.DynamicMetadata, _ = structpb.NewStruct(map[string]any{
+						"custos": map[string]any{"hold": "yes"},
+						"other":  map[string]any{"sneaky": "yes"},
+					})
+				}
+				return r
+			})
+		}
+		resp, body := h.get("/x")
+		wantStatus(t, resp, body, 200)
+		md := h.proc.messages(0)[1].GetMetadataContext().GetFilterMetadata()
+		if md["custos"].GetFields()["hold"].GetStringValue() != "yes" {
+			t.Fatalf("receiving namespace not kept: %v", md)
+		}
+		if _, ok := md["other"]; ok {
+			t.Fatalf("a namespace outside receiving_namespaces was written: %v", md)
+		}
+	})
 }
 
 // After the last reply Envoy half-closes the stream (the processor sees
 // io.EOF) and then resets it: both are normal ends.
 // Mirrors (docs/envoy-references.md): row 19; OnlyRequestHeadersResetOnServerMessage.
 func TestExtProcStreamEndsWithHalfClose(t *testing.T) {
-	h := start(t, setup{proc: procConfig(nil)})
-	ended := make(chan error, 1)
-	h.proc.handle = func(c *procConn) error {
-		for {
-			m, err := c.recv()
-			if err != nil {
-				ended <- err
-				return nil
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{proc: procConfig(nil)})
+		ended := make(chan error, 1)
+		h.proc.handle = func(c *procConn) error {
+			for {
+				m, err := c.recv()
+				if err != nil {
+					ended <- err
+					return nil
+				}
+				_ = c.Send(continueWith(m, nil))
 			}
-			_ = c.Send(continueWith(m, nil))
 		}
-	}
-	resp, body := h.get("/x")
-	wantStatus(t, resp, body, 200)
-	select {
-	case err := <-ended:
-		if !errors.Is(err, io.EOF) && status.Code(err) != codes.Canceled {
-			t.Fatalf("stream ended with %v, want io.EOF or Canceled", err)
+		resp, body := h.get("/x")
+		wantStatus(t, resp, body, 200)
+		select {
+		case err := <-ended:
+			if !errors.Is(err, io.EOF) && status.Code(err) != codes.Canceled {
+				t.Fatalf("stream ended with %v, want io.EOF or Canceled", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the data plane never closed the stream")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the data plane never closed the stream")
-	}
+	})
 }
 
 // ExtProcPerRoute.disabled: no stream is opened on that route.
 // Mirrors (docs/envoy-references.md): row 27; ExtProcIntegrationTest.PerRouteDisable.
 func TestExtProcDisabledPerRoute(t *testing.T) {
-	h := start(t, setup{proc: procConfig(nil), route: func(r *routeT) {
-		r.TypedPerFilterConfig["envoy.filters.http.ext_proc"] = mustAny(t, &procfilterv3.ExtProcPerRoute{Override: &procfilterv3.ExtProcPerRoute_Disabled{Disabled: true}})
-	}})
-	resp, body := h.get("/x")
-	wantStatus(t, resp, body, 200)
-	if h.proc.count() != 0 {
-		t.Fatal("ext_proc ran on a route that disables it")
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{proc: procConfig(nil), route: func(r *routeT) {
+			r.TypedPerFilterConfig["envoy.filters.http.ext_proc"] = mustAny(t, &procfilterv3.ExtProcPerRoute{Override: &procfilterv3.ExtProcPerRoute_Disabled{Disabled: true}})
+		}})
+		resp, body := h.get("/x")
+		wantStatus(t, resp, body, 200)
+		if h.proc.count() != 0 {
+			t.Fatal("ext_proc ran on a route that disables it")
+		}
+	})
 }
 
 // A reply of the wrong kind fails the request closed.
 // Mirrors (docs/envoy-references.md): row 17b (ext_proc_fail_close_spurious_resp).
 func TestExtProcWrongReplyKindFailsClosed(t *testing.T) {
-	h := start(t, setup{proc: procConfig(nil)})
-	h.proc.handle = func(c *procConn) error {
-		return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-			return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
-		})
-	}
-	resp, body := h.get("/x")
-	wantStatus(t, resp, body, 500)
-	if h.upstream.count() != 0 {
-		t.Fatal("forwarded after a wrong reply")
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{proc: procConfig(nil)})
+		h.proc.handle = func(c *procConn) error {
+			return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+				return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
+			})
+		}
+		resp, body := h.get("/x")
+		wantStatus(t, resp, body, 500)
+		if h.upstream.count() != 0 {
+			t.Fatal("forwarded after a wrong reply")
+		}
+	})
 }

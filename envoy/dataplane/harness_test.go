@@ -25,12 +25,9 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -39,6 +36,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/custos-dev/custos/envoy/dataplane"
+	"github.com/custos-dev/custos/envoy/launch"
 )
 
 // scriptedAuthz is an ext_authz server whose answer each test scripts; it
@@ -277,22 +275,34 @@ type setup struct {
 	route       func(*routev3.Route)
 	routes      func(*routev3.RouteConfiguration)
 	grpcCluster func(*clusterv3.Cluster)
-	upstream    http.HandlerFunc
+	// upstreamCluster changes the upstream's cluster.
+	upstreamCluster func(*clusterv3.Cluster)
+	upstream        http.HandlerFunc
 	// listenPort is the listener's port (0: any free one).
 	listenPort uint32
 }
 
 type harness struct {
-	t     *testing.T
-	cache cachev3.SnapshotCache
+	t *testing.T
+	// plane is the data plane this scenario runs through, node its id on
+	// the package's ADS server.
+	plane plane
+	node  string
 	// grpcAddr and upstreamAddr are the scripted servers' addresses.
 	grpcAddr, upstreamAddr string
 	url                    string
-	dp                     *dataplane.DataPlane
-	authz                  *scriptedAuthz
-	proc                   *scriptedProc
-	upstream               *upstream
-	grpc                   *grpc.Server
+	// client sends the scenario's requests on connections of its own, so
+	// that none is reused by a later scenario (real Envoy keeps its
+	// listener's port across scenarios).
+	client   *http.Client
+	envoy    *launch.Envoy
+	authz    *scriptedAuthz
+	proc     *scriptedProc
+	upstream *upstream
+	grpc     *grpc.Server
+
+	dumpMu sync.Mutex
+	dump   []string // CONFORMANCE_DUMP
 }
 
 const (
@@ -364,8 +374,8 @@ func staticCluster(t *testing.T, name, addr string, http2 bool) *clusterv3.Clust
 	return c
 }
 
-// snapshot builds the setup's resources as one ADS snapshot.
-func snapshot(t *testing.T, s setup, grpcAddr, upstreamAddr, version string) *cachev3.Snapshot {
+// resources builds the setup's listener, route configuration and clusters.
+func resources(t *testing.T, s setup, grpcAddr, upstreamAddr string) map[resource.Type][]types.Resource {
 	t.Helper()
 	var filters []*hcmv3.HttpFilter
 	if s.authz != nil {
@@ -420,42 +430,47 @@ func snapshot(t *testing.T, s setup, grpcAddr, upstreamAddr, version string) *ca
 		s.grpcCluster(gc)
 	}
 	uc := staticCluster(t, upstreamClusterName, upstreamAddr, false)
-	snap, err := cachev3.NewSnapshot(version, map[resource.Type][]types.Resource{
+	if s.upstreamCluster != nil {
+		s.upstreamCluster(uc)
+	}
+	return map[resource.Type][]types.Resource{
 		resource.ListenerType: {lis},
 		resource.RouteType:    {rc},
 		resource.ClusterType:  {gc, uc},
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	return snap
 }
 
-// start runs the scripted servers, an upstream, an ADS server with the
-// setup's resources and a data plane following it.
-func start(t *testing.T, s setup) *harness {
+// start runs the scripted servers, an upstream and the setup's resources on
+// the package's ADS server, and the data plane p following them: a Go data
+// plane of the scenario's own, or the package's Envoy once it has applied
+// them.
+func (p plane) start(t *testing.T, s setup) *harness {
 	t.Helper()
-	h, nack := launch(t, s, false)
+	h, nack := startScenario(t, p, s, false)
 	if nack != "" {
 		t.Fatalf("the data plane refused the configuration: %s", nack)
 	}
 	return h
 }
 
-// startNACK serves a configuration the data plane must refuse and returns
-// the error it sent back with its NACK.
+// startNACK serves a configuration the Go data plane must refuse and
+// returns the error it sent back with its NACK.
 func startNACK(t *testing.T, s setup) string {
 	t.Helper()
-	h, nack := launch(t, s, true)
+	h, nack := startScenario(t, goPlane, s, true)
 	if nack == "" {
 		t.Fatalf("the data plane accepted the configuration (listening on %s)", h.url)
 	}
 	return nack
 }
 
-func launch(t *testing.T, s setup, wantNACK bool) (*harness, string) {
+func startScenario(t *testing.T, p plane, s setup, wantNACK bool) (*harness, string) {
 	t.Helper()
-	h := &harness{t: t, authz: &scriptedAuthz{}, proc: &scriptedProc{}, upstream: &upstream{handler: s.upstream}}
+	h := &harness{t: t, plane: p, authz: &scriptedAuthz{}, proc: &scriptedProc{}, upstream: &upstream{handler: s.upstream}}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	h.client = &http.Client{Transport: tr}
+	t.Cleanup(tr.CloseIdleConnections)
+	t.Cleanup(h.writeDump)
 	h.grpc = grpc.NewServer()
 	authv3.RegisterAuthorizationServer(h.grpc, h.authz)
 	extprocv3.RegisterExternalProcessorServer(h.grpc, h.proc)
@@ -467,33 +482,36 @@ func launch(t *testing.T, s setup, wantNACK bool) (*harness, string) {
 	t.Cleanup(h.grpc.Stop)
 	up := httptest.NewServer(h.upstream)
 	t.Cleanup(up.Close)
-
 	h.grpcAddr, h.upstreamAddr = glis.Addr().String(), strings.TrimPrefix(up.URL, "http://")
-	snap := snapshot(t, s, h.grpcAddr, h.upstreamAddr, "1")
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	cache := cachev3.NewSnapshotCache(true, cachev3.IDHash{}, nil)
-	h.cache = cache
-	if err := cache.SetSnapshot(ctx, t.Name(), snap); err != nil {
-		t.Fatal(err)
-	}
-	xs := grpc.NewServer()
-	discoveryv3.RegisterAggregatedDiscoveryServiceServer(xs, serverv3.NewServer(ctx, cache, nil))
-	xlis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = xs.Serve(xlis) }()
-	t.Cleanup(xs.Stop)
 
-	dp, err := dataplane.New(dataplane.Options{XDS: xlis.Addr().String(), NodeID: t.Name(), Logger: quiet()})
+	if p == envoyPlane {
+		h.envoy = sharedEnvoy.get(t)
+		h.node = envoyNode
+		_, logStart := envoyLogSince(h.envoy, 0)
+		t.Cleanup(func() {
+			if t.Failed() {
+				l, _ := envoyLogSince(h.envoy, logStart)
+				t.Logf("envoy log during this test:\n%s", l)
+			}
+		})
+		h.url = "http://" + h.apply(s)
+		return h, ""
+	}
+
+	h.node = t.Name()
+	if err := ads.set(h.node, "1", resources(t, s, h.grpcAddr, h.upstreamAddr)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ads.cache.ClearSnapshot(h.node) })
+	ctx, cancel := context.WithCancel(context.Background())
+	dp, err := dataplane.New(dataplane.Options{XDS: ads.addr, NodeID: h.node, Logger: quiet()})
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
 	go func() { _ = dp.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	h.dp = dp
 	if wantNACK {
 		// A refused resource need not stop the rest from serving (a NACKed
 		// cluster leaves routes to it answering 503, as in Envoy).
@@ -517,10 +535,22 @@ func launch(t *testing.T, s setup, wantNACK bool) (*harness, string) {
 	return h, ""
 }
 
+// apply serves s to the package's Envoy as a new version and returns the
+// listener's address once Envoy has applied it.
+func (h *harness) apply(s setup) string {
+	h.t.Helper()
+	version := "v" + strconv.FormatInt(envoyVersions.Add(1), 10)
+	_, nacks, _ := ads.state(envoyNode)
+	if err := ads.set(envoyNode, version, resources(h.t, s, h.grpcAddr, h.upstreamAddr)); err != nil {
+		h.t.Fatal(err)
+	}
+	return waitEnvoy(h.t, h.envoy, version, len(nacks))
+}
+
 // do sends a request and returns the response with its body read.
 func (h *harness) do(req *http.Request) (*http.Response, string) {
 	h.t.Helper()
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err := h.client.Transport.RoundTrip(req)
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
@@ -529,6 +559,7 @@ func (h *harness) do(req *http.Request) (*http.Response, string) {
 	if err != nil {
 		h.t.Fatalf("read body: %v", err)
 	}
+	h.record(req, resp, string(b))
 	return resp, string(b)
 }
 
@@ -611,10 +642,15 @@ func directResponse(status uint32, body string) *routev3.Route_DirectResponse {
 
 type anyT = anypb.Any
 
-// push serves a new configuration to the running data plane.
+// push serves a new configuration to the running data plane; the package's
+// Envoy has applied it when push returns.
 func (h *harness) push(s setup, version string) {
 	h.t.Helper()
-	if err := h.cache.SetSnapshot(context.Background(), h.t.Name(), snapshot(h.t, s, h.grpcAddr, h.upstreamAddr, version)); err != nil {
+	if h.plane == envoyPlane {
+		h.apply(s)
+		return
+	}
+	if err := ads.set(h.node, version, resources(h.t, s, h.grpcAddr, h.upstreamAddr)); err != nil {
 		h.t.Fatal(err)
 	}
 }

@@ -52,99 +52,111 @@ func holdConfig() *procfilterv3.ExternalProcessor {
 // the reply is 504 (Utility::maybeRequestTimeoutCode; 408 only while it is
 // still arriving). Mirrors IdleTimeoutIntegrationTest.PerStreamIdleTimeout*.
 func TestConnectionManagerStreamIdleTimeoutCutsAHold(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		idle time.Duration
-		want int
-	}{{"idle timeout shorter than the hold", 150 * time.Millisecond, 504}, {"idle timeout above the hold", 3 * time.Second, 200}} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := start(t, setup{proc: holdConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
-				m.StreamIdleTimeout = durationpb.New(tc.idle)
-			}})
-			h.proc.handle = holdingProc(500 * time.Millisecond)
-			resp, body := h.get("/x")
-			wantStatus(t, resp, body, tc.want)
-		})
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		for _, tc := range []struct {
+			name string
+			idle time.Duration
+			want int
+		}{{"idle timeout shorter than the hold", 150 * time.Millisecond, 504}, {"idle timeout above the hold", 3 * time.Second, 200}} {
+			t.Run(tc.name, func(t *testing.T) {
+				h := p.start(t, setup{proc: holdConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
+					m.StreamIdleTimeout = durationpb.New(tc.idle)
+				}})
+				h.proc.handle = holdingProc(500 * time.Millisecond)
+				resp, body := h.get("/x")
+				wantStatus(t, resp, body, tc.want)
+			})
+		}
+	})
 }
 
 // RouteAction.idle_timeout overrides stream_idle_timeout on its route.
 // Mirrors (docs/envoy-references.md): row 20a.
 func TestRouteIdleTimeoutOverridesConnectionManager(t *testing.T) {
-	h := start(t, setup{
-		proc: holdConfig(),
-		hcm:  func(m *hcmv3.HttpConnectionManager) { m.StreamIdleTimeout = durationpb.New(10 * time.Second) },
-		route: func(r *routeT) {
-			r.GetRoute().IdleTimeout = durationpbMS(150)
-		},
+	bothPlanes(t, func(t *testing.T, p plane) {
+		p.differs(t, "Envoy sends the idle timeout's 504 through ext_proc, whose message timeout answers first")
+		h := p.start(t, setup{
+			proc: holdConfig(),
+			hcm:  func(m *hcmv3.HttpConnectionManager) { m.StreamIdleTimeout = durationpb.New(10 * time.Second) },
+			route: func(r *routeT) {
+				r.GetRoute().IdleTimeout = durationpbMS(150)
+			},
+		})
+		h.proc.handle = holdingProc(500 * time.Millisecond)
+		resp, body := h.get("/x")
+		wantStatus(t, resp, body, 504)
+		if body != "stream timeout" {
+			t.Fatalf("body %q", body)
+		}
 	})
-	h.proc.handle = holdingProc(500 * time.Millisecond)
-	resp, body := h.get("/x")
-	wantStatus(t, resp, body, 504)
-	if body != "stream timeout" {
-		t.Fatalf("body %q", body)
-	}
 }
 
 // RouteAction.timeout: an upstream slower than the route timeout is a 504
 // (details response_timeout; IdleTimeoutIntegrationTest.ResponseTimeout).
 // Mirrors (docs/envoy-references.md): row 20b; IdleTimeoutIntegrationTest.ResponseTimeout.
 func TestRouteTimeoutIs504(t *testing.T) {
-	h := start(t, setup{
-		route: func(r *routeT) { r.GetRoute().Timeout = durationpbMS(100) },
-		upstream: func(w http.ResponseWriter, r *http.Request) {
-			select {
-			case <-time.After(2 * time.Second):
-			case <-r.Context().Done():
-			}
-		},
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{
+			route: func(r *routeT) { r.GetRoute().Timeout = durationpbMS(100) },
+			upstream: func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-time.After(2 * time.Second):
+				case <-r.Context().Done():
+				}
+			},
+		})
+		resp, body := h.get("/x")
+		wantStatus(t, resp, body, 504)
 	})
-	resp, body := h.get("/x")
-	wantStatus(t, resp, body, 504)
 }
 
 // HttpConnectionManager.max_request_headers_kb: over it, 431 before any
 // filter runs.
 // Mirrors (docs/envoy-references.md): row 21; DownstreamProtocolIntegrationTest.LargeRequestHeadersRejected.
 func TestConnectionManagerRequestHeaderLimitIs431(t *testing.T) {
-	h := start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
-		m.MaxRequestHeadersKb = wrapperspb.UInt32(1)
-	}})
-	resp, body := h.get("/x", "x-big", strings.Repeat("a", 2000))
-	wantStatus(t, resp, body, 431)
-	if h.authz.calls() != 0 {
-		t.Fatal("a filter ran on a request over the header limit")
-	}
-	resp, body = h.get("/x", "x-small", "a")
-	wantStatus(t, resp, body, 200)
-	// max_headers_count, 100 by default: over it, 431 too.
-	var many []string
-	for i := 0; i < 120; i++ {
-		many = append(many, fmt.Sprintf("x-h%d", i), "v")
-	}
-	resp, body = h.get("/x", many...)
-	wantStatus(t, resp, body, 431)
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
+			m.MaxRequestHeadersKb = wrapperspb.UInt32(1)
+		}})
+		resp, body := h.get("/x", "x-big", strings.Repeat("a", 2000))
+		wantStatus(t, resp, body, 431)
+		if h.authz.calls() != 0 {
+			t.Fatal("a filter ran on a request over the header limit")
+		}
+		resp, body = h.get("/x", "x-small", "a")
+		wantStatus(t, resp, body, 200)
+		// max_headers_count, 100 by default: over it, 431 too.
+		var many []string
+		for i := 0; i < 120; i++ {
+			many = append(many, fmt.Sprintf("x-h%d", i), "v")
+		}
+		resp, body = h.get("/x", many...)
+		wantStatus(t, resp, body, 431)
+	})
 }
 
 // use_remote_address: the request is external, so x-envoy-* headers it
 // brought are removed and x-request-id is generated afresh.
 // Mirrors (docs/envoy-references.md): row 22; ConnectionManagerUtilityTest.OverrideRequestIdForExternalRequests.
 func TestConnectionManagerUseRemoteAddressStripsEnvoyHeaders(t *testing.T) {
-	h := start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
-		m.UseRemoteAddress = wrapperspb.Bool(true)
-	}})
-	resp, body := h.get("/x", "x-envoy-retry-on", "5xx", "x-envoy-upstream-rq-timeout-ms", "1", "x-request-id", "chosen-by-agent")
-	wantStatus(t, resp, body, 200)
-	seen := h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetHeaders()
-	if seen["x-envoy-retry-on"] != "" || seen["x-envoy-upstream-rq-timeout-ms"] != "" {
-		t.Fatalf("x-envoy-* reached the filters: %v", seen)
-	}
-	if seen["x-request-id"] == "chosen-by-agent" || seen["x-request-id"] == "" {
-		t.Fatalf("x-request-id %q: not regenerated", seen["x-request-id"])
-	}
-	if seen["x-forwarded-for"] != "127.0.0.1" {
-		t.Fatalf("x-forwarded-for %q", seen["x-forwarded-for"])
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		p.differs(t, "for a loopback peer Envoy appends its node address, not the listener's")
+		h := p.start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
+			m.UseRemoteAddress = wrapperspb.Bool(true)
+		}})
+		resp, body := h.get("/x", "x-envoy-retry-on", "5xx", "x-envoy-upstream-rq-timeout-ms", "1", "x-request-id", "chosen-by-agent")
+		wantStatus(t, resp, body, 200)
+		seen := h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetHeaders()
+		if seen["x-envoy-retry-on"] != "" || seen["x-envoy-upstream-rq-timeout-ms"] != "" {
+			t.Fatalf("x-envoy-* reached the filters: %v", seen)
+		}
+		if seen["x-request-id"] == "chosen-by-agent" || seen["x-request-id"] == "" {
+			t.Fatalf("x-request-id %q: not regenerated", seen["x-request-id"])
+		}
+		if seen["x-forwarded-for"] != "127.0.0.1" {
+			t.Fatalf("x-forwarded-for %q", seen["x-forwarded-for"])
+		}
+	})
 }
 
 // rawGet sends a request line exactly as given (Go's client would clean it).
@@ -174,80 +186,86 @@ func rawGet(t *testing.T, url, target string) (int, http.Header) {
 // HeaderIntegrationTest.PathWithEscapedSlashesRejected).
 // Mirrors (docs/envoy-references.md): row 23; HttpConnectionManagerImplTest.PathWithEscapedSlashesRejected.
 func TestConnectionManagerPathNormalisation(t *testing.T) {
-	h := start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
-		m.NormalizePath = wrapperspb.Bool(true)
-		m.MergeSlashes = true
-		m.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_REJECT_REQUEST
-	}})
-	for _, tc := range []struct {
-		target string
-		status int
-		path   string // what ext_authz and the upstream see
-	}{
-		{"/a/./b/../c", 200, "/a/c"},
-		{"/a//b///c", 200, "/a/b/c"},
-		{"/%61%62c", 200, "/abc"},
-		{"/a/%7e/x?q=%2F", 200, "/a/~/x?q=%2F"},
-		{"/../../etc", 200, "/etc"},
-		{"/a%2Fb", 400, ""},
-		{"/a%2fb", 400, ""},
-		{"/a%5Cb", 400, ""},
-		{"/a\\b", 200, "/a/b"},
-		{"/a#frag", 400, ""},
-		{"/a?q=1#frag", 400, ""},
-	} {
-		status, hdr := rawGet(t, h.url, tc.target)
-		if status != tc.status {
-			t.Errorf("%s: status %d, want %d", tc.target, status, tc.status)
-			continue
-		}
-		if tc.status == 400 && hdr.Get("Connection") != "close" {
-			t.Errorf("%s: a refused path must close the connection", tc.target)
-		}
-		if tc.status == 200 {
-			if got := h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetPath(); got != tc.path {
-				t.Errorf("%s: ext_authz saw %q, want %q", tc.target, got, tc.path)
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
+			m.NormalizePath = wrapperspb.Bool(true)
+			m.MergeSlashes = true
+			m.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_REJECT_REQUEST
+		}})
+		for _, tc := range []struct {
+			target string
+			status int
+			path   string // what ext_authz and the upstream see
+		}{
+			{"/a/./b/../c", 200, "/a/c"},
+			{"/a//b///c", 200, "/a/b/c"},
+			{"/%61%62c", 200, "/abc"},
+			{"/a/%7e/x?q=%2F", 200, "/a/~/x?q=%2F"},
+			{"/../../etc", 200, "/etc"},
+			{"/a%2Fb", 400, ""},
+			{"/a%2fb", 400, ""},
+			{"/a%5Cb", 400, ""},
+			{"/a\\b", 200, "/a/b"},
+			{"/a#frag", 400, ""},
+			{"/a?q=1#frag", 400, ""},
+		} {
+			status, hdr := rawGet(t, h.url, tc.target)
+			if status != tc.status {
+				t.Errorf("%s: status %d, want %d", tc.target, status, tc.status)
+				continue
 			}
-			if got := h.upstream.last(t).uri; got != tc.path {
-				t.Errorf("%s: upstream got %q, want %q", tc.target, got, tc.path)
+			if tc.status == 400 && hdr.Get("Connection") != "close" {
+				t.Errorf("%s: a refused path must close the connection", tc.target)
+			}
+			if tc.status == 200 {
+				if got := h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetPath(); got != tc.path {
+					t.Errorf("%s: ext_authz saw %q, want %q", tc.target, got, tc.path)
+				}
+				if got := h.upstream.last(t).uri; got != tc.path {
+					t.Errorf("%s: upstream got %q, want %q", tc.target, got, tc.path)
+				}
 			}
 		}
-	}
+	})
 }
 
 // RouteConfiguration.request_headers_to_remove is applied by the router:
 // the filters still see the header, the upstream does not.
 // Mirrors (docs/envoy-references.md): row 25 (router finalizeRequestHeaders).
 func TestRouteConfigRequestHeadersToRemove(t *testing.T) {
-	h := start(t, setup{authz: authzConfig(), routes: func(rc *routev3.RouteConfiguration) {
-		rc.RequestHeadersToRemove = []string{"x-custos-request-id"}
-	}})
-	resp, body := h.get("/x", "x-custos-request-id", "forged")
-	wantStatus(t, resp, body, 200)
-	if h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetHeaders()["x-custos-request-id"] != "forged" {
-		t.Fatal("ext_authz did not see the header (it must, to ignore it)")
-	}
-	if h.upstream.last(t).header.Get("x-custos-request-id") != "" {
-		t.Fatal("the upstream received a removed header")
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{authz: authzConfig(), routes: func(rc *routev3.RouteConfiguration) {
+			rc.RequestHeadersToRemove = []string{"x-custos-request-id"}
+		}})
+		resp, body := h.get("/x", "x-custos-request-id", "forged")
+		wantStatus(t, resp, body, 200)
+		if h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetHeaders()["x-custos-request-id"] != "forged" {
+			t.Fatal("ext_authz did not see the header (it must, to ignore it)")
+		}
+		if h.upstream.last(t).header.Get("x-custos-request-id") != "" {
+			t.Fatal("the upstream received a removed header")
+		}
+	})
 }
 
 // A direct_response route with both filters disabled answers without
 // calling either service.
 // Mirrors (docs/envoy-references.md): rows 26, 27.
 func TestCatchAllDirectResponseWithFiltersDisabled(t *testing.T) {
-	h := start(t, setup{authz: authzConfig(), proc: procConfig(nil), route: func(r *routeT) {
-		r.Action = directResponse(404, "nothing here")
-		r.TypedPerFilterConfig = map[string]*anyT{
-			"envoy.filters.http.ext_authz": mustAny(t, &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}}),
-			"envoy.filters.http.ext_proc":  mustAny(t, &procfilterv3.ExtProcPerRoute{Override: &procfilterv3.ExtProcPerRoute_Disabled{Disabled: true}}),
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{authz: authzConfig(), proc: procConfig(nil), route: func(r *routeT) {
+			r.Action = directResponse(404, "nothing here")
+			r.TypedPerFilterConfig = map[string]*anyT{
+				"envoy.filters.http.ext_authz": mustAny(t, &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_Disabled{Disabled: true}}),
+				"envoy.filters.http.ext_proc":  mustAny(t, &procfilterv3.ExtProcPerRoute{Override: &procfilterv3.ExtProcPerRoute_Disabled{Disabled: true}}),
+			}
+		}})
+		resp, body := h.get("/anything")
+		wantStatus(t, resp, body, 404)
+		if body != "nothing here" || h.authz.calls() != 0 || h.proc.count() != 0 || h.upstream.count() != 0 {
+			t.Fatalf("body %q authz %d proc %d upstream %d", body, h.authz.calls(), h.proc.count(), h.upstream.count())
 		}
-	}})
-	resp, body := h.get("/anything")
-	wantStatus(t, resp, body, 404)
-	if body != "nothing here" || h.authz.calls() != 0 || h.proc.count() != 0 || h.upstream.count() != 0 {
-		t.Fatalf("body %q authz %d proc %d upstream %d", body, h.authz.calls(), h.proc.count(), h.upstream.count())
-	}
+	})
 }
 
 // Cluster circuit_breakers max_requests: each held ext_proc stream holds a
@@ -255,60 +273,64 @@ func TestCatchAllDirectResponseWithFiltersDisabled(t *testing.T) {
 // refused (status_on_error), never forwarded unprocessed.
 // Mirrors (docs/envoy-references.md): row 28 (source; test UNCONFIRMED).
 func TestClusterCircuitBreakerFullOfHeldStreamsRefuses(t *testing.T) {
-	cfg := holdConfig()
-	cfg.StatusOnError = nil
-	h := start(t, setup{proc: cfg, grpcCluster: func(c *clusterv3.Cluster) {
-		c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
-			Priority: corev3.RoutingPriority_DEFAULT, MaxRequests: wrapperspb.UInt32(1),
-		}}}
-	}})
-	h.proc.handle = holdingProc(800 * time.Millisecond)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	var heldStatus int
-	go func() {
-		defer wg.Done()
-		resp, _ := h.get("/held")
-		heldStatus = resp.StatusCode
-	}()
-	// Wait until the first stream is open and held.
-	deadline := time.Now().Add(5 * time.Second)
-	for h.proc.count() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the first request never reached the processor")
+	bothPlanes(t, func(t *testing.T, p plane) {
+		cfg := holdConfig()
+		cfg.StatusOnError = nil
+		h := p.start(t, setup{proc: cfg, grpcCluster: func(c *clusterv3.Cluster) {
+			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+				Priority: corev3.RoutingPriority_DEFAULT, MaxRequests: wrapperspb.UInt32(1),
+			}}}
+		}})
+		h.proc.handle = holdingProc(800 * time.Millisecond)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		var heldStatus int
+		go func() {
+			defer wg.Done()
+			resp, _ := h.get("/held")
+			heldStatus = resp.StatusCode
+		}()
+		// Wait until the first stream is open and held.
+		deadline := time.Now().Add(5 * time.Second)
+		for h.proc.count() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the first request never reached the processor")
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	resp, body := h.get("/second")
-	wantStatus(t, resp, body, 500)
-	wg.Wait()
-	if heldStatus != 200 {
-		t.Fatalf("the held request ended %d", heldStatus)
-	}
-	if h.upstream.count() != 1 {
-		t.Fatalf("upstream saw %d requests, want only the held one", h.upstream.count())
-	}
+		resp, body := h.get("/second")
+		wantStatus(t, resp, body, 500)
+		wg.Wait()
+		if heldStatus != 200 {
+			t.Fatalf("the held request ended %d", heldStatus)
+		}
+		if h.upstream.count() != 1 {
+			t.Fatalf("upstream saw %d requests, want only the held one", h.upstream.count())
+		}
+	})
 }
 
 // Both filters run before the router rewrites the path: they see the path
 // the client sent; the upstream gets prefix_rewrite's.
 // Mirrors (docs/envoy-references.md): row 25 (the router rewrites).
 func TestFiltersSeePathBeforePrefixRewrite(t *testing.T) {
-	h := start(t, setup{authz: authzConfig(), proc: procConfig(nil), route: func(r *routeT) {
-		r.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/customers/"}}
-		r.GetRoute().PrefixRewrite = "/api/"
-	}})
-	resp, body := h.get("/customers/7?x=1")
-	wantStatus(t, resp, body, 200)
-	if got := h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetPath(); got != "/customers/7?x=1" {
-		t.Errorf("ext_authz saw %q", got)
-	}
-	if got, _ := header(h.proc.messages(0)[0].GetRequestHeaders().GetHeaders(), ":path"); got != "/customers/7?x=1" {
-		t.Errorf("ext_proc saw %q", got)
-	}
-	if got := h.upstream.last(t).uri; got != "/api/7?x=1" {
-		t.Errorf("upstream got %q", got)
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{authz: authzConfig(), proc: procConfig(nil), route: func(r *routeT) {
+			r.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/customers/"}}
+			r.GetRoute().PrefixRewrite = "/api/"
+		}})
+		resp, body := h.get("/customers/7?x=1")
+		wantStatus(t, resp, body, 200)
+		if got := h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetPath(); got != "/customers/7?x=1" {
+			t.Errorf("ext_authz saw %q", got)
+		}
+		if got, _ := header(h.proc.messages(0)[0].GetRequestHeaders().GetHeaders(), ":path"); got != "/customers/7?x=1" {
+			t.Errorf("ext_proc saw %q", got)
+		}
+		if got := h.upstream.last(t).uri; got != "/api/7?x=1" {
+			t.Errorf("upstream got %q", got)
+		}
+	})
 }
 
 // ext_authz skips the check when no route matched (ext_authz.cc
@@ -316,62 +338,69 @@ func TestFiltersSeePathBeforePrefixRewrite(t *testing.T) {
 // the router then answers 404 and nothing is forwarded.
 // Mirrors (docs/envoy-references.md): row 5 (getPerRouteFlags).
 func TestExtAuthzSkipsCheckWithoutRoute(t *testing.T) {
-	h := start(t, setup{authz: authzConfig(), route: func(r *routeT) {
-		r.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/only/"}}
-	}})
-	resp, body := h.get("/elsewhere")
-	wantStatus(t, resp, body, 404)
-	if h.authz.calls() != 0 {
-		t.Fatal("ext_authz checked a request no route matched")
-	}
-	if h.upstream.count() != 0 {
-		t.Fatal("forwarded without a route")
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{authz: authzConfig(), route: func(r *routeT) {
+			r.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/only/"}}
+		}})
+		resp, body := h.get("/elsewhere")
+		wantStatus(t, resp, body, 404)
+		if h.authz.calls() != 0 {
+			t.Fatal("ext_authz checked a request no route matched")
+		}
+		if h.upstream.count() != 0 {
+			t.Fatal("forwarded without a route")
+		}
+	})
 }
 
 // strip_any_host_port: the connection manager removes the port from
 // :authority itself, so the filters and the upstream see the host alone.
 func TestConnectionManagerStripAnyHostPort(t *testing.T) {
-	h := start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
-		m.StripPortMode = &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true}
-	}})
-	resp, body := h.get("/x", "host", "api.example:8443")
-	wantStatus(t, resp, body, 200)
-	if got := h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetHost(); got != "api.example" {
-		t.Errorf("ext_authz host %q", got)
-	}
-	if got := h.upstream.last(t).host; got != "api.example" {
-		t.Errorf("upstream host %q", got)
-	}
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
+			m.StripPortMode = &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true}
+		}})
+		resp, body := h.get("/x", "host", "api.example:8443")
+		wantStatus(t, resp, body, 200)
+		if got := h.authz.last(t).GetAttributes().GetRequest().GetHttp().GetHost(); got != "api.example" {
+			t.Errorf("ext_authz host %q", got)
+		}
+		if got := h.upstream.last(t).host; got != "api.example" {
+			t.Errorf("upstream host %q", got)
+		}
+	})
 }
 
 // A change to the gRPC cluster does not cut the streams held on the old
 // one: Envoy drains a replaced cluster.
 func TestClusterChangeKeepsHeldStreams(t *testing.T) {
-	base := setup{proc: holdConfig()}
-	h := start(t, base)
-	h.proc.handle = holdingProc(700 * time.Millisecond)
-	done := make(chan int, 1)
-	go func() {
-		resp, _ := h.get("/held")
-		done <- resp.StatusCode
-	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for h.proc.count() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the request never reached the processor")
+	bothPlanes(t, func(t *testing.T, p plane) {
+		p.differs(t, "Envoy resets the gRPC streams of a replaced cluster")
+		base := setup{proc: holdConfig()}
+		h := p.start(t, base)
+		h.proc.handle = holdingProc(700 * time.Millisecond)
+		done := make(chan int, 1)
+		go func() {
+			resp, _ := h.get("/held")
+			done <- resp.StatusCode
+		}()
+		deadline := time.Now().Add(5 * time.Second)
+		for h.proc.count() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the request never reached the processor")
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	changed := base
-	changed.grpcCluster = func(c *clusterv3.Cluster) { c.ConnectTimeout = durationpbMS(1500) }
-	h.push(changed, "2")
-	select {
-	case code := <-done:
-		if code != 200 {
-			t.Fatalf("the held request ended %d after the cluster changed", code)
+		changed := base
+		changed.grpcCluster = func(c *clusterv3.Cluster) { c.ConnectTimeout = durationpbMS(1500) }
+		h.push(changed, "2")
+		select {
+		case code := <-done:
+			if code != 200 {
+				t.Fatalf("the held request ended %d after the cluster changed", code)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the held request never ended")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the held request never ended")
-	}
+	})
 }
