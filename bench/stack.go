@@ -6,15 +6,15 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/custos-dev/custos/examples/demo"
 	"github.com/custos-dev/custos/stack"
 )
 
 // CustomerID is the demo customer every benchmark request asks for.
 const CustomerID = 7
 
-// Stack is the demo upstream, the control plane and a data plane, running
-// on loopback with ephemeral ports, as the end-to-end tests start them.
+// Stack is the control plane and a data plane in front of the demo
+// upstream, running on loopback with ephemeral ports, as the end-to-end
+// tests start them.
 type Stack struct {
 	*stack.Stack
 	// DirectURL is GET /{id} on the demo upstream itself.
@@ -26,41 +26,55 @@ type Stack struct {
 	// UpstreamURL and DataPlaneAddr are the bases the URLs above are built on.
 	UpstreamURL, DataPlaneAddr string
 
-	upstream *stack.Upstream
+	upstream *Upstream // closed by Close; nil when the caller runs it
 }
 
 // StartStack starts the stack on the Go data plane; see StartStackOn.
 func StartStack(ctx context.Context) (*Stack, error) { return StartStackOn(ctx, stack.Go) }
 
-// StartStackOn starts the stack on data plane dp with logs discarded and
-// returns once the data plane serves its first complete configuration. ctx
-// bounds the start-up and the stack's life; Close stops it either way.
+// StartStackOn starts a demo upstream of its own and the stack on data plane
+// dp in front of it; see StartStackFor. Close stops the upstream too.
 func StartStackOn(ctx context.Context, dp stack.DataPlane) (*Stack, error) {
-	up, err := stack.StartUpstream(demo.Handler())
+	up, err := StartUpstream()
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := stack.CustomersConfig(up.URL, "")
+	s, err := StartStackFor(ctx, dp, up.URL)
 	if err != nil {
 		up.Close()
+		return nil, err
+	}
+	s.upstream = up
+	return s, nil
+}
+
+// StartStackFor starts the control plane and data plane dp in front of the
+// demo upstream at upstreamURL, which the caller runs, with logs discarded,
+// and returns once the data plane serves its first complete configuration.
+// ctx bounds the start-up and the stack's life; Close stops it either way.
+func StartStackFor(ctx context.Context, dp stack.DataPlane, upstreamURL string) (*Stack, error) {
+	cfg, err := stack.CustomersConfig(upstreamURL, "")
+	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	st, err := stack.Start(ctx, stack.Options{Config: cfg, NodeID: "bench", DataPlane: dp})
 	if err != nil {
-		up.Close()
 		return nil, err
 	}
-	s := &Stack{Stack: st, upstream: up, UpstreamURL: up.URL, DataPlaneAddr: st.Addr}
-	s.DirectURL = fmt.Sprintf("%s/%d", up.URL, CustomerID)
+	s := &Stack{Stack: st, UpstreamURL: upstreamURL, DataPlaneAddr: st.Addr}
+	s.DirectURL = fmt.Sprintf("%s/%d", upstreamURL, CustomerID)
 	s.DataPlaneURL = fmt.Sprintf("http://%s/customers/%d", s.DataPlaneAddr, CustomerID)
 	return s, nil
 }
 
-// Close stops the data plane, then the control plane, then the upstream.
-// Close the clients' idle connections first for a quick shutdown.
+// Close stops the data plane, then the control plane, then the upstream if
+// the stack started it. Close the clients' idle connections first for a
+// quick shutdown.
 func (s *Stack) Close() {
 	s.Stack.Close()
-	s.upstream.Close()
+	if s.upstream != nil {
+		s.upstream.Close()
+	}
 }
 
 // NewClient returns an HTTP client for loopback load at the given
