@@ -61,7 +61,6 @@ type DataPlane struct {
 	pendingAddr string
 	ready       chan struct{}
 	readyOnce   sync.Once
-	streamID    atomic.Uint64
 }
 
 // active is the configuration requests are served with: a listener, its

@@ -11,10 +11,12 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -30,7 +32,7 @@ func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 			return false
 		}
 		if over && !b.allowPartial {
-			st.localReply(http.StatusRequestEntityTooLarge, "", "request_payload_too_large", "", nil)
+			st.localReply(http.StatusRequestEntityTooLarge, "Payload Too Large", "request_payload_too_large", "", nil)
 			return false
 		}
 		body, partial = buf, over
@@ -66,6 +68,7 @@ func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 			hr.Body = strings.ToValidUTF8(string(body), "!")
 		}
 	}
+	started := time.Now()
 	resp, err := authv3.NewAuthorizationClient(up.grpc).Check(ctx, req)
 	if err != nil {
 		if st.ctx.Err() != nil {
@@ -76,9 +79,16 @@ func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 		st.dp.log.Debug("ext_authz call failed", "error", err)
 		return st.authzError(cfg)
 	}
-	// dynamic_metadata lands under the filter's namespace, allowed or denied.
-	if md := resp.GetDynamicMetadata(); md != nil {
+	// dynamic_metadata lands under the filter's namespace, allowed or
+	// denied; an allowing answer's gets the call's duration in milliseconds
+	// (ext_authz.cc onComplete).
+	if md := resp.GetDynamicMetadata(); len(md.GetFields()) > 0 {
+		if code.Code(resp.GetStatus().GetCode()) == code.Code_OK {
+			md.Fields["ext_authz_duration"] = structpb.NewNumberValue(float64(time.Since(started).Milliseconds()))
+		}
+		st.mdMu.Lock()
 		st.metadata[extAuthzName] = md
+		st.mdMu.Unlock()
 	}
 	if code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
 		d := resp.GetDeniedResponse()
@@ -181,6 +191,9 @@ func (st *stream) checkRequest() *authv3.CheckRequest {
 		Source:            &authv3.AttributeContext_Peer{Address: socketAddress(st.remote)},
 		Destination:       &authv3.AttributeContext_Peer{Address: socketAddress(st.local)},
 		ContextExtensions: ext,
+		// Envoy always sends both, empty when there is no metadata.
+		MetadataContext:      &corev3.Metadata{},
+		RouteMetadataContext: &corev3.Metadata{},
 		Request: &authv3.AttributeContext_Request{
 			Time: timestamppb.Now(),
 			Http: &authv3.AttributeContext_HttpRequest{

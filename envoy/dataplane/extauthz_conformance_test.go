@@ -42,15 +42,20 @@ func TestExtAuthzWithRequestBodyWithinLimit(t *testing.T) {
 }
 
 // BufferSettings.max_request_bytes: over the limit without
-// allow_partial_message the request is answered 413 and never checked.
+// allow_partial_message the request is answered 413 and never checked; the
+// reply is the filter manager's, body "Payload Too Large".
 // Mirrors (docs/envoy-references.md): row 1a; HttpFilterTest.RequestDataIsTooLarge.
 func TestExtAuthzWithRequestBodyOverLimitIs413(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
 		cfg := authzConfig()
 		cfg.WithRequestBody = &extauthzv3.BufferSettings{MaxRequestBytes: 4}
-		h := p.start(t, setup{authz: cfg})
+		h := p.start(t, setup{authz: cfg, details: true})
 		resp, body := h.post("/x", "0123456789")
 		wantStatus(t, resp, body, 413)
+		wantDetails(t, resp, "request_payload_too_large")
+		if body != "Payload Too Large" || resp.Header.Get("content-type") != "text/plain" {
+			t.Errorf("reply %q (%s), want Payload Too Large (text/plain)", body, resp.Header.Get("content-type"))
+		}
 		if h.authz.calls() != 0 || h.upstream.count() != 0 {
 			t.Fatal("a body over the limit was checked or forwarded")
 		}
@@ -93,7 +98,8 @@ func TestExtAuthzAllowPartialMessageSendsPrefix(t *testing.T) {
 // AttributeContext: source and destination addresses, context_extensions of
 // the route, lower-case headers with pseudo-headers, repeated headers
 // joined with ",", the path with its query and undecoded, method, host,
-// scheme, protocol, size and Envoy's stream id.
+// scheme, protocol, size, Envoy's stream id, and empty metadata_context and
+// route_metadata_context.
 // Mirrors (docs/envoy-references.md): row 2; CheckRequestUtilsTest.*, HttpFilterTestParam.ImmediateOkResponseWithHttpAttributes.
 func TestExtAuthzCheckRequestAttributes(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
@@ -128,6 +134,9 @@ func TestExtAuthzCheckRequestAttributes(t *testing.T) {
 			if hd[k] == "" {
 				t.Errorf("pseudo-header %s missing", k)
 			}
+		}
+		if a.GetMetadataContext() == nil || a.GetRouteMetadataContext() == nil {
+			t.Errorf("metadata_context %v route_metadata_context %v: Envoy sends both, empty", a.GetMetadataContext(), a.GetRouteMetadataContext())
 		}
 		if a.GetContextExtensions()["connection"] != "test" {
 			t.Errorf("context_extensions %v", a.GetContextExtensions())
@@ -213,6 +222,9 @@ func TestExtAuthzDeniedResponse(t *testing.T) {
 			if body != `{"error":"forbidden"}` || resp.Header.Get("x-why") != "policy" || resp.Header.Get("content-type") != "application/json" {
 				t.Fatalf("denied reply: headers %v body %q", resp.Header, body)
 			}
+			if resp.Header.Get("server") != "envoy" {
+				t.Errorf("server %q on a local reply, want envoy (server_header_transformation OVERWRITE)", resp.Header.Get("server"))
+			}
 		}
 		if h.upstream.count() != 0 {
 			t.Fatal("a denied request reached the upstream")
@@ -284,7 +296,9 @@ func TestExtAuthzFailureModeAllow(t *testing.T) {
 }
 
 // CheckResponse.dynamic_metadata is stored under the filter's namespace,
-// envoy.filters.http.ext_authz, where ext_proc's forwarding_namespaces read it.
+// envoy.filters.http.ext_authz, where ext_proc's forwarding_namespaces read it;
+// an allowing answer's metadata gains ext_authz_duration, the call's
+// duration in milliseconds (ext_authz.cc onComplete).
 // Mirrors (docs/envoy-references.md): rows 4, 18; ExtProcIntegrationTest.SendAndReceiveDynamicMetadata.
 func TestExtAuthzDynamicMetadataReachesExtProc(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
@@ -305,6 +319,9 @@ func TestExtAuthzDynamicMetadataReachesExtProc(t *testing.T) {
 		md := msgs[0].GetMetadataContext().GetFilterMetadata()["envoy.filters.http.ext_authz"]
 		if md.GetFields()["request_id"].GetStringValue() != "r-1" {
 			t.Fatalf("forwarded metadata %v", msgs[0].GetMetadataContext())
+		}
+		if _, ok := md.GetFields()["ext_authz_duration"].GetKind().(*structpb.Value_NumberValue); !ok {
+			t.Fatalf("ext_authz_duration missing or not a number: %v", md)
 		}
 	})
 }

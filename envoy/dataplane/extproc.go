@@ -18,6 +18,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	procfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -50,7 +51,7 @@ type procStream struct {
 	deadline   time.Time
 	overridden bool
 	rearm      chan struct{}
-	// requestDone/responseDone stop further body and trailer messages in a
+	// requestDone/responseDone stop further body messages in a
 	// direction (CONTINUE_AND_REPLACE, or the direction is finished).
 	requestDone, responseDone bool
 }
@@ -94,7 +95,7 @@ func (st *stream) openProc(cfg *extProcConfig) (*procStream, *procFailure) {
 		return nil, &procFailure{status: cfg.statusOnError, details: "ext_proc_error_gRPC_error_14"}
 	}
 	if err := up.acquire(); err != nil {
-		return nil, &procFailure{status: cfg.statusOnError, details: "ext_proc_error_gRPC_error_14"}
+		return nil, &procFailure{status: cfg.statusOnError, details: localGRPCDetails(codes.Unavailable, "overflow", "overflow")}
 	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(st.r.Context()))
 	client, err := extprocv3.NewExternalProcessorClient(up.grpc).Process(ctx)
@@ -127,9 +128,32 @@ func (st *stream) openProc(cfg *extProcConfig) (*procStream, *procFailure) {
 	return p, nil
 }
 
+// grpcDetails is Envoy's details for a side stream that failed with err:
+// ext_proc_error_gRPC_error_<code>{<message>}, spaces made underscores. The
+// message is the server's grpc-message and {via_upstream}; when Envoy could
+// not reach the server it is the router's reply and details instead, as
+// Envoy's gRPC client passes them on.
 func grpcDetails(err error) string {
-	return "ext_proc_error_gRPC_error_" + strconv.Itoa(int(status.Code(err)))
+	s := status.Convert(err)
+	if s.Code() == codes.Unavailable && strings.HasPrefix(s.Message(), "connection error") {
+		details := "remote_connection_failure"
+		if strings.Contains(s.Message(), "connection refused") {
+			details += "|delayed_connect_error:_Connection_refused"
+		}
+		return localGRPCDetails(codes.Unavailable, "remote connection failure", details)
+	}
+	return spacesToUnderscores(fmt.Sprintf("ext_proc_error_gRPC_error_%d{%s{via_upstream}}", s.Code(), s.Message()))
 }
+
+// localGRPCDetails is grpcDetails for a stream Envoy's router failed itself
+// (reset reason and details as upstreamFailure gives them).
+func localGRPCDetails(c codes.Code, reason, details string) string {
+	return spacesToUnderscores(fmt.Sprintf("ext_proc_error_gRPC_error_%d{%s{upstream_reset_before_response_started{%s}}}", c, resetBody(reason), details))
+}
+
+// spacesToUnderscores is StringUtil::replaceAllEmptySpace, which ext_proc
+// runs over every details string it sets.
+func spacesToUnderscores(s string) string { return strings.ReplaceAll(s, " ", "_") }
 
 // close half-closes and then cancels the stream, as Envoy does after the
 // last expected reply, and gives back its circuit-breaker slot.
@@ -197,7 +221,7 @@ func (p *procStream) await() procOutcome {
 	p.mu.Lock()
 	if len(p.pending) == 0 {
 		p.mu.Unlock()
-		return procOutcome{fail: &procFailure{status: p.cfg.statusOnError, details: "ext_proc_error_spurious_message"}}
+		return procOutcome{fail: &procFailure{status: p.cfg.statusOnError, details: "spurious_message"}}
 	}
 	msg := p.pending[0]
 	p.pending = p.pending[1:]
@@ -250,7 +274,7 @@ func (p *procStream) await() procOutcome {
 				return procOutcome{immediate: ir}
 			}
 			if kindOf(resp) != msg.kind {
-				return procOutcome{fail: &procFailure{status: p.cfg.statusOnError, details: "ext_proc_error_spurious_message"}}
+				return procOutcome{fail: &procFailure{status: p.cfg.statusOnError, details: "spurious_message"}}
 			}
 			return procOutcome{resp: resp}
 		}
@@ -284,15 +308,16 @@ func kindOf(r *extprocv3.ProcessingResponse) string {
 
 // forwardedMetadata is metadata_context: the forwarding namespaces of the
 // stream's dynamic metadata.
+// Envoy sends it on every message, empty when there is nothing to forward.
 func (st *stream) forwardedMetadata(cfg *extProcConfig) *corev3.Metadata {
-	if len(cfg.forwardNamespaces) == 0 {
-		return nil
-	}
+	md := &corev3.Metadata{}
 	st.mdMu.Lock()
 	defer st.mdMu.Unlock()
-	md := &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{}}
 	for _, ns := range cfg.forwardNamespaces {
 		if s, ok := st.metadata[ns]; ok {
+			if md.FilterMetadata == nil {
+				md.FilterMetadata = map[string]*structpb.Struct{}
+			}
 			md.FilterMetadata[ns] = s
 		}
 	}
@@ -362,11 +387,9 @@ func (st *stream) immediate(ir *extprocv3.ImmediateResponse) {
 	if code > 999 {
 		code = http.StatusInternalServerError // not writable as an HTTP status (docs/dataplane.md)
 	}
-	// Envoy replaces spaces in details with underscores.
-	details := strings.ReplaceAll(ir.GetDetails(), " ", "_")
-	if details == "" {
-		details = "ext_proc_immediate_response"
-	}
+	// Envoy replaces spaces in details with underscores, and leaves them
+	// empty when the processor gave none.
+	details := spacesToUnderscores(ir.GetDetails())
 	st.localReply(code, string(ir.GetBody()), details, "", func(h http.Header) {
 		if m := ir.GetHeaders(); m != nil {
 			_, _ = applyHeaderMutation(h, m, true) // failures are only logged by Envoy
@@ -394,7 +417,7 @@ func (st *stream) handled(out procOutcome, get func(*extprocv3.ProcessingRespons
 
 func needsStream(m processingMode) bool {
 	return m.requestHeaders || m.responseHeaders || m.requestBody != procfilterv3.ProcessingMode_NONE ||
-		m.responseBody != procfilterv3.ProcessingMode_NONE || m.requestTrailers || m.responseTrailers
+		m.responseBody != procfilterv3.ProcessingMode_NONE
 }
 
 // extProcRequest runs the decoding side of ext_proc: it opens the stream,
@@ -432,7 +455,7 @@ func (st *stream) extProcRequest(cfg *extProcConfig) bool {
 			p.mode = overrideMode(p.mode, mo)
 		}
 		if common.GetStatus() == extprocv3.CommonResponse_CONTINUE_AND_REPLACE {
-			// No more body or trailer messages this way; the body is
+			// No more body messages this way; the body is
 			// replaced only when the reply carries one.
 			p.requestDone = true
 			if bm := common.GetBodyMutation(); bm != nil {
@@ -462,8 +485,8 @@ func (st *stream) extProcRequest(cfg *extProcConfig) bool {
 	return true
 }
 
-// overrideMode applies a mode_override to both directions: header and
-// trailer modes left DEFAULT keep the configured value; body modes are taken
+// overrideMode applies a mode_override to both directions: a response
+// header mode left DEFAULT keeps the configured value; body modes are taken
 // literally, unset meaning NONE.
 func overrideMode(m processingMode, mo *procfilterv3.ProcessingMode) processingMode {
 	pick := func(cur bool, v procfilterv3.ProcessingMode_HeaderSendMode) bool {
@@ -476,8 +499,6 @@ func overrideMode(m processingMode, mo *procfilterv3.ProcessingMode) processingM
 		return cur
 	}
 	m.responseHeaders = pick(m.responseHeaders, mo.GetResponseHeaderMode())
-	m.requestTrailers = pick(m.requestTrailers, mo.GetRequestTrailerMode())
-	m.responseTrailers = pick(m.responseTrailers, mo.GetResponseTrailerMode())
 	m.requestBody = mo.GetRequestBodyMode()
 	m.responseBody = mo.GetResponseBodyMode()
 	return m
@@ -534,14 +555,6 @@ func responseHeaderMap(code int, h http.Header) *corev3.HeaderMap {
 	}
 	add(":status", strconv.Itoa(code))
 	addHeaders(h, add)
-	return m
-}
-
-func trailerMap(h http.Header) *corev3.HeaderMap {
-	m := &corev3.HeaderMap{}
-	addHeaders(h, func(k, v string) {
-		m.Headers = append(m.Headers, &corev3.HeaderValue{Key: k, RawValue: []byte(v)})
-	})
 	return m
 }
 
@@ -623,7 +636,7 @@ func (st *stream) applyRequestMutation(m *extprocv3.HeaderMutation, keepLength b
 	return nil
 }
 
-// applyHeaderMutation mutates response headers or trailers; it returns a
+// applyHeaderMutation mutates response headers; it returns a
 // new :status when the mutation sets a valid one (200 or more).
 func applyHeaderMutation(h http.Header, m *extprocv3.HeaderMutation, keepLength bool) (status int, err error) {
 	for _, o := range m.GetSetHeaders() {

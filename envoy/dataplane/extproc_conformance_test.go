@@ -50,13 +50,17 @@ func bodyMutation(b string) *extprocv3.BodyMutation {
 }
 
 // ProcessingMode: messages go request_headers → request_body →
-// request_trailers → response_headers → response_body → response_trailers,
-// trailers only when configured and present; headers are lower-case
-// raw_value with pseudo-headers, end_of_stream true when there is no body.
-// Mirrors (docs/envoy-references.md): row 6; ExtProcIntegrationTest.GetAndSetBodyAndHeadersAndTrailersOnResponse, NoTrailersOnResponseWithModeSendHeaderTrailer.
+// response_headers → response_body; headers are lower-case raw_value with
+// pseudo-headers, end_of_stream true when there is no body. Trailers are
+// never sent, whatever the trailer modes say: over HTTP/1 Envoy's codec drops
+// them before any filter (Http1ProtocolOptions.enable_trailers, false by
+// default, which Custos does not set); only their declaration, the trailer
+// header, passes, so the last body message carries end_of_stream and neither
+// the upstream nor the client gets a trailer value. A chunked upstream
+// response shows transfer-encoding to the processor.
+// Mirrors (docs/envoy-references.md): row 6; ExtProcIntegrationTest.GetAndSetBodyAndHeadersAndTrailersOnResponse (with enable_trailers), NoTrailersOnResponseWithModeSendHeaderTrailer.
 func TestExtProcMessageOrderBothDirections(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
-		p.differs(t, "HTTP/1 trailers are dropped by Envoy's codec (enable_trailers false)")
 		h := p.start(t, setup{
 			proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered, ResponseBodyMode: buffered, RequestTrailerMode: send, ResponseTrailerMode: send}),
 			upstream: func(w http.ResponseWriter, r *http.Request) {
@@ -73,7 +77,7 @@ func TestExtProcMessageOrderBothDirections(t *testing.T) {
 		resp, body := h.do(req)
 		wantStatus(t, resp, body, 200)
 		got := strings.Join(h.proc.kinds(0), ",")
-		want := "request_headers,request_body,request_trailers,response_headers,response_body,response_trailers"
+		want := "request_headers,request_body,response_headers,response_body"
 		if got != want {
 			t.Fatalf("messages %s\nwant     %s", got, want)
 		}
@@ -87,29 +91,60 @@ func TestExtProcMessageOrderBothDirections(t *testing.T) {
 		if rh.GetEndOfStream() {
 			t.Error("end_of_stream on headers of a request with a body")
 		}
-		if v, _ := header(msgs[3].GetResponseHeaders().GetHeaders(), ":status"); v != "200" {
+		if v, _ := header(rh.GetHeaders(), "trailer"); v != "X-Sig" {
+			t.Errorf("request header trailer %q, want the declaration X-Sig", v)
+		}
+		rsh := msgs[2].GetResponseHeaders().GetHeaders()
+		if v, _ := header(rsh, ":status"); v != "200" {
 			t.Errorf(":status %q", v)
 		}
-		if string(msgs[1].GetRequestBody().GetBody()) != "req" || string(msgs[4].GetResponseBody().GetBody()) != "resp" {
-			t.Errorf("bodies %q %q", msgs[1].GetRequestBody().GetBody(), msgs[4].GetResponseBody().GetBody())
+		if v, _ := header(rsh, "transfer-encoding"); v != "chunked" {
+			t.Errorf("response header transfer-encoding %q, want chunked", v)
 		}
-		if resp.Trailer.Get("X-Checksum") != "abc" {
-			t.Errorf("response trailer %v", resp.Trailer)
+		if v, _ := header(rsh, "trailer"); v != "X-Checksum" {
+			t.Errorf("response header trailer %q, want the declaration X-Checksum", v)
 		}
-		if h.upstream.last(t).trailer.Get("X-Sig") != "s1" {
-			t.Errorf("request trailer did not reach the upstream: %v", h.upstream.last(t).trailer)
+		if string(msgs[1].GetRequestBody().GetBody()) != "req" || string(msgs[3].GetResponseBody().GetBody()) != "resp" {
+			t.Errorf("bodies %q %q", msgs[1].GetRequestBody().GetBody(), msgs[3].GetResponseBody().GetBody())
+		}
+		if !msgs[1].GetRequestBody().GetEndOfStream() || !msgs[3].GetResponseBody().GetEndOfStream() {
+			t.Error("the last body message of a direction lacks end_of_stream")
+		}
+		if v := resp.Trailer.Get("X-Checksum"); v != "" {
+			t.Errorf("response trailer X-Checksum %q reached the client", v)
+		}
+		if _, declared := resp.Trailer["X-Checksum"]; !declared {
+			t.Errorf("the response's trailer declaration was lost: %v", resp.Trailer)
+		}
+		up := h.upstream.last(t)
+		if v := up.trailer.Get("X-Sig"); v != "" || up.body != "req" {
+			t.Errorf("upstream got body %q, trailer X-Sig %q", up.body, v)
 		}
 	})
 }
 
 // Headers only (the default mode): a GET has end_of_stream on its headers
-// and no body message is sent in either direction.
+// and no body message is sent in either direction; every message carries
+// metadata_context, empty when nothing is forwarded. The client sees
+// server: envoy, whatever the upstream said (server_header_transformation
+// OVERWRITE).
 // Mirrors (docs/envoy-references.md): row 6; ExtProcIntegrationTest.GetAndSetHeaders.
 func TestExtProcDefaultModeSendsHeadersOnly(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
-		h := p.start(t, setup{proc: procConfig(nil)})
+		h := p.start(t, setup{proc: procConfig(nil), upstream: func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("server", "upstream")
+			io.WriteString(w, "hello")
+		}})
 		resp, body := h.get("/x", "X-Mixed", "V")
 		wantStatus(t, resp, body, 200)
+		if resp.Header.Get("server") != "envoy" {
+			t.Errorf("server %q, want the upstream's overwritten with envoy", resp.Header.Get("server"))
+		}
+		for i, m := range h.proc.messages(0) {
+			if m.GetMetadataContext() == nil {
+				t.Errorf("message %d without metadata_context (Envoy sends it empty)", i)
+			}
+		}
 		if got := strings.Join(h.proc.kinds(0), ","); got != "request_headers,response_headers" {
 			t.Fatalf("messages %s", got)
 		}
@@ -123,24 +158,34 @@ func TestExtProcDefaultModeSendsHeadersOnly(t *testing.T) {
 	})
 }
 
-// BUFFERED over the buffer limit: 413 for a request, 500 for a response.
+// BUFFERED over the buffer limit: 413 for a request, 500 for a response,
+// the filter manager's replies (bodies "Payload Too Large", "Internal Server
+// Error").
 // Mirrors (docs/envoy-references.md): row 7; ExtProcIntegrationTest.BufferedModeOverSizeRequestLocalReply.
 func TestExtProcBufferedOverLimit(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
 		big := strings.Repeat("x", 1<<20+1)
 		t.Run("request 413", func(t *testing.T) {
-			h := p.start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered})})
+			h := p.start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered}), details: true})
 			resp, body := h.post("/x", big)
 			wantStatus(t, resp, body, 413)
+			wantDetails(t, resp, "request_payload_too_large")
+			if body != "Payload Too Large" {
+				t.Errorf("body %q", body)
+			}
 			if h.upstream.count() != 0 {
 				t.Fatal("forwarded")
 			}
 		})
 		t.Run("response 500", func(t *testing.T) {
-			h := p.start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{ResponseBodyMode: buffered}),
+			h := p.start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{ResponseBodyMode: buffered}), details: true,
 				upstream: func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, big) }})
 			resp, body := h.get("/x")
 			wantStatus(t, resp, body, 500)
+			wantDetails(t, resp, "response_payload_too_large")
+			if body != "Internal Server Error" {
+				t.Errorf("body %q", body)
+			}
 			if strings.Contains(body, "xxxx") {
 				t.Fatal("the unprocessed body reached the client")
 			}
@@ -362,13 +407,14 @@ func TestExtProcContentLengthWithBufferedBody(t *testing.T) {
 }
 
 // ImmediateResponse ends the stream at any phase; a status below 200
-// becomes 200; later messages are not sent.
+// becomes 200; later messages are not sent. Its details become the reply's,
+// empty when it has none.
 // Mirrors (docs/envoy-references.md): row 13; GetAndRespondImmediately, …OnRequestBody, …OnResponse, …OnResponseBody, …WithBadStatus.
 func TestExtProcImmediateResponseAtEachPhase(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
 		for _, phase := range []string{"request_headers", "request_body", "response_headers", "response_body"} {
 			t.Run(phase, func(t *testing.T) {
-				h := p.start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered, ResponseBodyMode: buffered})})
+				h := p.start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: buffered, ResponseBodyMode: buffered}), details: true})
 				h.proc.handle = func(c *procConn) error {
 					return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 						if kindOf(m) != phase {
@@ -384,6 +430,7 @@ func TestExtProcImmediateResponseAtEachPhase(t *testing.T) {
 				}
 				resp, body := h.post("/x", "data")
 				wantStatus(t, resp, body, 403)
+				wantDetails(t, resp, "custom")
 				if body != "stopped at "+phase || resp.Header.Get("x-by") != "processor" {
 					t.Fatalf("reply %q %v", body, resp.Header)
 				}
@@ -394,7 +441,7 @@ func TestExtProcImmediateResponseAtEachPhase(t *testing.T) {
 			})
 		}
 		t.Run("status below 200", func(t *testing.T) {
-			h := p.start(t, setup{proc: procConfig(nil)})
+			h := p.start(t, setup{proc: procConfig(nil), details: true})
 			h.proc.handle = func(c *procConn) error {
 				return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 					return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
@@ -403,6 +450,9 @@ func TestExtProcImmediateResponseAtEachPhase(t *testing.T) {
 			}
 			resp, body := h.get("/x")
 			wantStatus(t, resp, body, 200)
+			if d, ok := resp.Header["X-Details"]; ok {
+				t.Errorf("details %q, want none (empty: Envoy adds no empty header)", d)
+			}
 			if h.upstream.count() != 0 {
 				t.Fatal("an ImmediateResponse forwarded the request")
 			}
@@ -535,7 +585,9 @@ func TestExtProcProcessorClosingStreamLetsRequestContinue(t *testing.T) {
 	})
 }
 
-// A gRPC error answers with status_on_error (500 by default).
+// A gRPC error answers with status_on_error (500 by default); the details
+// are ext_proc_error_gRPC_error_<code>{<grpc-message>{via_upstream}}, spaces
+// made underscores.
 // Mirrors (docs/envoy-references.md): row 17b; ExtProcStatusOnErrorIntegrationTest.GrpcStreamErrorDefaultStatus, GrpcStreamErrorCustomStatus.
 func TestExtProcGRPCErrorUsesStatusOnError(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
@@ -547,13 +599,14 @@ func TestExtProcGRPCErrorUsesStatusOnError(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				cfg := procConfig(nil)
 				cfg.StatusOnError = tc.status
-				h := p.start(t, setup{proc: cfg})
+				h := p.start(t, setup{proc: cfg, details: true})
 				h.proc.handle = func(c *procConn) error {
 					_, _ = c.recv()
 					return status.Error(codes.Internal, "masking failed")
 				}
 				resp, body := h.get("/x")
 				wantStatus(t, resp, body, tc.want)
+				wantDetails(t, resp, "ext_proc_error_gRPC_error_13{masking_failed{via_upstream}}")
 				if h.upstream.count() != 0 {
 					t.Fatal("forwarded after a processor error")
 				}
@@ -642,11 +695,12 @@ func TestExtProcDisabledPerRoute(t *testing.T) {
 	})
 }
 
-// A reply of the wrong kind fails the request closed.
+// A reply of the wrong kind fails the request closed (details
+// spurious_message).
 // Mirrors (docs/envoy-references.md): row 17b (ext_proc_fail_close_spurious_resp).
 func TestExtProcWrongReplyKindFailsClosed(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
-		h := p.start(t, setup{proc: procConfig(nil)})
+		h := p.start(t, setup{proc: procConfig(nil), details: true})
 		h.proc.handle = func(c *procConn) error {
 			return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 				return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
@@ -654,6 +708,7 @@ func TestExtProcWrongReplyKindFailsClosed(t *testing.T) {
 		}
 		resp, body := h.get("/x")
 		wantStatus(t, resp, body, 500)
+		wantDetails(t, resp, "spurious_message")
 		if h.upstream.count() != 0 {
 			t.Fatal("forwarded after a wrong reply")
 		}

@@ -280,6 +280,10 @@ type setup struct {
 	upstream        http.HandlerFunc
 	// listenPort is the listener's port (0: any free one).
 	listenPort uint32
+	// details, when the connection manager has no local_reply_config,
+	// adds one that shows each local reply's details and flags in the
+	// headers x-details and x-flags.
+	details bool
 }
 
 type harness struct {
@@ -395,6 +399,9 @@ func resources(t *testing.T, s setup, grpcAddr, upstreamAddr string) map[resourc
 	}
 	if s.hcm != nil {
 		s.hcm(hcm)
+	}
+	if (s.details || dumpDir != "") && hcm.LocalReplyConfig == nil {
+		hcm.LocalReplyConfig = detailsReply()
 	}
 	lis := &listenerv3.Listener{
 		Name: "test",
@@ -652,5 +659,30 @@ func (h *harness) push(s setup, version string) {
 	}
 	if err := ads.set(h.node, version, resources(h.t, s, h.grpcAddr, h.upstreamAddr)); err != nil {
 		h.t.Fatal(err)
+	}
+}
+
+// detailsReply is a local_reply_config that adds each local reply's details
+// and flags as the headers x-details and x-flags, and changes nothing else.
+func detailsReply() *hcmv3.LocalReplyConfig {
+	every := &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
+		StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
+			Op: accesslogv3.ComparisonFilter_GE, Value: &corev3.RuntimeUInt32{DefaultValue: 0, RuntimeKey: "k"},
+		}},
+	}}
+	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
+		Filter: every,
+		HeadersToAdd: []*corev3.HeaderValueOption{
+			{Header: &corev3.HeaderValue{Key: "x-details", Value: "%RESPONSE_CODE_DETAILS%"}},
+			{Header: &corev3.HeaderValue{Key: "x-flags", Value: "%RESPONSE_FLAGS%"}},
+		},
+	}}}
+}
+
+// wantDetails checks a local reply's details (s.details must be set).
+func wantDetails(t *testing.T, resp *http.Response, details string) {
+	t.Helper()
+	if got := resp.Header.Get("x-details"); got != details {
+		t.Errorf("details %q, want %q", got, details)
 	}
 }

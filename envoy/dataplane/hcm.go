@@ -7,8 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"maps"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +76,10 @@ type stream struct {
 	closeConnection bool
 	// requestReceived is set once the whole request has been read.
 	requestReceived atomic.Bool
+	// trailerKeys are the trailers the request declared; Envoy's HTTP/1
+	// codec drops trailers (enable_trailers false) and passes on the
+	// declaration, the trailer header.
+	trailerKeys []string
 }
 
 func (m *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -83,7 +90,8 @@ func (m *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	st := &stream{
 		dp: m.dp, cfg: cfg, hcm: cfg.listener.hcm, w: w, r: r,
-		id:       m.dp.streamID.Add(1),
+		// Envoy's stream ids are random 64-bit numbers.
+		id:       mathrand.Uint64(),
 		metadata: map[string]*structpb.Struct{},
 		body:     r.Body,
 		bodyLen:  r.ContentLength,
@@ -93,6 +101,11 @@ func (m *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.requestReceived.Store(true)
 	} else {
 		st.body = &eofNotifier{r: r.Body, done: &st.requestReceived}
+	}
+	if len(r.Trailer) > 0 {
+		st.trailerKeys = slices.Sorted(maps.Keys(r.Trailer))
+		r.Header.Set("trailer", strings.Join(st.trailerKeys, ","))
+		r.Trailer = nil // net/http fills in a new map at the body's end: never read
 	}
 	st.ctx, st.cancel = context.WithCancelCause(r.Context())
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
@@ -108,11 +121,11 @@ func (st *stream) decode() {
 	// The listener's header limit comes before any filter
 	// (HttpConnectionManager max_request_headers_kb).
 	if headerBytes(st.r) > st.hcm.maxRequestHeaderSize {
-		st.localReply(http.StatusRequestHeaderFieldsTooLarge, "", "http1.headers_too_large", "", nil)
+		st.localReply(http.StatusRequestHeaderFieldsTooLarge, "Request Header Fields Too Large", "http1.headers_too_large", "", nil)
 		return
 	}
 	if headerCount(st.r) > maxHeadersCount {
-		st.localReply(http.StatusRequestHeaderFieldsTooLarge, "", "http1.too_many_headers", "", nil)
+		st.localReply(http.StatusRequestHeaderFieldsTooLarge, "Request Header Fields Too Large", "http1.too_many_headers", "", nil)
 		return
 	}
 	// Header sanitising (x-request-id included) precedes path checks, so
@@ -215,9 +228,9 @@ var (
 
 // sanitize applies use_remote_address: every request is external (no
 // internal_address_config), so the internal x-envoy-* headers it brought are
-// dropped, x-forwarded-for gets the peer (the listener's address for a
-// loopback peer) and x-request-id is generated afresh
-// (preserve_external_request_id false).
+// dropped, x-forwarded-for gets the peer (the node's address for a loopback
+// peer) and x-request-id is generated afresh (preserve_external_request_id
+// false).
 func (st *stream) sanitize() {
 	h := st.r.Header
 	for _, k := range []string{"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"} {
@@ -230,21 +243,20 @@ func (st *stream) sanitize() {
 		for _, k := range edgeHeaders {
 			h.Del(k)
 		}
-		host, _, err := net.SplitHostPort(st.remote)
+		peer, _, err := net.SplitHostPort(st.remote)
 		if err != nil {
-			host = st.remote
+			peer = st.remote
 		}
-		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-			if lh, _, err := net.SplitHostPort(st.local); err == nil {
-				host = lh
-			}
+		xff := peer
+		if ip := net.ParseIP(peer); ip != nil && ip.IsLoopback() {
+			xff = nodeAddress()
 		}
 		if prior := h.Get("x-forwarded-for"); prior != "" {
-			h.Set("x-forwarded-for", prior+","+host)
+			h.Set("x-forwarded-for", prior+","+xff)
 		} else {
-			h.Set("x-forwarded-for", host)
+			h.Set("x-forwarded-for", xff)
 		}
-		h.Set("x-envoy-external-address", host)
+		h.Set("x-envoy-external-address", peer)
 		h.Set("x-request-id", newUUID())
 	} else {
 		for _, k := range internalHeaders {
@@ -257,17 +269,54 @@ func (st *stream) sanitize() {
 	h.Set("x-forwarded-proto", "http")
 }
 
-// headerBytes counts header bytes as Envoy's HTTP/1 codec does
-// (checkMaxHeadersSize): the name and value of every header line, Host
-// included, not the request line.
-func headerBytes(r *http.Request) int {
-	n := len("host") + len(r.Host)
-	for k, vs := range r.Header {
-		for _, v := range vs {
-			n += len(k) + len(v)
+// nodeAddress is the address Envoy's local_info gives the node when the
+// bootstrap names none (Network::Utility::getLocalAddress): the first IPv4
+// address of an interface that is up and not loopback, in the kernel's
+// order, else 127.0.0.1. A loopback peer is recorded as it in
+// x-forwarded-for (conn_manager_utility.cc mutateRequestHeaders).
+var nodeAddress = sync.OnceValue(func() string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "127.0.0.1"
+	}
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+				return n.IP.String()
+			}
 		}
 	}
-	return n
+	return "127.0.0.1"
+})
+
+// headerBytes is the size of the request head as Envoy's HTTP/1 parser
+// (Balsa, the default) holds it to max_request_headers_kb: the request line
+// and every header line with their CRLFs, and the blank line that ends
+// them; real Envoy answers 431 from one byte over. net/http keeps the
+// Transfer-Encoding and Trailer lines elsewhere; they count too.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2
+	line := func(k, v string) { n += len(k) + len(": ") + len(v) + 2 }
+	line("Host", r.Host)
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			line(k, v)
+		}
+	}
+	if len(r.TransferEncoding) > 0 {
+		line("Transfer-Encoding", strings.Join(r.TransferEncoding, ", "))
+	}
+	if len(r.Trailer) > 0 {
+		line("Trailer", strings.Join(slices.Sorted(maps.Keys(r.Trailer)), ", "))
+	}
+	return n + 2
 }
 
 // maxHeadersCount is Envoy's default max_headers_count
@@ -391,9 +440,13 @@ func (st *stream) startIdleTimer() {
 	st.idle = time.AfterFunc(d, func() {
 		st.cancel(errIdle)
 		// Cut short whatever waits on the client: a stalled upload, or a
-		// client that stopped reading a response already under way.
+		// client that stopped reading a response already under way. A
+		// request read whole is left alone: a read deadline would only
+		// fail net/http's background read of the connection.
 		rc := http.NewResponseController(st.w)
-		_ = rc.SetReadDeadline(time.Now())
+		if !st.requestReceived.Load() {
+			_ = rc.SetReadDeadline(time.Now())
+		}
 		if st.wroteHeader.Load() {
 			_ = rc.SetWriteDeadline(time.Now())
 		}

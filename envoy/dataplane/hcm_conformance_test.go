@@ -3,6 +3,7 @@ package dataplane_test
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -91,13 +92,15 @@ func TestRouteIdleTimeoutOverridesConnectionManager(t *testing.T) {
 	})
 }
 
-// RouteAction.timeout: an upstream slower than the route timeout is a 504
-// (details response_timeout; IdleTimeoutIntegrationTest.ResponseTimeout).
+// RouteAction.timeout: an upstream slower than the route timeout is a 504,
+// body "upstream request timeout", details response_timeout; the upstream
+// was told the timeout in x-envoy-expected-rq-timeout-ms.
 // Mirrors (docs/envoy-references.md): row 20b; IdleTimeoutIntegrationTest.ResponseTimeout.
 func TestRouteTimeoutIs504(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
 		h := p.start(t, setup{
-			route: func(r *routeT) { r.GetRoute().Timeout = durationpbMS(100) },
+			details: true,
+			route:   func(r *routeT) { r.GetRoute().Timeout = durationpbMS(100) },
 			upstream: func(w http.ResponseWriter, r *http.Request) {
 				select {
 				case <-time.After(2 * time.Second):
@@ -107,40 +110,153 @@ func TestRouteTimeoutIs504(t *testing.T) {
 		})
 		resp, body := h.get("/x")
 		wantStatus(t, resp, body, 504)
+		wantDetails(t, resp, "response_timeout")
+		if body != "upstream request timeout" {
+			t.Errorf("body %q", body)
+		}
+		if got := h.upstream.last(t).header.Get("x-envoy-expected-rq-timeout-ms"); got != "100" {
+			t.Errorf("x-envoy-expected-rq-timeout-ms %q, want the route timeout, 100", got)
+		}
 	})
 }
 
-// HttpConnectionManager.max_request_headers_kb: over it, 431 before any
-// filter runs.
+// The router's reply when the upstream request fails before the response:
+// 503, "upstream connect error or disconnect/reset before headers. reset
+// reason: <reason>", details upstream_reset_before_response_started{...}:
+// a refused connection is a remote connection failure (flag UF, with the
+// socket error as strerror spells it), a connection closed before the
+// response a connection termination (UC).
+// Mirrors (docs/envoy-references.md): row 28 (router onUpstreamReset).
+func TestRouterUpstreamFailureIs503(t *testing.T) {
+	bothPlanes(t, func(t *testing.T, p plane) {
+		closed := freePort(t)
+		for _, tc := range []struct {
+			name     string
+			s        setup
+			body     string
+			details  string
+			flags    string
+			upstream int
+		}{
+			{"connection refused", setup{upstreamCluster: func(c *clusterv3.Cluster) {
+				c.LoadAssignment.Endpoints[0].LbEndpoints[0].GetEndpoint().Address.GetSocketAddress().PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: closed}
+			}}, "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
+				"upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}", "UF", 0},
+			{"connection closed", setup{upstream: func(w http.ResponseWriter, _ *http.Request) {
+				c, _, _ := w.(http.Hijacker).Hijack()
+				c.Close()
+			}}, "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+				"upstream_reset_before_response_started{connection_termination}", "UC", 1},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				tc.s.details = true
+				h := p.start(t, tc.s)
+				resp, body := h.get("/x")
+				wantStatus(t, resp, body, 503)
+				wantDetails(t, resp, tc.details)
+				if body != tc.body || resp.Header.Get("x-flags") != tc.flags {
+					t.Errorf("body %q flags %q, want %q %q", body, resp.Header.Get("x-flags"), tc.body, tc.flags)
+				}
+				if h.upstream.count() != tc.upstream {
+					t.Errorf("the upstream saw %d requests, want %d", h.upstream.count(), tc.upstream)
+				}
+			})
+		}
+	})
+}
+
+// freePort is a loopback TCP port nothing listens on.
+func freePort(t *testing.T) uint32 {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return uint32(l.Addr().(*net.TCPAddr).Port)
+}
+
+// HttpConnectionManager.max_request_headers_kb: a request head (request
+// line, header lines with their CRLFs, the blank line: what Envoy's Balsa
+// parser counts) of exactly the limit passes, one byte more is a 431 before
+// any filter runs, body "Request Header Fields Too Large", details
+// http1.headers_too_large. max_headers_count (100 by default, Host
+// included): 101 header lines are a 431 with details http1.too_many_headers.
 // Mirrors (docs/envoy-references.md): row 21; DownstreamProtocolIntegrationTest.LargeRequestHeadersRejected.
 func TestConnectionManagerRequestHeaderLimitIs431(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
-		h := p.start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
+		h := p.start(t, setup{authz: authzConfig(), details: true, hcm: func(m *hcmv3.HttpConnectionManager) {
 			m.MaxRequestHeadersKb = wrapperspb.UInt32(1)
 		}})
-		resp, body := h.get("/x", "x-big", strings.Repeat("a", 2000))
+		head := func(n int) string {
+			return "GET /x HTTP/1.1\r\nHost: t\r\nX-Big: " + strings.Repeat("a", n) + "\r\n\r\n"
+		}
+		exactly := 1024 - len(head(0))
+		resp, body := rawRequest(t, h.url, head(exactly))
+		wantStatus(t, resp, body, 200)
+		if h.authz.calls() != 1 {
+			t.Fatalf("ext_authz called %d times for a head of exactly the limit", h.authz.calls())
+		}
+		resp, body = rawRequest(t, h.url, head(exactly+1))
 		wantStatus(t, resp, body, 431)
-		if h.authz.calls() != 0 {
+		wantDetails(t, resp, "http1.headers_too_large")
+		if body != "Request Header Fields Too Large" {
+			t.Errorf("body %q", body)
+		}
+		if h.authz.calls() != 1 {
 			t.Fatal("a filter ran on a request over the header limit")
 		}
-		resp, body = h.get("/x", "x-small", "a")
-		wantStatus(t, resp, body, 200)
-		// max_headers_count, 100 by default: over it, 431 too.
-		var many []string
-		for i := 0; i < 120; i++ {
-			many = append(many, fmt.Sprintf("x-h%d", i), "v")
+
+		h = p.start(t, setup{details: true})
+		lines := func(n int) string {
+			var b strings.Builder
+			b.WriteString("GET /x HTTP/1.1\r\nHost: t\r\n")
+			for i := 1; i < n; i++ {
+				fmt.Fprintf(&b, "X-H%d: v\r\n", i)
+			}
+			return b.String() + "\r\n"
 		}
-		resp, body = h.get("/x", many...)
+		resp, body = rawRequest(t, h.url, lines(100))
+		wantStatus(t, resp, body, 200)
+		resp, body = rawRequest(t, h.url, lines(101))
 		wantStatus(t, resp, body, 431)
+		wantDetails(t, resp, "http1.too_many_headers")
 	})
 }
 
+// rawRequest sends a request exactly as given on a connection of its own
+// and returns the response with its body read.
+func rawRequest(t *testing.T, url, raw string) (*http.Response, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no response: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return resp, string(b)
+}
+
 // use_remote_address: the request is external, so x-envoy-* headers it
-// brought are removed and x-request-id is generated afresh.
+// brought are removed, x-request-id is generated afresh and
+// x-envoy-external-address is the peer. A loopback peer is recorded in
+// x-forwarded-for as the node's address, which Envoy takes from the first
+// interface with a non-loopback IPv4 address when the bootstrap names none
+// (local_info).
 // Mirrors (docs/envoy-references.md): row 22; ConnectionManagerUtilityTest.OverrideRequestIdForExternalRequests.
 func TestConnectionManagerUseRemoteAddressStripsEnvoyHeaders(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
-		p.differs(t, "for a loopback peer Envoy appends its node address, not the listener's")
 		h := p.start(t, setup{authz: authzConfig(), hcm: func(m *hcmv3.HttpConnectionManager) {
 			m.UseRemoteAddress = wrapperspb.Bool(true)
 		}})
@@ -153,10 +269,35 @@ func TestConnectionManagerUseRemoteAddressStripsEnvoyHeaders(t *testing.T) {
 		if seen["x-request-id"] == "chosen-by-agent" || seen["x-request-id"] == "" {
 			t.Fatalf("x-request-id %q: not regenerated", seen["x-request-id"])
 		}
-		if seen["x-forwarded-for"] != "127.0.0.1" {
-			t.Fatalf("x-forwarded-for %q", seen["x-forwarded-for"])
+		if node := nodeAddress(t); seen["x-forwarded-for"] != node {
+			t.Fatalf("x-forwarded-for %q, want the node's address %s", seen["x-forwarded-for"], node)
+		}
+		if seen["x-envoy-external-address"] != "127.0.0.1" {
+			t.Fatalf("x-envoy-external-address %q, want the peer", seen["x-envoy-external-address"])
 		}
 	})
+}
+
+// nodeAddress is the first IPv4 address of an interface that is up and not
+// loopback, else 127.0.0.1.
+func nodeAddress(t *testing.T) string {
+	t.Helper()
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
 }
 
 // rawGet sends a request line exactly as given (Go's client would clean it).
@@ -276,7 +417,7 @@ func TestClusterCircuitBreakerFullOfHeldStreamsRefuses(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
 		cfg := holdConfig()
 		cfg.StatusOnError = nil
-		h := p.start(t, setup{proc: cfg, grpcCluster: func(c *clusterv3.Cluster) {
+		h := p.start(t, setup{proc: cfg, details: true, grpcCluster: func(c *clusterv3.Cluster) {
 			c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 				Priority: corev3.RoutingPriority_DEFAULT, MaxRequests: wrapperspb.UInt32(1),
 			}}}
@@ -300,6 +441,7 @@ func TestClusterCircuitBreakerFullOfHeldStreamsRefuses(t *testing.T) {
 		}
 		resp, body := h.get("/second")
 		wantStatus(t, resp, body, 500)
+		wantDetails(t, resp, "ext_proc_error_gRPC_error_14{upstream_connect_error_or_disconnect/reset_before_headers._reset_reason:_overflow{upstream_reset_before_response_started{overflow}}}")
 		wg.Wait()
 		if heldStatus != 200 {
 			t.Fatalf("the held request ended %d", heldStatus)
@@ -311,7 +453,9 @@ func TestClusterCircuitBreakerFullOfHeldStreamsRefuses(t *testing.T) {
 }
 
 // Both filters run before the router rewrites the path: they see the path
-// the client sent; the upstream gets prefix_rewrite's.
+// the client sent; the upstream gets prefix_rewrite's, with the path before
+// the rewrite in x-envoy-original-path, and the route's timeout (15s by
+// default) in x-envoy-expected-rq-timeout-ms.
 // Mirrors (docs/envoy-references.md): row 25 (the router rewrites).
 func TestFiltersSeePathBeforePrefixRewrite(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
@@ -327,8 +471,15 @@ func TestFiltersSeePathBeforePrefixRewrite(t *testing.T) {
 		if got, _ := header(h.proc.messages(0)[0].GetRequestHeaders().GetHeaders(), ":path"); got != "/customers/7?x=1" {
 			t.Errorf("ext_proc saw %q", got)
 		}
-		if got := h.upstream.last(t).uri; got != "/api/7?x=1" {
-			t.Errorf("upstream got %q", got)
+		up := h.upstream.last(t)
+		if up.uri != "/api/7?x=1" {
+			t.Errorf("upstream got %q", up.uri)
+		}
+		if got := up.header.Get("x-envoy-original-path"); got != "/customers/7?x=1" {
+			t.Errorf("x-envoy-original-path %q, want the path before the rewrite", got)
+		}
+		if got := up.header.Get("x-envoy-expected-rq-timeout-ms"); got != "15000" {
+			t.Errorf("x-envoy-expected-rq-timeout-ms %q, want the default route timeout, 15000", got)
 		}
 	})
 }

@@ -360,7 +360,9 @@ func (p templatePart) value(c *replyContext) (string, bool) {
 	case "RESPONSE_CODE":
 		return strconv.Itoa(c.code), true
 	case "RESPONSE_CODE_DETAILS":
-		return c.details, c.details != ""
+		// Every local reply sets details, if only to "" (an
+		// ImmediateResponse without any).
+		return c.details, true
 	case "RESPONSE_FLAGS":
 		return c.flags, c.flags != ""
 	}
@@ -436,6 +438,9 @@ func (lr *localReplyConfig) apply(c *replyContext, headers http.Header) (int, st
 		}
 		for _, h := range m.headersAdd {
 			v := h.value.render(c)
+			if v == "" {
+				continue // Envoy adds no header with an empty value
+			}
 			if h.overwrite {
 				headers.Set(h.key, v)
 			} else {

@@ -66,11 +66,11 @@ func (st *stream) bufferedRequestBody(p *procStream, partial bool) bool {
 	st.touch()
 	if over && !partial {
 		st.endProc()
-		st.localReply(http.StatusRequestEntityTooLarge, "", "request_payload_too_large", "", nil)
+		st.localReply(http.StatusRequestEntityTooLarge, "Payload Too Large", "request_payload_too_large", "", nil)
 		return false
 	}
 	out := p.exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{
-		RequestBody: &extprocv3.HttpBody{Body: buf, EndOfStream: !over && !p.wantsRequestTrailers(st)},
+		RequestBody: &extprocv3.HttpBody{Body: buf, EndOfStream: !over},
 	}}, "request_body")
 	common, ok := st.handled(out, func(r *extprocv3.ProcessingResponse) *extprocv3.CommonResponse {
 		return r.GetRequestBody().GetResponse()
@@ -104,46 +104,7 @@ func (st *stream) bufferedRequestBody(p *procStream, partial bool) bool {
 	} else {
 		st.setBody(body)
 	}
-	return st.requestTrailers(p)
-}
-
-// wantsRequestTrailers reports whether a trailers message will follow the
-// body: trailers are configured and the request carries some.
-func (p *procStream) wantsRequestTrailers(st *stream) bool {
-	return p.mode.requestTrailers && len(st.r.Trailer) > 0
-}
-
-// requestTrailers sends the request's trailers once its body is read, when
-// configured and present, and applies the reply to them.
-func (st *stream) requestTrailers(p *procStream) bool {
-	if st.proc == nil || p.requestDone || !p.mode.requestTrailers || !hasValues(st.r.Trailer) {
-		return true
-	}
-	out := p.exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestTrailers{
-		RequestTrailers: &extprocv3.HttpTrailers{Trailers: trailerMap(st.r.Trailer)},
-	}}, "request_trailers")
-	switch {
-	case out.fail != nil:
-		return st.procFailed(out.fail)
-	case out.immediate != nil:
-		st.immediate(out.immediate)
-		return false
-	}
-	if m := out.resp.GetRequestTrailers().GetHeaderMutation(); m != nil {
-		if _, err := applyHeaderMutation(st.r.Trailer, m, true); err != nil {
-			return st.procFailed(&procFailure{status: p.cfg.statusOnError, details: mutationDetails(err)})
-		}
-	}
 	return true
-}
-
-func hasValues(h http.Header) bool {
-	for _, vs := range h {
-		if len(vs) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // streamRequestBody sends the request body chunk by chunk while the router

@@ -5,11 +5,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	procfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -17,7 +21,7 @@ import (
 )
 
 // hopHeaders are connection-specific headers a proxy never forwards.
-var hopHeaders = []string{"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"}
+var hopHeaders = []string{"connection", "keep-alive", "proxy-connection", "te", "transfer-encoding", "upgrade"}
 
 // router forwards the request to its route's cluster, or answers with the
 // route's direct response, then hands the response to the encoder side.
@@ -37,7 +41,7 @@ func (st *stream) router() {
 		return
 	}
 	if err := up.acquire(); err != nil {
-		st.localReply(http.StatusServiceUnavailable, "", "upstream_reset_before_response_started{overflow}", "UO", nil)
+		st.localReply(http.StatusServiceUnavailable, resetBody("overflow"), "upstream_reset_before_response_started{overflow}", "UO", nil)
 		return
 	}
 	defer up.release()
@@ -59,7 +63,8 @@ func (st *stream) router() {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			st.localReply(http.StatusGatewayTimeout, "upstream request timeout", "response_timeout", "UT", nil)
 		default:
-			st.localReply(http.StatusServiceUnavailable, "", "upstream_reset_before_response_started{connection_failure}", "UF", nil)
+			reason, details, flag := upstreamFailure(err)
+			st.localReply(http.StatusServiceUnavailable, resetBody(reason), "upstream_reset_before_response_started{"+details+"}", flag, nil)
 		}
 		return
 	}
@@ -69,8 +74,53 @@ func (st *stream) router() {
 		resp.Header.Del(h)
 	}
 	resp.Header.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
-	st.encode(response{code: resp.StatusCode, header: resp.Header, body: resp.Body, length: resp.ContentLength,
-		trailer: func() http.Header { return resp.Trailer }})
+	// Envoy's HTTP/1 codec keeps transfer-encoding in the headers the
+	// filters see, and drops trailers (enable_trailers false): only their
+	// declaration goes on.
+	if len(resp.TransferEncoding) > 0 {
+		resp.Header.Set("transfer-encoding", strings.Join(resp.TransferEncoding, ","))
+	}
+	if len(resp.Trailer) > 0 {
+		resp.Header.Set("trailer", strings.Join(slices.Sorted(maps.Keys(resp.Trailer)), ","))
+	}
+	st.encode(response{code: resp.StatusCode, header: resp.Header, body: resp.Body, length: resp.ContentLength})
+}
+
+// resetBody is the router's reply when the upstream request failed before
+// the response began.
+func resetBody(reason string) string {
+	return "upstream connect error or disconnect/reset before headers. reset reason: " + reason
+}
+
+// upstreamFailure describes a failed upstream request as Envoy's router
+// does: the reset reason, the details it puts between braces and the
+// response flag. A connection that could not be made is a remote connection
+// failure (UF), with the socket error as Envoy prints it (strerror); one
+// that closed before the response is a connection termination (UC).
+func upstreamFailure(err error) (reason, details, flag string) {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		if op.Timeout() {
+			return "connection timeout", "connection_timeout", "UF"
+		}
+		details = "remote_connection_failure"
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			details += "|delayed_connect_error:_" + strings.ReplaceAll(strerror(errno), " ", "_")
+		}
+		return "remote connection failure", details, "UF"
+	}
+	return "connection termination", "connection_termination", "UC"
+}
+
+// strerror is errno's message as C's strerror spells it ("Connection
+// refused"): Go's, capitalised.
+func strerror(errno syscall.Errno) string {
+	s := errno.Error()
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // upstreamRequest is the request as the upstream receives it: prefix
@@ -93,6 +143,14 @@ func (st *stream) upstreamRequest(ctx context.Context, up *upstream, r *route) *
 	}
 	for _, k := range st.cfg.routes.headersRemoved {
 		h.Del(k)
+	}
+	// The router's own headers (suppress_envoy_headers false): the timeout
+	// it gives the upstream, and the path before a rewrite.
+	if r.timeout > 0 {
+		h.Set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(r.timeout.Milliseconds(), 10))
+	}
+	if r.prefixRewrite != "" {
+		h.Set("x-envoy-original-path", st.path)
 	}
 	if _, ok := h["User-Agent"]; !ok {
 		h["User-Agent"] = []string{""} // Go would add its own
@@ -117,10 +175,13 @@ func (st *stream) upstreamRequest(ctx context.Context, up *upstream, r *route) *
 		body = io.NopCloser(st.body)
 	}
 	var trailer http.Header
-	if len(st.r.Trailer) > 0 {
-		// Declared trailers go on after the body; their values are read
-		// when the body ends (and after ext_proc mutated them).
-		trailer = st.r.Trailer
+	if len(st.trailerKeys) > 0 {
+		// The declaration goes on (Go's transport writes it from Trailer),
+		// the trailers never: the body goes chunked with none.
+		trailer = http.Header{}
+		for _, k := range st.trailerKeys {
+			trailer[k] = nil
+		}
 		length = -1
 		h.Del("content-length")
 	}
@@ -141,11 +202,10 @@ func (st *stream) upstreamRequest(ctx context.Context, up *upstream, r *route) *
 
 // response is what the encoder side carries to the client.
 type response struct {
-	code    int
-	header  http.Header
-	body    io.Reader
-	length  int64 // -1 when unknown
-	trailer func() http.Header
+	code   int
+	header http.Header
+	body   io.Reader
+	length int64 // -1 when unknown
 }
 
 // encode runs the response (upstream or local) through the encoder side of
@@ -193,7 +253,7 @@ func (st *stream) encode(r response) {
 				p.mode = overrideMode(p.mode, mo)
 			}
 			if common.GetStatus() == extprocv3.CommonResponse_CONTINUE_AND_REPLACE {
-				// No more body or trailer messages this way; the body is
+				// No more body messages this way; the body is
 				// replaced only when the reply carries one.
 				p.responseDone = true
 				if bm := common.GetBodyMutation(); bm != nil {
@@ -230,15 +290,12 @@ func (st *stream) encode(r response) {
 		}
 		if p.detached.Load() {
 			st.endProc()
-			p = nil
 		}
-		st.responseTrailers(p, r.trailer)
 		return
 	}
 	st.addAuthzHeaders(r.header)
 	st.writeHeader(r.code, r.header, r.length)
 	st.writeBody(r.body, r.length)
-	st.responseTrailers(p, r.trailer)
 }
 
 // bufferedResponseBody sends the response body in one message (BUFFERED,
@@ -255,12 +312,11 @@ func (st *stream) bufferedResponseBody(p *procStream, r *response, partial bool)
 	st.touch()
 	if over && !partial {
 		st.endProc()
-		st.localReply(http.StatusInternalServerError, "", "response_payload_too_large", "", nil)
+		st.localReply(http.StatusInternalServerError, "Internal Server Error", "response_payload_too_large", "", nil)
 		return false
 	}
-	hasTrailers := p.mode.responseTrailers && r.trailer != nil && !over && hasValues(r.trailer())
 	out := p.exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseBody{
-		ResponseBody: &extprocv3.HttpBody{Body: buf, EndOfStream: !over && !hasTrailers},
+		ResponseBody: &extprocv3.HttpBody{Body: buf, EndOfStream: !over},
 	}}, "response_body")
 	common, ok := st.handled(out, func(pr *extprocv3.ProcessingResponse) *extprocv3.CommonResponse {
 		return pr.GetResponseBody().GetResponse()
@@ -289,50 +345,14 @@ func (st *stream) bufferedResponseBody(p *procStream, r *response, partial bool)
 		return true
 	}
 	r.body, r.length = bytes.NewReader(body), int64(len(body))
-	if r.trailer != nil && hasValues(r.trailer()) {
-		// Trailers follow: the body stays chunked.
+	if r.header.Get("trailer") != "" {
+		// Declared trailers keep the body chunked.
 		r.header.Del("content-length")
 		r.length = -1
 	} else if r.header.Get("content-length") == "" && !partial {
 		r.header.Set("content-length", strconv.Itoa(len(body)))
 	}
 	return true
-}
-
-// responseTrailers sends the upstream's trailers, when configured and
-// present, and writes them (mutated) after the body.
-func (st *stream) responseTrailers(p *procStream, trailer func() http.Header) {
-	if trailer == nil {
-		return
-	}
-	t := trailer()
-	if !hasValues(t) {
-		return
-	}
-	if p != nil && st.proc == p && !p.responseDone && p.mode.responseTrailers {
-		out := p.exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseTrailers{
-			ResponseTrailers: &extprocv3.HttpTrailers{Trailers: trailerMap(t)},
-		}}, "response_trailers")
-		switch {
-		case out.fail != nil && (out.fail.closed || p.cfg.failureModeAllow):
-		case out.fail != nil, out.immediate != nil:
-			// The body is out: a failure now is a reset.
-			st.endProc()
-			panic(http.ErrAbortHandler)
-		default:
-			if m := out.resp.GetResponseTrailers().GetHeaderMutation(); m != nil {
-				if _, err := applyHeaderMutation(t, m, true); err != nil {
-					st.endProc()
-					panic(http.ErrAbortHandler)
-				}
-			}
-		}
-	}
-	for k, vs := range t {
-		for _, v := range vs {
-			st.w.Header().Add(http.TrailerPrefix+k, v)
-		}
-	}
 }
 
 // addAuthzHeaders is ext_authz's encoder side: response_headers_to_add.
@@ -361,6 +381,8 @@ func (st *stream) writeHeader(code int, h http.Header, length int64) {
 	if st.closeConnection {
 		dst.Set("connection", "close")
 	}
+	// server_header_transformation OVERWRITE, server_name unset.
+	dst.Set("server", "envoy")
 	st.wroteHeader.Store(true)
 	st.w.WriteHeader(code)
 	st.touch()

@@ -285,21 +285,20 @@ func grpcTarget(g *corev3.GrpcService) (string, time.Duration, error) {
 	return eg.GetClusterName(), dur(g.GetTimeout(), 200*time.Millisecond), nil
 }
 
-// processingMode says which messages ext_proc sends.
+// processingMode says which messages ext_proc sends. Trailer modes are
+// accepted and never matter: over HTTP/1 Envoy's codec drops trailers
+// before any filter sees them (enable_trailers false).
 type processingMode struct {
-	requestHeaders, responseHeaders   bool
-	requestBody, responseBody         procfilterv3.ProcessingMode_BodySendMode
-	requestTrailers, responseTrailers bool
+	requestHeaders, responseHeaders bool
+	requestBody, responseBody       procfilterv3.ProcessingMode_BodySendMode
 }
 
 func translateMode(m *procfilterv3.ProcessingMode) (processingMode, error) {
 	pm := processingMode{
-		requestHeaders:   m.GetRequestHeaderMode() != procfilterv3.ProcessingMode_SKIP,
-		responseHeaders:  m.GetResponseHeaderMode() != procfilterv3.ProcessingMode_SKIP,
-		requestBody:      m.GetRequestBodyMode(),
-		responseBody:     m.GetResponseBodyMode(),
-		requestTrailers:  m.GetRequestTrailerMode() == procfilterv3.ProcessingMode_SEND,
-		responseTrailers: m.GetResponseTrailerMode() == procfilterv3.ProcessingMode_SEND,
+		requestHeaders:  m.GetRequestHeaderMode() != procfilterv3.ProcessingMode_SKIP,
+		responseHeaders: m.GetResponseHeaderMode() != procfilterv3.ProcessingMode_SKIP,
+		requestBody:     m.GetRequestBodyMode(),
+		responseBody:    m.GetResponseBodyMode(),
 	}
 	for _, b := range []procfilterv3.ProcessingMode_BodySendMode{pm.requestBody, pm.responseBody} {
 		switch b {
