@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-dev/custos/envoy/envoytest"
 	"github.com/custos-dev/custos/stack"
+	"github.com/custos-dev/custos/stack/stacktest"
 )
 
 // run executes the binary's root command in-process.
@@ -153,6 +155,17 @@ func (s *syncBuffer) String() string {
 }
 
 func TestDevCommandServesTheCurlLineAndStopsCleanly(t *testing.T) {
+	stacktest.ForEachDataPlane(t, func(t *testing.T, dp stack.DataPlane) {
+		args := []string{"dev"}
+		want := "the embedded Go data plane"
+		if dp == stack.Envoy {
+			args, want = append(args, "--envoy="+envoytest.Require(t)), "real Envoy, admin http://"
+		}
+		devServesTheCurlLine(t, args, want)
+	})
+}
+
+func devServesTheCurlLine(t *testing.T, args []string, banner string) {
 	demo := freePort(t)
 	p := writeFile(t, "dev.yaml", stack.LoopbackListen+`connections:
   - name: customers
@@ -164,7 +177,7 @@ dev:
 	defer cancel()
 	var out syncBuffer
 	cmd := newRootCmd(&out, io.Discard)
-	cmd.SetArgs([]string{"dev", "--config", p})
+	cmd.SetArgs(append(args, "--config", p))
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 
@@ -185,7 +198,7 @@ dev:
 			t.Fatalf("no curl line printed:\n%s", out.String())
 		}
 	}
-	for _, want := range []string{"data plane (agents)", "gRPC services", "xDS (ADS)", "/readyz", "demo upstream"} {
+	for _, want := range []string{"data plane (agents)", "gRPC services", "xDS (ADS)", "/readyz", "demo upstream", banner} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("banner lacks %q", want)
 		}
@@ -223,5 +236,16 @@ dev:
 	}
 	if _, err := http.Get(url); err == nil {
 		t.Fatal("the data plane still serves after shutdown")
+	}
+}
+
+func TestDevEnvoyWithAMissingBinaryFailsClearly(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-envoy-here")
+	p := writeFile(t, "dev.yaml", stack.LoopbackListen+"connections: []\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, _, err := run(ctx, "dev", "--envoy="+missing, "--config", p)
+	if err == nil || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("err %v, want it to name the missing binary", err)
 	}
 }
