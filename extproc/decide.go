@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/custos-dev/custos/config"
@@ -69,6 +70,17 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 	}
 	o.conn = rt.conn
 	req := in.req
+	// X_Custos_Principal and Proxy_Authorization reach CGI-style upstreams
+	// as the real headers. Refused here rather than by the connection
+	// manager (headers_with_underscores_action REJECT_REQUEST), whose codec
+	// error, with ext_proc on the listener, resets the connection without a
+	// reply; here the agent gets JSON with a request id and the attempt is
+	// recorded.
+	if k := underscoreHeader(in.rawHeader); k != "" {
+		o.v.Connection, o.v.Path = rt.conn.Name, req.OriginalPath
+		return o.deny(Reply{Status: 400, Code: CodeBadRequest,
+			Message: "header names with underscores are refused: an upstream may read " + k + " as " + strings.ReplaceAll(k, "_", "-")})
+	}
 	if hasEscapedSlash(req.OriginalPath) {
 		o.v.Connection, o.v.Path = rt.conn.Name, req.OriginalPath
 		return o.deny(Reply{Status: 400, Code: CodeBadRequest,
@@ -91,7 +103,7 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 	}
 	o.v.Principal, o.v.Groups = pr.ID(), pr.Groups
 	sid, session, ok := sessionID(pr.Issuer, pr.Subject, req.Session)
-	if !ok {
+	if !ok || in.emptySession {
 		return o.deny(Reply{Status: 400, Code: CodeBadRequest,
 			Message: names.SessionHeader + " must be 1 to 128 characters of letters, digits and . _ : -"})
 	}
@@ -227,4 +239,16 @@ func hasEscapedSlash(path string) bool {
 		}
 	}
 	return false
+}
+
+// underscoreHeader returns the first header name (in sorted order) that
+// holds an underscore, "" if none does.
+func underscoreHeader(h map[string]string) string {
+	found := ""
+	for k := range h {
+		if strings.IndexByte(k, '_') >= 0 && (found == "" || k < found) {
+			found = k
+		}
+	}
+	return found
 }

@@ -19,6 +19,9 @@ type checkInput struct {
 	creds     identity.Credentials
 	ext       map[string]string
 	rawHeader map[string]string
+	// emptySession is set when x-custos-session was sent empty: refused,
+	// never taken for "no session" and forwarded.
+	emptySession bool
 }
 
 // requestFrom turns Envoy's CheckRequest into the stages' request. The path
@@ -53,6 +56,7 @@ func requestFrom(cr *authv3.CheckRequest, id string) checkInput {
 		case request.IsCredentialHeader(k):
 		case k == names.SessionHeader:
 			r.Session = v
+			in.emptySession = v == ""
 		case k == names.ApprovalIDHeader:
 			r.ApprovalID = v
 			r.Headers[k] = v

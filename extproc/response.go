@@ -34,19 +34,26 @@ func checkResponse(o *outcome, rawHeaders map[string]string) *authv3.CheckRespon
 	}
 }
 
+const envoyHeaderPrefix = "x-envoy-"
+
 // credentialHeaders carry the agent's own credentials: they never go
 // upstream unless the connection says forward_token (upstream credentials
 // belong to Custos).
 var credentialHeaders = []string{"authorization", "proxy-authorization"}
 
 // headersToRemove lists what Envoy removes before the request goes on: the
-// incoming x-custos-* headers an agent may not set, and the agent's
-// credentials unless the connection forwards them.
+// incoming x-custos-* headers an agent may not set, every incoming x-envoy-*
+// header (use_remote_address strips only Envoy's internal list; the rest,
+// x-envoy-original-path among them, would reach the upstream), and the
+// agent's credentials unless the connection forwards them.
 func headersToRemove(c *config.Connection, headers map[string]string) []string {
 	var out []string
 	for k := range headers {
 		k = strings.ToLower(k)
-		if strings.HasPrefix(k, names.CustosHeaderPrefix) && k != names.SessionHeader && k != names.ApprovalIDHeader {
+		switch {
+		case strings.HasPrefix(k, names.CustosHeaderPrefix) && k != names.SessionHeader && k != names.ApprovalIDHeader:
+			out = append(out, k)
+		case strings.HasPrefix(k, envoyHeaderPrefix):
 			out = append(out, k)
 		}
 	}

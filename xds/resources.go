@@ -140,7 +140,10 @@ func (b builder) listener() (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	router, err := pack(&routerv3.Router{})
+	// The router adds no x-envoy-* headers of its own (x-envoy-original-path
+	// on every prefix_rewrite, x-envoy-expected-rq-timeout-ms): the upstream
+	// sees none of Envoy's internals.
+	router, err := pack(&routerv3.Router{SuppressEnvoyHeaders: true})
 	if err != nil {
 		return nil, err
 	}
