@@ -26,12 +26,12 @@ import (
 func TestEdgeNoEnvoyHeaderReachesTheUpstream(t *testing.T) {
 	e2e(t, "", func(t *testing.T, s *stacktest.Fixture) {
 		resp, body := get(t, s.URL+"/customers/1", map[string]string{
-			"x-envoy-original-path":              "/admin",
-			"x-envoy-original-dst-host":          "10.0.0.1:80",
-			"x-envoy-peer-metadata":              "forged",
-			"x-envoy-attempt-count":              "9",
+			"x-envoy-original-path":               "/admin",
+			"x-envoy-original-dst-host":           "10.0.0.1:80",
+			"x-envoy-peer-metadata":               "forged",
+			"x-envoy-attempt-count":               "9",
 			"x-envoy-immediate-health-check-fail": "true",
-			"x-envoy-retry-on":                   "5xx",
+			"x-envoy-retry-on":                    "5xx",
 		})
 		if resp.StatusCode != 200 {
 			t.Fatalf("status %d (%s)", resp.StatusCode, describe(body))
