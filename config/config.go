@@ -14,6 +14,12 @@
 // the first problem: they report every problem in the file at once as
 // [Errors], each [Error] naming the key path (for example
 // connections[1].upstream) and the line of the file it came from.
+//
+// The input is bounded, so that a hostile file is refused in bounded time and
+// memory: [Load] reads only a regular file of at most [MaxFileSize] bytes, a
+// document may have at most [MaxNodes] YAML nodes with its aliases expanded,
+// and at most [MaxErrors] problems are listed, each quoting at most 64 bytes
+// of a value.
 package config
 
 import (

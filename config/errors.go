@@ -2,9 +2,11 @@ package config
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Error is one problem found in a configuration file.
@@ -17,6 +19,10 @@ type Error struct {
 	Line int
 	// Msg describes the problem.
 	Msg string
+	// More is set only in the last Error of a list cut at [MaxErrors]: how
+	// many further problems were found and not listed. Msg then says so,
+	// and Path and Line are empty.
+	More int
 }
 
 // Error formats e as "PATH (line N): MSG", leaving out the parts that are
@@ -43,8 +49,20 @@ func (e *Error) Error() string {
 
 // Errors is every problem found in a configuration file, sorted by line and
 // then path. [Parse] and [Load] return it, as an error, whenever it is not
-// empty; retrieve it with errors.As.
+// empty; retrieve it with errors.As. When more than [MaxErrors] problems are
+// found, it holds the first MaxErrors and then one Error whose More field
+// counts the rest ("and 12 more errors").
 type Errors []*Error
+
+// Count returns the number of problems found: those listed and those a cut
+// list leaves out.
+func (es Errors) Count() int {
+	n := len(es)
+	if n > 0 && es[n-1].More > 0 {
+		n += es[n-1].More - 1
+	}
+	return n
+}
 
 // Error formats each problem on its own line.
 func (es Errors) Error() string {
@@ -76,7 +94,10 @@ func (es Errors) sort() {
 // the line of each key path, each path's parent, and the paths whose value
 // could not be decoded (so that validation does not report them again).
 type tracker struct {
+	// errs holds the first problems by line and path, at most 2*MaxErrors;
+	// found counts them all.
 	errs   Errors
+	found  int
 	lines  map[string]int
 	parent map[string]string
 	bad    map[string]bool
@@ -90,22 +111,53 @@ func newTracker() *tracker {
 	}
 }
 
-// add records a problem at path and line.
+// add records a problem at path and line. Only the first MaxErrors by line
+// and path are kept, so that a file with a problem in every value costs no
+// more memory than one with MaxErrors problems.
 func (t *tracker) add(path string, line int, msg string) {
+	t.found++
 	t.errs = append(t.errs, &Error{Path: path, Line: line, Msg: msg})
+	if len(t.errs) == 2*MaxErrors {
+		// The sort is stable and the kept problems precede the new
+		// ones, so problems on the same line and path stay in the
+		// order found.
+		t.errs.sort()
+		clear(t.errs[MaxErrors:])
+		t.errs = t.errs[:MaxErrors]
+	}
+}
+
+// result returns the problems recorded, sorted and cut at MaxErrors, or nil.
+func (t *tracker) result() Errors {
+	if t.found == 0 {
+		return nil
+	}
+	t.errs.sort()
+	if t.found <= MaxErrors {
+		return t.errs
+	}
+	more := t.found - MaxErrors
+	noun := "errors"
+	if more == 1 {
+		noun = "error"
+	}
+	return append(t.errs[:MaxErrors:MaxErrors], &Error{
+		Msg:  fmt.Sprintf("and %d more %s (only the first %d are listed)", more, noun, MaxErrors),
+		More: more,
+	})
 }
 
 // child returns the path of key under parent: parent.key, or parent["key"]
-// when key is not a plain word.
+// when key is not a plain word or is cut (longer than maxShown bytes).
 func (t *tracker) child(parent, key string) string {
 	var p string
 	switch {
-	case plainKey(key) && parent == "":
+	case plainKey(key) && len(key) <= maxShown && parent == "":
 		p = key
-	case plainKey(key):
+	case plainKey(key) && len(key) <= maxShown:
 		p = parent + "." + key
 	default:
-		p = parent + "[" + strconv.Quote(key) + "]"
+		p = parent + "[" + quote(key) + "]"
 	}
 	t.link(p, parent)
 	return p
@@ -166,13 +218,17 @@ func plainKey(k string) bool {
 }
 
 // secretKey reports whether the last key of path names a value that may be
-// secret, whose content must never appear in a message.
+// secret, whose content must never appear in a message. A key cut in the
+// path (ending in "…") may have been one.
 func secretKey(path string) bool {
 	last := path
 	if i := strings.LastIndexAny(path, ".["); i >= 0 {
 		last = path[i+1:]
 	}
 	last = strings.ToLower(strings.TrimRight(last, "]\""))
+	if strings.HasSuffix(last, "…") {
+		return true
+	}
 	if strings.HasSuffix(last, "_file") || strings.HasSuffix(last, "_env") {
 		return true
 	}
@@ -187,8 +243,15 @@ func secretKey(path string) bool {
 // suggest returns the candidate closest to s within edit distance 2, or "".
 func suggest(s string, candidates []string) string {
 	best, bestD := "", 3
+	lower := strings.ToLower(s)
+	n := utf8.RuneCountInString(lower)
 	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(s), c); d < bestD {
+		// Lengths more than 2 apart are more than 2 edits apart; skipping
+		// them keeps a long value from costing len(s)*len(c) memory.
+		if d := n - utf8.RuneCountInString(c); d > 2 || d < -2 {
+			continue
+		}
+		if d := editDistance(lower, c); d < bestD {
 			best, bestD = c, d
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,9 +15,12 @@ import (
 
 // Load reads the configuration file at path and parses it with [Parse].
 // Problems in the file are returned as [Errors]; a file that cannot be read
-// gives an error wrapping the read error and naming path.
+// gives an error wrapping the read error and naming path. Only a regular file
+// (or a symbolic link to one) of at most [MaxFileSize] bytes is read: anything
+// else is refused before reading, with an error wrapping [ErrNotRegularFile]
+// or [ErrFileTooLarge].
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: reading %s: %w", path, err)
 	}
@@ -27,8 +29,13 @@ func Load(path string) (*Config, error) {
 
 // Parse parses a YAML configuration, applies defaults and validates it. When
 // the configuration has problems it returns nil and every problem found, as
-// [Errors].
+// [Errors] (the first [MaxErrors] of them when there are more). A
+// configuration larger than [MaxFileSize] bytes, or with more than [MaxNodes]
+// YAML nodes once its aliases are expanded, is refused with that one error.
 func Parse(data []byte) (*Config, error) {
+	if len(data) > MaxFileSize {
+		return nil, Errors{{Msg: fmt.Sprintf("the configuration is %d bytes, more than %s, the limit", len(data), sizeLimit)}}
+	}
 	root, errs := parseDocument(data)
 	if errs != nil {
 		return nil, errs
@@ -39,9 +46,8 @@ func Parse(data []byte) (*Config, error) {
 	d.config(root, cfg)
 	applyDefaults(cfg)
 	validate(cfg, t)
-	if len(t.errs) > 0 {
-		t.errs.sort()
-		return nil, t.errs
+	if errs := t.result(); errs != nil {
+		return nil, errs
 	}
 	return cfg, nil
 }
@@ -80,6 +86,9 @@ func parseDocument(data []byte) (*yaml.Node, Errors) {
 	case !errors.Is(err, io.EOF):
 		return nil, Errors{syntaxError(data, err)}
 	}
+	if e := checkNodes(&doc); e != nil {
+		return nil, Errors{e}
+	}
 	root := &doc
 	if root.Kind == yaml.DocumentNode {
 		if len(root.Content) == 0 {
@@ -115,6 +124,7 @@ func syntaxError(data []byte, err error) *Error {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 		if m := anchorRE.FindStringSubmatch(msg); m != nil {
 			line = aliasLine(data, m[1])
+			msg = strings.Replace(msg, m[1], cut(m[1]), 1)
 		}
 	}
 	return &Error{Line: line, Msg: "invalid YAML: " + msg}
@@ -192,7 +202,7 @@ func (d *decoder) fail(path string, line int, format string, args ...any) {
 func (d *decoder) typeError(path string, v *yaml.Node, want string) {
 	msg := "expected " + want + ", got " + describe(path, v)
 	if want == "a string" && v.Kind == yaml.ScalarNode && !isNull(v) && !secretKey(path) {
-		msg += " (quote it: " + strconv.Quote(v.Value) + ")"
+		msg += " (quote it: " + quote(v.Value) + ")"
 	}
 	d.fail(path, v.Line, "%s", msg)
 }
@@ -216,7 +226,7 @@ func describe(path string, v *yaml.Node) string {
 		if secretKey(path) {
 			return "a string"
 		}
-		return "string " + strconv.Quote(v.Value)
+		return "string " + quote(v.Value)
 	case "!!int":
 		kind = "integer"
 	case "!!float":
@@ -234,7 +244,7 @@ func describe(path string, v *yaml.Node) string {
 		}
 		return "a " + kind
 	}
-	return kind + " " + v.Value
+	return kind + " " + cut(v.Value)
 }
 
 // key returns the name of mapping key k, or false after recording why it is
@@ -273,7 +283,7 @@ func (d *decoder) mapping(path string, v *yaml.Node, fields []field) bool {
 		for i, f := range fields {
 			known[i] = f.key
 		}
-		msg := fmt.Sprintf("unknown key %q", key)
+		msg := "unknown key " + quote(key)
 		if s := suggest(key, known); s != "" {
 			msg += fmt.Sprintf(" (did you mean %q?)", s)
 			if !present[s] {
@@ -309,7 +319,7 @@ func (d *decoder) entries(path string, v *yaml.Node, each func(p, key string, k,
 		}
 		p := d.child(path, key)
 		if first, dup := seen[key]; dup {
-			d.add(p, k.Line, fmt.Sprintf("duplicate key %q (first at line %d)", key, first))
+			d.add(p, k.Line, fmt.Sprintf("duplicate key %s (first at line %d)", quote(key), first))
 			continue
 		}
 		seen[key] = k.Line
@@ -389,9 +399,9 @@ func (d *decoder) durationField(dst *time.Duration) func(string, *yaml.Node) {
 		}
 		dur, err := time.ParseDuration(v.Value)
 		if err != nil || v.ShortTag() != "!!str" {
-			shown := strconv.Quote(v.Value)
+			shown := quote(v.Value)
 			if v.ShortTag() != "!!str" {
-				shown = v.Value
+				shown = cut(v.Value)
 			}
 			d.fail(p, v.Line, "%s is not a duration (use Go syntax such as 30s or 5m)", shown)
 			return

@@ -51,7 +51,7 @@ func (v *validator) oneOf(path, what, val string, allowed []string) bool {
 	if slices.Contains(allowed, val) {
 		return true
 	}
-	msg := fmt.Sprintf("%q is not a valid %s (use one of: %s)", val, what, strings.Join(allowed, ", "))
+	msg := fmt.Sprintf("%s is not a valid %s (use one of: %s)", quote(val), what, strings.Join(allowed, ", "))
 	if s := suggest(val, allowed); s != "" {
 		msg += fmt.Sprintf("; did you mean %q?", s)
 	}
@@ -73,7 +73,7 @@ func (v *validator) listen(c *Config) {
 		}
 		host, port, problem := splitAddress(addr)
 		if problem != "" {
-			v.errorf(p, "%q is not a valid address: %s", addr, problem)
+			v.errorf(p, "%s is not a valid address: %s", quote(addr), problem)
 			return
 		}
 		ls = append(ls, listener{path: p, addr: addr, host: strings.ToLower(host), port: port})
@@ -91,7 +91,7 @@ func (v *validator) listen(c *Config) {
 		}
 		for _, a := range ls[:i] {
 			if a.port == b.port && overlap(a.host, b.host) {
-				v.errorf(b.path, "%q conflicts with %s (%q); each listener needs its own address", b.addr, a.path, a.addr)
+				v.errorf(b.path, "%s conflicts with %s (%s); each listener needs its own address", quote(b.addr), a.path, quote(a.addr))
 				break
 			}
 		}
@@ -106,14 +106,14 @@ func splitAddress(addr string) (host string, port int, problem string) {
 		return "", 0, "use host:port, such as 127.0.0.1:9000"
 	}
 	if ps == "" || strings.Trim(ps, "0123456789") != "" {
-		return "", 0, fmt.Sprintf("port %q is not a number", ps)
+		return "", 0, fmt.Sprintf("port %s is not a number", quote(ps))
 	}
 	port, err = strconv.Atoi(ps)
 	if err != nil || port > 65535 {
-		return "", 0, fmt.Sprintf("port %s is out of range (0-65535)", ps)
+		return "", 0, fmt.Sprintf("port %s is out of range (0-65535)", cut(ps))
 	}
 	if host != "" && net.ParseIP(host) == nil && !dnsName(strings.ToLower(host)) {
-		return "", 0, fmt.Sprintf("%q is not a valid host name or IP address", host)
+		return "", 0, fmt.Sprintf("%s is not a valid host name or IP address", quote(host))
 	}
 	return host, port, ""
 }
@@ -167,7 +167,7 @@ func (v *validator) identity(c *Config) {
 			v.errorf(pi, "%s", problem)
 		default:
 			if first, dup := seen[iss.Issuer]; dup {
-				v.errorf(pi, "duplicate issuer %q (first at %s)", iss.Issuer, first)
+				v.errorf(pi, "duplicate issuer %s (first at %s)", quote(iss.Issuer), first)
 			} else if !v.skip(pi) {
 				seen[iss.Issuer] = p
 			}
@@ -216,7 +216,8 @@ func absoluteURL(s string) (*url.URL, string) {
 		if errors.As(err, &ue) {
 			reason = ue.Err.Error()
 		}
-		return nil, fmt.Sprintf("%s is not a valid URL: %s", showURL(s), reason)
+		// The reason may quote part of s.
+		return nil, fmt.Sprintf("%s is not a valid URL: %s", showURL(s), cut(reason))
 	}
 	switch {
 	case u.Scheme == "" || u.Opaque != "":
@@ -232,11 +233,11 @@ func absoluteURL(s string) (*url.URL, string) {
 	}
 	h := u.Hostname()
 	if net.ParseIP(h) == nil && !dnsName(strings.ToLower(h)) {
-		return nil, fmt.Sprintf("%s: %q is not a valid host name or IP address", showURL(s), h)
+		return nil, fmt.Sprintf("%s: %s is not a valid host name or IP address", showURL(s), quote(h))
 	}
 	if ps := u.Port(); ps != "" {
 		if n, err := strconv.Atoi(ps); err != nil || n < 1 || n > 65535 {
-			return nil, fmt.Sprintf("%s: port %s is out of range (1-65535)", showURL(s), ps)
+			return nil, fmt.Sprintf("%s: port %s is out of range (1-65535)", showURL(s), cut(ps))
 		}
 	}
 	return u, ""
@@ -250,7 +251,7 @@ func showURL(s string) string {
 		if strings.ContainsAny(s, "@?") {
 			return "the URL"
 		}
-		return strconv.Quote(s)
+		return quote(s)
 	}
 	if u.User != nil {
 		u.User = url.User("REDACTED")
@@ -258,7 +259,7 @@ func showURL(s string) string {
 	if u.RawQuery != "" {
 		u.RawQuery = "REDACTED"
 	}
-	return strconv.Quote(u.String())
+	return quote(u.String())
 }
 
 func (v *validator) connections(c *Config) {
@@ -277,9 +278,9 @@ func (v *validator) connections(c *Config) {
 		case conn.Name == "":
 			v.errorf(pn, "is required")
 		case !nameRE.MatchString(conn.Name):
-			v.errorf(pn, "%q is not a valid connection name (%s; it becomes the URL prefix)", conn.Name, nameRule)
+			v.errorf(pn, "%s is not a valid connection name (%s; it becomes the URL prefix)", quote(conn.Name), nameRule)
 		case names[conn.Name] != "":
-			v.errorf(pn, "duplicate connection name %q (first at %s)", conn.Name, names[conn.Name])
+			v.errorf(pn, "duplicate connection name %s (first at %s)", quote(conn.Name), names[conn.Name])
 		default:
 			if !v.skip(pn) {
 				names[conn.Name] = p
@@ -308,12 +309,12 @@ func (v *validator) connections(c *Config) {
 			lower := strings.ToLower(h)
 			conn.Hosts[j] = lower
 			if problem := checkHost(lower); problem != "" {
-				v.errorf(pj, "%q is not a valid host: %s", h, problem)
+				v.errorf(pj, "%s is not a valid host: %s", quote(h), problem)
 				continue
 			}
 			key := hostOnly(lower)
 			if first, dup := hosts[key]; dup {
-				v.errorf(pj, "duplicate host %q (first at %s)", h, first)
+				v.errorf(pj, "duplicate host %s (first at %s)", quote(h), first)
 				continue
 			}
 			hosts[key] = pj
@@ -342,7 +343,7 @@ func (v *validator) connections(c *Config) {
 			v.oneOf(pd, "dialect", conn.Dialect, Dialects)
 			if conn.StatementFrom != "" {
 				if problem := checkStatementFrom(conn.StatementFrom); problem != "" {
-					v.errorf(ps, "%q is not a valid statement source: %s", conn.StatementFrom, problem)
+					v.errorf(ps, "%s is not a valid statement source: %s", quote(conn.StatementFrom), problem)
 				}
 			}
 		}
@@ -355,7 +356,7 @@ func unknownProfile(c *Config, name string) string {
 		defined = append(defined, n)
 	}
 	slices.Sort(defined)
-	msg := fmt.Sprintf("unknown masking profile %q", name)
+	msg := "unknown masking profile " + quote(name)
 	if s := suggest(name, append(slices.Clone(BuiltinProfiles), defined...)); s != "" {
 		msg += fmt.Sprintf(" (did you mean %q?)", s)
 	}
@@ -376,7 +377,7 @@ func checkHost(h string) string {
 			return "use a DNS name, optionally with :port"
 		}
 		if n, err := strconv.Atoi(ps); err != nil || strings.Trim(ps, "0123456789") != "" || n < 1 || n > 65535 {
-			return fmt.Sprintf("port %q is not a number in 1-65535", ps)
+			return fmt.Sprintf("port %s is not a number in 1-65535", quote(ps))
 		}
 		name = hn
 	}
@@ -444,9 +445,9 @@ func (v *validator) masking(c *Config) {
 		p := v.child(pp, name)
 		switch {
 		case BuiltinProfile(name):
-			v.errorf(p, "%q is a built-in profile and cannot be redefined", name)
+			v.errorf(p, "%s is a built-in profile and cannot be redefined", quote(name))
 		case !nameRE.MatchString(name):
-			v.errorf(p, "%q is not a valid profile name (%s)", name, nameRule)
+			v.errorf(p, "%s is not a valid profile name (%s)", quote(name), nameRule)
 		}
 		pe := v.child(p, "entities")
 		if len(prof.Entities) == 0 {
@@ -460,13 +461,13 @@ func (v *validator) masking(c *Config) {
 			}
 			switch {
 			case !KnownEntity(e):
-				msg := fmt.Sprintf("unknown entity %q", e)
+				msg := "unknown entity " + quote(e)
 				if s := suggest(e, Entities); s != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", s)
 				}
 				v.errorf(pj, "%s; known entities: %s", msg, strings.Join(Entities, ", "))
 			case seen[e]:
-				v.errorf(pj, "duplicate entity %q", e)
+				v.errorf(pj, "duplicate entity %s", quote(e))
 			}
 			seen[e] = true
 		}

@@ -18,7 +18,11 @@ import (
 
 // Reloader reloads the configuration file when it changes on disk or the
 // process receives SIGHUP. A file that does not load or validate is rejected
-// with all its errors and the running configuration stays.
+// with all its errors and the running configuration stays. That includes a
+// file over config's limits (config.MaxFileSize, config.MaxNodes) and a path
+// that is not a regular file: config.Load refuses them in bounded time and
+// memory, so a hostile file written over the configuration cannot stop
+// Custos or block its reload loop.
 type Reloader struct {
 	// Path is the configuration file.
 	Path string

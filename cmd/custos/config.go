@@ -48,14 +48,21 @@ each with its key path and line. Exit status 0 means the file is valid.`,
 }
 
 // reportConfigErrors prints each configuration error on its own line and
-// returns a one-line summary as the command's error.
+// returns a one-line summary as the command's error; a single error is the
+// summary itself. The config package lists at most config.MaxErrors.
 func reportConfigErrors(g *globals, path string, err error) error {
 	var errs config.Errors
-	if errors.As(err, &errs) {
-		for _, e := range errs {
-			fmt.Fprintf(g.stderr, "%s: %s\n", path, e)
-		}
-		return fmt.Errorf("%s: %d error(s)", path, len(errs))
+	if !errors.As(err, &errs) {
+		return err
 	}
-	return err
+	if len(errs) == 1 {
+		return fmt.Errorf("%s: %w", path, errs[0])
+	}
+	for _, e := range errs {
+		fmt.Fprintf(g.stderr, "%s: %s\n", path, e)
+	}
+	if n := errs.Count(); n > len(errs) {
+		return fmt.Errorf("%s: %d error(s), the first %d listed", path, n, len(errs)-1)
+	}
+	return fmt.Errorf("%s: %d error(s)", path, len(errs))
 }
