@@ -36,12 +36,20 @@ type upstream struct {
 	transport *http.Transport
 	grpc      *grpc.ClientConn
 	inflight  chan struct{}
+	// streams is the context of every gRPC call on the cluster;
+	// resetStreams ends them all when the cluster is replaced.
+	streams      context.Context
+	resetStreams context.CancelCauseFunc
 }
 
-var errOverflow = errors.New("circuit breaker open: max_requests reached")
+var (
+	errOverflow        = errors.New("circuit breaker open: max_requests reached")
+	errClusterReplaced = errors.New("the cluster was replaced")
+)
 
 func newUpstream(c *clusterConfig) (*upstream, error) {
 	u := &upstream{cfg: c, inflight: make(chan struct{}, max(c.maxRequests, 1))}
+	u.streams, u.resetStreams = context.WithCancelCause(context.Background())
 	if c.http2 {
 		target := "passthrough:///" + c.addr
 		if c.dns {
@@ -114,6 +122,7 @@ func (u *upstream) retire() {
 }
 
 func (u *upstream) close() {
+	u.resetStreams(errClusterReplaced)
 	if u.transport != nil {
 		u.transport.CloseIdleConnections()
 	}

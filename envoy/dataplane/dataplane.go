@@ -176,8 +176,11 @@ func (d *DataPlane) activate(st *adsState) {
 	}
 	for name, old := range d.upstreams {
 		if next[name] != old {
-			// Requests in flight (held ext_proc streams among them) keep
-			// the old cluster until they end, as Envoy drains a cluster.
+			// Upstream requests in flight finish on the old cluster, as
+			// Envoy drains its connection pools; its gRPC side streams
+			// (held ext_proc streams, ext_authz checks) are reset, as
+			// Envoy's async client goes with the cluster.
+			old.resetStreams(errClusterReplaced)
 			go old.retire()
 		}
 	}

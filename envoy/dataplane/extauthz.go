@@ -52,6 +52,8 @@ func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 	defer up.release()
 	ctx, cancel := context.WithTimeout(st.ctx, cfg.timeout)
 	defer cancel()
+	// A replaced cluster resets the call, as Envoy's async client does.
+	defer context.AfterFunc(up.streams, cancel)()
 	req := st.checkRequest()
 	hr := req.GetAttributes().GetRequest().GetHttp()
 	// A client cannot claim a partial body (check_request_utils.cc).

@@ -33,12 +33,16 @@ type procStream struct {
 	cfg                *extProcConfig
 	mode               processingMode
 	client             extprocv3.ExternalProcessor_ProcessClient
+	ctx                context.Context
 	cancel             context.CancelFunc
 	replies            chan procReply
 	release            func()
 	// ended is closed when the stream's receive side ends; endErr is why.
 	ended  chan struct{}
 	endErr error
+	// stop is closed by close: nobody awaits replies any more.
+	stop     chan struct{}
+	stopOnce sync.Once
 	// detached: the processor went away (closed its stream, or failed with
 	// failure_mode_allow) while streaming; the rest passes unprocessed.
 	detached atomic.Bool
@@ -51,6 +55,10 @@ type procStream struct {
 	deadline   time.Time
 	overridden bool
 	rearm      chan struct{}
+	// abandoned counts messages whose replies are still due after the idle
+	// timeout made the stream stop waiting for them; those replies are
+	// dropped when they come.
+	abandoned int
 	// requestDone/responseDone stop further body messages in a
 	// direction (CONTINUE_AND_REPLACE, or the direction is finished).
 	requestDone, responseDone bool
@@ -97,7 +105,7 @@ func (st *stream) openProc(cfg *extProcConfig) (*procStream, *procFailure) {
 	if err := up.acquire(); err != nil {
 		return nil, &procFailure{status: cfg.statusOnError, details: localGRPCDetails(codes.Unavailable, "overflow", "overflow")}
 	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(st.r.Context()))
+	ctx, cancel := context.WithCancel(up.streams)
 	client, err := extprocv3.NewExternalProcessorClient(up.grpc).Process(ctx)
 	if err != nil {
 		cancel()
@@ -105,9 +113,9 @@ func (st *stream) openProc(cfg *extProcConfig) (*procStream, *procFailure) {
 		return nil, &procFailure{status: cfg.statusOnError, details: grpcDetails(err)}
 	}
 	var once sync.Once
-	p := &procStream{st: st, cfg: cfg, mode: cfg.mode, client: client, cancel: cancel,
+	p := &procStream{st: st, cfg: cfg, mode: cfg.mode, client: client, ctx: ctx, cancel: cancel,
 		replies: make(chan procReply, 16), release: func() { once.Do(up.release) }, rearm: make(chan struct{}, 1),
-		ended: make(chan struct{})}
+		ended: make(chan struct{}), stop: make(chan struct{})}
 	go func() {
 		for {
 			resp, err := client.Recv()
@@ -115,9 +123,11 @@ func (st *stream) openProc(cfg *extProcConfig) (*procStream, *procFailure) {
 				p.endErr = err
 				close(p.ended)
 			}
+			// Not ctx: when the stream is reset (its cluster replaced) the
+			// error must still reach await.
 			select {
 			case p.replies <- procReply{resp, err}:
-			case <-ctx.Done():
+			case <-p.stop:
 				return
 			}
 			if err != nil {
@@ -130,9 +140,10 @@ func (st *stream) openProc(cfg *extProcConfig) (*procStream, *procFailure) {
 
 // grpcDetails is Envoy's details for a side stream that failed with err:
 // ext_proc_error_gRPC_error_<code>{<message>}, spaces made underscores. The
-// message is the server's grpc-message and {via_upstream}; when Envoy could
-// not reach the server it is the router's reply and details instead, as
-// Envoy's gRPC client passes them on.
+// message is the server's grpc-message and {via_upstream}, or via_upstream
+// alone when the server gave none; when Envoy could not reach the server it
+// is the router's reply and {details} instead, as Envoy's gRPC client passes
+// them on.
 func grpcDetails(err error) string {
 	s := status.Convert(err)
 	if s.Code() == codes.Unavailable && strings.HasPrefix(s.Message(), "connection error") {
@@ -142,7 +153,11 @@ func grpcDetails(err error) string {
 		}
 		return localGRPCDetails(codes.Unavailable, "remote connection failure", details)
 	}
-	return spacesToUnderscores(fmt.Sprintf("ext_proc_error_gRPC_error_%d{%s{via_upstream}}", s.Code(), s.Message()))
+	msg := "via_upstream"
+	if s.Message() != "" {
+		msg = s.Message() + "{via_upstream}"
+	}
+	return spacesToUnderscores(fmt.Sprintf("ext_proc_error_gRPC_error_%d{%s}", s.Code(), msg))
 }
 
 // localGRPCDetails is grpcDetails for a stream Envoy's router failed itself
@@ -160,6 +175,7 @@ func spacesToUnderscores(s string) string { return strings.ReplaceAll(s, " ", "_
 func (p *procStream) close() {
 	_ = p.client.CloseSend()
 	p.cancel()
+	p.stopOnce.Do(func() { close(p.stop) })
 	p.release()
 }
 
@@ -244,8 +260,16 @@ func (p *procStream) await() procOutcome {
 			timer = time.NewTimer(time.Until(deadline))
 			expired = timer.C
 		}
+		done := p.st.ctx.Done()
+		if p.st.idleReplying.Load() {
+			done = nil // the idle reply's own messages: only their timer bounds them
+		}
 		select {
-		case <-p.st.ctx.Done():
+		case <-done:
+			// The reply to msg, if it comes, is for a message given up.
+			p.mu.Lock()
+			p.abandoned++
+			p.mu.Unlock()
 			return procOutcome{fail: &procFailure{idle: true}}
 		case <-expired:
 			// Always 504, whatever status_on_error says.
@@ -257,6 +281,15 @@ func (p *procStream) await() procOutcome {
 				return procOutcome{fail: p.streamEnded(r.err)}
 			}
 			resp := r.resp
+			p.mu.Lock()
+			skip := p.abandoned > 0
+			if skip && resp.GetResponse() != nil {
+				p.abandoned--
+			}
+			p.mu.Unlock()
+			if skip {
+				continue // a late reply to a message the stream gave up on
+			}
 			if d := resp.GetOverrideMessageTimeout(); d != nil && resp.GetResponse() == nil {
 				t := d.AsDuration()
 				p.mu.Lock()
@@ -284,6 +317,10 @@ func (p *procStream) await() procOutcome {
 func (p *procStream) streamEnded(err error) *procFailure {
 	if errors.Is(err, io.EOF) {
 		return &procFailure{closed: true}
+	}
+	if errors.Is(context.Cause(p.ctx), errClusterReplaced) {
+		// Envoy's reset of the async stream: INTERNAL, no message.
+		err = status.Error(codes.Internal, "")
 	}
 	return &procFailure{status: p.cfg.statusOnError, details: grpcDetails(err)}
 }
@@ -342,14 +379,35 @@ func (st *stream) receiveMetadata(cfg *extProcConfig, md *structpb.Struct) {
 	}
 }
 
-// endProc closes the stream and detaches it from the request.
+// endProc closes the stream and detaches it from the request; ext_proc
+// takes no further part in it.
 func (st *stream) endProc() *procStream {
 	p := st.proc
 	st.proc = nil
+	st.procOver = true
 	if p != nil {
 		p.close()
 	}
 	return p
+}
+
+// responseProc opens ext_proc's stream for the response when ext_proc
+// should process it and has no stream: Envoy's encoder side opens one when
+// its first message is due, so a local reply sent before ext_proc ran (an
+// ext_authz denial) still reaches the processor. It returns false when it
+// answered the request itself (the stream could not be opened).
+func (st *stream) responseProc() bool {
+	cfg := st.hcm.extProc
+	if st.proc != nil || st.procOver || cfg == nil || (st.route != nil && st.route.procDisabled) ||
+		(!cfg.mode.responseHeaders && cfg.mode.responseBody == procfilterv3.ProcessingMode_NONE) {
+		return true
+	}
+	p, fail := st.openProc(cfg)
+	if fail != nil {
+		return st.procFailed(fail)
+	}
+	st.proc = p
+	return true
 }
 
 // procFailed applies a failure. The processor closing its stream, or
@@ -360,11 +418,12 @@ func (st *stream) procFailed(f *procFailure) bool {
 		st.immediate(f.immediate)
 		return false
 	}
-	p := st.endProc()
 	if f.idle {
+		// The stream stays open: the idle reply goes through it.
 		st.idleReply()
 		return false
 	}
+	p := st.endProc()
 	allow := st.hcm.extProc != nil && st.hcm.extProc.failureModeAllow
 	if p != nil {
 		allow = p.cfg.failureModeAllow

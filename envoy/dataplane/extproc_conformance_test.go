@@ -1,6 +1,7 @@
 package dataplane_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -10,9 +11,14 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	procfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -173,6 +179,9 @@ func TestExtProcBufferedOverLimit(t *testing.T) {
 			if body != "Payload Too Large" {
 				t.Errorf("body %q", body)
 			}
+			if got := strings.Join(h.proc.kinds(0), ","); got != "request_headers,response_headers" {
+				t.Errorf("messages %s: the 413 goes to the processor as any reply", got)
+			}
 			if h.upstream.count() != 0 {
 				t.Fatal("forwarded")
 			}
@@ -254,12 +263,14 @@ func TestExtProcStreamedChunksInOrderSeveralOutstanding(t *testing.T) {
 }
 
 // BUFFERED_PARTIAL: a body within the limit is sent whole with
-// end_of_stream; over it, the first bufferLimit bytes are sent without
-// end_of_stream and the rest passes unprocessed.
+// end_of_stream; over it, what was buffered when the limit was reached is
+// sent, at least the limit (the Go data plane: exactly the limit; real
+// Envoy: all it had read, the whole body when it arrived at once), with
+// end_of_stream only when it is the whole body, and the rest passes
+// unprocessed.
 // Mirrors (docs/envoy-references.md): rows 9, 12; HttpFilterTest.PostFastAndBigRequestPartialBuffering, RemoveRequestContentLengthInBufferedPartialMode.
 func TestExtProcBufferedPartial(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
-		p.differs(t, "Envoy sends what it has buffered when it reaches the limit, not exactly the limit")
 		h := p.start(t, setup{proc: procConfig(&procfilterv3.ProcessingMode{RequestBodyMode: partial})})
 		h.proc.handle = func(c *procConn) error {
 			return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
@@ -281,14 +292,26 @@ func TestExtProcBufferedPartial(t *testing.T) {
 		if !last.GetEndOfStream() {
 			t.Fatal("a body within the limit was sent without end_of_stream")
 		}
+		// The body's last bytes come after a pause, so that the limit is
+		// reached before the body ends: when the data that reaches it also
+		// ends the body, Envoy 1.40 sends it all without end_of_stream and
+		// then never delivers the response (docs/dataplane.md).
 		big := strings.Repeat("y", 1<<20+10)
-		resp, body = h.post("/x", big)
+		req := mustRequest(t, "POST", h.url+"/x", "")
+		req.Body = io.NopCloser(&pausedReader{parts: []string{big[:1<<20+5], big[1<<20+5:]}, pause: 100 * time.Millisecond})
+		req.ContentLength = int64(len(big))
+		resp, body = h.do(req)
 		wantStatus(t, resp, body, 200)
-		if got := h.upstream.last(t).body; got != "P1048576|"+strings.Repeat("y", 10) {
-			t.Fatalf("upstream body starts %q (len %d)", got[:min(len(got), 20)], len(got))
+		sent := h.proc.messages(1)[1].GetRequestBody()
+		n := len(sent.GetBody())
+		if n < 1<<20 {
+			t.Fatalf("%d bytes sent, want at least the buffer limit (1 MiB)", n)
 		}
-		if h.proc.messages(1)[1].GetRequestBody().GetEndOfStream() {
-			t.Fatal("a partial body was sent with end_of_stream")
+		if sent.GetEndOfStream() != (n == len(big)) {
+			t.Fatalf("%d of %d bytes sent with end_of_stream %v", n, len(big), sent.GetEndOfStream())
+		}
+		if got, want := h.upstream.last(t).body, "P"+strconv.Itoa(n)+"|"+big[n:]; got != want {
+			t.Fatalf("upstream body starts %q (len %d), want %q (len %d)", got[:min(len(got), 20)], len(got), want[:min(len(want), 20)], len(want))
 		}
 	})
 }
@@ -713,4 +736,119 @@ func TestExtProcWrongReplyKindFailsClosed(t *testing.T) {
 			t.Fatal("forwarded after a wrong reply")
 		}
 	})
+}
+
+// Local replies go through ext_proc's response phase like upstream
+// responses (real Envoy 1.40; shared/ENVOY.md and earlier notes said they
+// skip it): a direct_response, the router's 404, the filter manager's 413,
+// and an ext_authz denial too, on a stream of its own that starts with
+// response_headers because ext_proc never saw the request. The processor's
+// answer applies: a header mutation, an ImmediateResponse that replaces
+// the reply, or a gRPC error that turns it into status_on_error. So a
+// processor must accept a stream that begins with response headers, and
+// never fail it, or it turns every denial into a 500.
+// Mirrors: no Envoy test read; found by running the suite against Envoy.
+func TestExtProcProcessesLocalReplies(t *testing.T) {
+	bothPlanes(t, func(t *testing.T, p plane) {
+		denyWith := func(body string) func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+			return func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+				return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(code.Code_PERMISSION_DENIED)},
+					HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{Body: body}}}, nil
+			}
+		}
+		mark := func(c *procConn) error {
+			return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+				return continueWith(m, &extprocv3.CommonResponse{HeaderMutation: setHeaders("x-processed", kindOf(m))})
+			})
+		}
+		for _, tc := range []struct {
+			name   string
+			s      setup
+			check  func(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error)
+			handle func(c *procConn) error
+			path   string
+			status int
+			body   string
+			kinds  string
+		}{
+			{name: "ext_authz denial", s: setup{authz: authzConfig(), proc: procConfig(nil)}, check: denyWith("no"), handle: mark,
+				status: 403, body: "no", kinds: "response_headers"},
+			{name: "ext_authz denial, body BUFFERED", s: setup{authz: authzConfig(), proc: procConfig(&procfilterv3.ProcessingMode{ResponseBodyMode: buffered})},
+				check: denyWith("no"), handle: mark, status: 403, body: "no", kinds: "response_headers,response_body"},
+			{name: "ext_authz denial, processor fails", s: setup{authz: authzConfig(), proc: procConfig(nil)}, check: denyWith("no"),
+				handle: func(c *procConn) error {
+					_, _ = c.recv()
+					return status.Error(codes.FailedPrecondition, "a stream must start with request headers")
+				}, status: 500, body: "", kinds: "response_headers"},
+			{name: "ext_authz denial, ImmediateResponse", s: setup{authz: authzConfig(), proc: procConfig(nil)}, check: denyWith("no"),
+				handle: func(c *procConn) error {
+					return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+						return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+							Status: &typev3.HttpStatus{Code: typev3.StatusCode_Conflict}, Body: []byte("replaced")}}}
+					})
+				}, status: 409, body: "replaced", kinds: "response_headers"},
+			{name: "direct_response", s: setup{proc: procConfig(nil), route: func(r *routeT) { r.Action = directResponse(404, "nothing") }},
+				handle: mark, status: 404, body: "nothing", kinds: "request_headers,response_headers"},
+			{name: "no route", s: setup{proc: procConfig(nil), route: func(r *routeT) {
+				r.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/only/"}}
+			}}, handle: mark, status: 404, body: "", kinds: "request_headers,response_headers"},
+			{name: "path refused", s: setup{proc: procConfig(nil), hcm: func(m *hcmv3.HttpConnectionManager) {
+				m.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_REJECT_REQUEST
+			}}, path: "/a%2Fb", handle: mark, status: 400, body: "", kinds: "response_headers"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				h := p.start(t, tc.s)
+				h.authz.check = tc.check
+				h.proc.handle = tc.handle
+				path := tc.path
+				if path == "" {
+					path = "/x"
+				}
+				resp, body := h.get(path)
+				wantStatus(t, resp, body, tc.status)
+				if body != tc.body {
+					t.Errorf("body %q, want %q", body, tc.body)
+				}
+				if got := strings.Join(h.proc.kinds(0), ","); got != tc.kinds {
+					t.Errorf("messages %s, want %s", got, tc.kinds)
+				}
+				if tc.status != 500 && tc.status != 409 {
+					// mark's mutation, from its answer to the last message.
+					kinds := strings.Split(tc.kinds, ",")
+					if got, want := resp.Header.Get("x-processed"), kinds[len(kinds)-1]; got != want {
+						t.Errorf("x-processed %q, want %q: the processor's mutation was not applied", got, want)
+					}
+				}
+				if h.upstream.count() != 0 {
+					t.Error("a local reply reached the upstream")
+				}
+			})
+		}
+	})
+}
+
+// pausedReader yields its parts one after the other, pausing before each
+// part but the first.
+type pausedReader struct {
+	parts []string
+	pause time.Duration
+	// at is how much of parts[0] was read.
+	at    int
+	began bool
+}
+
+func (r *pausedReader) Read(p []byte) (int, error) {
+	if len(r.parts) == 0 {
+		return 0, io.EOF
+	}
+	if r.at == 0 && r.began {
+		time.Sleep(r.pause)
+	}
+	r.began = true
+	n := copy(p, r.parts[0][r.at:])
+	r.at += n
+	if r.at == len(r.parts[0]) {
+		r.parts, r.at = r.parts[1:], 0
+	}
+	return n, nil
 }

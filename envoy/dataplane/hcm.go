@@ -19,6 +19,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	procfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -58,8 +59,20 @@ type stream struct {
 	// encoder side adds its headers.
 	authzRan bool
 	// proc is the open ext_proc stream, nil when ext_proc does not (or no
-	// longer) take part.
-	proc *procStream
+	// longer) take part; procOver is set once it has ended, after which
+	// ext_proc does not process anything more of this request.
+	proc     *procStream
+	procOver bool
+	// responseStarted is set once a response (the upstream's or a local
+	// reply) has entered the encoder side: a local reply after that goes
+	// straight to the client, past the filters (Envoy's
+	// sendDirectLocalReply).
+	responseStarted bool
+	// flags are the response flags set so far (RESPONSE_FLAGS).
+	flags string
+	// idleReplying is set once the idle timeout's reply is on its way; the
+	// ext_proc messages it causes are bounded by their own timer only.
+	idleReplying atomic.Bool
 	// body is the request body as the router will send it.
 	body    io.Reader
 	idleFor time.Duration
@@ -121,12 +134,22 @@ func (st *stream) decode() {
 	// The listener's header limit comes before any filter
 	// (HttpConnectionManager max_request_headers_kb).
 	if headerBytes(st.r) > st.hcm.maxRequestHeaderSize {
-		st.localReply(http.StatusRequestHeaderFieldsTooLarge, "Request Header Fields Too Large", "http1.headers_too_large", "", nil)
+		st.headerLimitReply("http1.headers_too_large")
 		return
 	}
 	if headerCount(st.r) > maxHeadersCount {
-		st.localReply(http.StatusRequestHeaderFieldsTooLarge, "Request Header Fields Too Large", "http1.too_many_headers", "", nil)
+		st.headerLimitReply("http1.too_many_headers")
 		return
+	}
+	// headers_with_underscores_action REJECT_REQUEST: the codec refuses the
+	// request as it reads the header (http1.unexpected_underscore).
+	if st.hcm.rejectUnderscores {
+		for k := range st.r.Header {
+			if strings.IndexByte(k, '_') >= 0 {
+				st.codecErrorReply(http.StatusBadRequest, "Bad Request", "http1.unexpected_underscore")
+				return
+			}
+		}
 	}
 	// Header sanitising (x-request-id included) precedes path checks, so
 	// even a refused path gets a request id in its reply.
@@ -165,6 +188,24 @@ func (st *stream) decode() {
 		}
 	}
 	st.router()
+}
+
+// headerLimitReply answers a request over the header limits with 431.
+func (st *stream) headerLimitReply(details string) {
+	st.codecErrorReply(http.StatusRequestHeaderFieldsTooLarge, "Request Header Fields Too Large", details)
+}
+
+// codecErrorReply answers a request the HTTP/1 codec refuses. In Envoy that
+// reply comes from a codec error: ext_proc, when it processes responses,
+// opens its stream for the reply and waits, and the codec resets the stream
+// meanwhile, so the client gets no reply at all and its connection is
+// closed.
+func (st *stream) codecErrorReply(code int, body, details string) {
+	if p := st.hcm.extProc; p != nil && (p.mode.responseHeaders || p.mode.responseBody != procfilterv3.ProcessingMode_NONE) {
+		st.procOver = true
+		panic(http.ErrAbortHandler)
+	}
+	st.localReply(code, body, details, "", nil)
 }
 
 // preparePath applies escaped-slash rejection, normalize_path and
@@ -388,17 +429,27 @@ func (t *routeTable) match(authority, path string) *route {
 }
 
 // localReply answers the request with a reply of the data plane's own,
-// rewritten by local_reply_config (Envoy's sendLocalReply). ext_proc does not
-// process local replies (skip_ext_proc_on_local_reply, Envoy 1.34+): its
-// stream ends here. ext_authz's encoder side still adds its headers.
+// rewritten by local_reply_config (Envoy's sendLocalReply), then, like any
+// response, passed through the encoder side of the filters: ext_proc
+// processes it unless it is done with the request or the response had
+// already begun (real Envoy 1.40 sends every local reply to the processor,
+// on a stream of its own when ext_proc had not run, as for an ext_authz
+// denial), and ext_authz adds its headers.
 func (st *stream) localReply(code int, body, details, flags string, modify func(http.Header)) {
-	st.endProc()
 	h := http.Header{}
 	if modify != nil {
 		modify(h)
 	}
 	ctype := h.Get("content-type")
-	rc := &replyContext{request: st.r, resp: h, code: code, details: details, flags: flags, body: body, metadata: st.metadataValue}
+	// Response flags stay on the stream: a reply that replaces another
+	// (the processor's answer to an ext_authz denial) still shows UAEX.
+	if flags != "" && !slices.Contains(strings.Split(st.flags, ","), flags) {
+		if st.flags != "" {
+			st.flags += ","
+		}
+		st.flags += flags
+	}
+	rc := &replyContext{request: st.r, resp: h, code: code, details: details, flags: st.flags, body: body, metadata: st.metadataValue}
 	if st.hcm.localReply != nil {
 		code, body = st.hcm.localReply.apply(rc, h)
 	}
@@ -408,7 +459,11 @@ func (st *stream) localReply(code int, body, details, flags string, modify func(
 		}
 		h.Set("content-type", ctype)
 	}
-	h.Set("content-length", strconv.Itoa(len(body)))
+	if body != "" {
+		// Without a body the headers carry no content-length: the
+		// processor does not see one (the codec writes content-length: 0).
+		h.Set("content-length", strconv.Itoa(len(body)))
+	}
 	st.encode(response{code: code, header: h, body: strings.NewReader(body), length: int64(len(body))})
 }
 
@@ -460,7 +515,7 @@ func (st *stream) bodyReadFailed() {
 		st.idleReply()
 		return
 	}
-	st.endProc()
+	st.endProc() // the client went away
 	st.localReply(http.StatusBadRequest, "", "downstream_remote_disconnect", "", nil)
 }
 
@@ -472,12 +527,16 @@ func (st *stream) touch() {
 
 // idleReply answers a stream whose idle timeout fired: if nothing was sent
 // yet, 408 while the request was still arriving and 504 once it had all
-// arrived (Utility::maybeRequestTimeoutCode); else a reset.
+// arrived (Utility::maybeRequestTimeoutCode); else a reset. Like any local
+// reply it goes through ext_proc, even while a message of the request
+// awaits its reply (a hold): the processor gets the reply's headers on the
+// same stream, under their own message timeout.
 func (st *stream) idleReply() {
-	st.endProc()
 	if st.wroteHeader.Load() {
+		st.endProc()
 		panic(http.ErrAbortHandler)
 	}
+	st.idleReplying.Store(true)
 	code := http.StatusRequestTimeout
 	if st.requestReceived.Load() {
 		code = http.StatusGatewayTimeout

@@ -310,12 +310,3 @@ func listenerServing(e *launch.Envoy, name string) (string, error) {
 	}
 	return ls[name], nil
 }
-
-// differs skips the envoy run of a scenario where real Envoy is known to
-// behave otherwise than the Go data plane, until the Go data plane is fixed.
-func (p plane) differs(t *testing.T, why string) {
-	t.Helper()
-	if p == envoyPlane {
-		t.Skip("real Envoy differs (being fixed): " + why)
-	}
-}

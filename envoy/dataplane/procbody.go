@@ -65,7 +65,7 @@ func (st *stream) bufferedRequestBody(p *procStream, partial bool) bool {
 	}
 	st.touch()
 	if over && !partial {
-		st.endProc()
+		// The filter manager's reply, which ext_proc then processes.
 		st.localReply(http.StatusRequestEntityTooLarge, "Payload Too Large", "request_payload_too_large", "", nil)
 		return false
 	}
@@ -153,6 +153,7 @@ func (st *stream) stopRequestStream() *procFailure {
 		}
 		_ = http.NewResponseController(st.w).SetReadDeadline(time.Now())
 		<-st.requestStreaming
+		st.endProc() // cancelled mid-body: it can process nothing more
 	}
 	f := st.takeStreamFailure()
 	if f != nil && f.details == sinkFailed {

@@ -144,12 +144,12 @@ func (st *stream) upstreamRequest(ctx context.Context, up *upstream, r *route) *
 	for _, k := range st.cfg.routes.headersRemoved {
 		h.Del(k)
 	}
-	// The router's own headers (suppress_envoy_headers false): the timeout
+	// The router's own headers, unless suppress_envoy_headers: the timeout
 	// it gives the upstream, and the path before a rewrite.
-	if r.timeout > 0 {
+	if r.timeout > 0 && !st.hcm.suppressEnvoyHeaders {
 		h.Set("x-envoy-expected-rq-timeout-ms", strconv.FormatInt(r.timeout.Milliseconds(), 10))
 	}
-	if r.prefixRewrite != "" {
+	if r.prefixRewrite != "" && !st.hcm.suppressEnvoyHeaders {
 		h.Set("x-envoy-original-path", st.path)
 	}
 	if _, ok := h["User-Agent"]; !ok {
@@ -209,9 +209,17 @@ type response struct {
 }
 
 // encode runs the response (upstream or local) through the encoder side of
-// the filters, ext_proc then ext_authz, and writes it to the client.
+// the filters, ext_proc then ext_authz, and writes it to the client. A local
+// reply that comes once a response has entered the encoder side goes
+// straight to the client.
 func (st *stream) encode(r response) {
 	if st.wroteHeader.Load() {
+		return
+	}
+	if st.responseStarted {
+		st.endProc()
+		st.writeHeader(r.code, r.header, r.length)
+		st.writeBody(r.body, r.length)
 		return
 	}
 	// Request body messages come before the response headers message.
@@ -228,6 +236,10 @@ func (st *stream) encode(r response) {
 	}
 	if st.proc != nil && st.proc.detached.Load() {
 		st.endProc()
+	}
+	st.responseStarted = true
+	if !st.responseProc() {
+		return
 	}
 	if p := st.proc; p != nil && p.mode.responseHeaders && !p.responseDone {
 		hasBody := r.length != 0
@@ -288,11 +300,12 @@ func (st *stream) encode(r response) {
 			st.endProc()
 			panic(http.ErrAbortHandler)
 		}
-		if p.detached.Load() {
-			st.endProc()
-		}
+		st.endProc()
 		return
 	}
+	// No message can follow: the stream ends (and gives back its
+	// circuit-breaker slot) before the client has the response.
+	st.endProc()
 	st.addAuthzHeaders(r.header)
 	st.writeHeader(r.code, r.header, r.length)
 	st.writeBody(r.body, r.length)
@@ -311,7 +324,6 @@ func (st *stream) bufferedResponseBody(p *procStream, r *response, partial bool)
 	}
 	st.touch()
 	if over && !partial {
-		st.endProc()
 		st.localReply(http.StatusInternalServerError, "Internal Server Error", "response_payload_too_large", "", nil)
 		return false
 	}

@@ -135,13 +135,29 @@ type hcmConfig struct {
 	maxRequestHeaderSize int
 	streamIdleTimeout    time.Duration
 	localReply           *localReplyConfig
+	// rejectUnderscores: common_http_protocol_options
+	// headers_with_underscores_action REJECT_REQUEST.
+	rejectUnderscores bool
+	// suppressEnvoyHeaders: the router's suppress_envoy_headers.
+	suppressEnvoyHeaders bool
 }
 
 func translateHCM(h *hcmv3.HttpConnectionManager) (*hcmConfig, error) {
 	if err := onlyFields(h, "codec_type", "stat_prefix", "rds", "http_filters", "use_remote_address",
 		"normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "strip_any_host_port", "strip_trailing_host_dot",
-		"max_request_headers_kb", "stream_idle_timeout", "local_reply_config"); err != nil {
+		"max_request_headers_kb", "stream_idle_timeout", "local_reply_config", "common_http_protocol_options"); err != nil {
 		return nil, err
+	}
+	if o := h.GetCommonHttpProtocolOptions(); o != nil {
+		if err := onlyFields(o, "headers_with_underscores_action"); err != nil {
+			return nil, err
+		}
+		switch o.GetHeadersWithUnderscoresAction() {
+		case corev3.HttpProtocolOptions_ALLOW:
+		case corev3.HttpProtocolOptions_REJECT_REQUEST:
+		default:
+			return nil, fmt.Errorf("common_http_protocol_options: headers_with_underscores_action %s is not supported", o.GetHeadersWithUnderscoresAction())
+		}
 	}
 	rds := h.GetRds()
 	if rds == nil || rds.GetConfigSource().GetAds() == nil {
@@ -154,6 +170,7 @@ func translateHCM(h *hcmv3.HttpConnectionManager) (*hcmConfig, error) {
 		mergeSlashes:         h.GetMergeSlashes(),
 		stripAnyHostPort:     h.GetStripAnyHostPort(),
 		stripTrailingHostDot: h.GetStripTrailingHostDot(),
+		rejectUnderscores:    h.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction() == corev3.HttpProtocolOptions_REJECT_REQUEST,
 		streamIdleTimeout:    dur(h.GetStreamIdleTimeout(), 5*time.Minute), // Envoy's default
 	}
 	switch h.GetPathWithEscapedSlashesAction() {
@@ -213,9 +230,10 @@ func translateHCM(h *hcmv3.HttpConnectionManager) (*hcmConfig, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", routerName, err)
 			}
-			if err := onlyFields(pb); err != nil {
+			if err := onlyFields(pb, "suppress_envoy_headers"); err != nil {
 				return nil, err
 			}
+			c.suppressEnvoyHeaders = pb.GetSuppressEnvoyHeaders()
 		default:
 			return nil, fmt.Errorf("http_filters: filter %q is not supported by the data plane", f.GetName())
 		}
