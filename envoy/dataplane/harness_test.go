@@ -277,6 +277,8 @@ type setup struct {
 	grpcCluster func(*clusterv3.Cluster)
 	// upstreamCluster changes the upstream's cluster.
 	upstreamCluster func(*clusterv3.Cluster)
+	// router is the router filter's configuration (empty when nil).
+	router *routerv3.Router
 	upstream        http.HandlerFunc
 	// listenPort is the listener's port (0: any free one).
 	listenPort uint32
@@ -388,7 +390,11 @@ func resources(t *testing.T, s setup, grpcAddr, upstreamAddr string) map[resourc
 	if s.proc != nil {
 		filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.ext_proc", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, s.proc)}})
 	}
-	filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, &routerv3.Router{})}})
+	router := s.router
+	if router == nil {
+		router = &routerv3.Router{}
+	}
+	filters = append(filters, &hcmv3.HttpFilter{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(t, router)}})
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix: "test",
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{

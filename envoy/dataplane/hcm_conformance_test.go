@@ -17,6 +17,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	procfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -670,5 +671,74 @@ func TestClusterChangeResetsSideStreamsAndDrainsRequests(t *testing.T) {
 				t.Errorf("body %q", body)
 			}
 		})
+	})
+}
+
+// Router.suppress_envoy_headers (Custos sets it): the router adds none of
+// its x-envoy-* headers, neither x-envoy-expected-rq-timeout-ms nor
+// x-envoy-original-path upstream, nor x-envoy-upstream-service-time on the
+// response.
+// Mirrors: router.cc (config_->suppress_envoy_headers_).
+func TestRouterSuppressEnvoyHeaders(t *testing.T) {
+	bothPlanes(t, func(t *testing.T, p plane) {
+		h := p.start(t, setup{router: &routerv3.Router{SuppressEnvoyHeaders: true}, route: func(r *routeT) {
+			r.Match = &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/customers/"}}
+			r.GetRoute().PrefixRewrite = "/api/"
+		}})
+		resp, body := h.get("/customers/7")
+		wantStatus(t, resp, body, 200)
+		for k := range h.upstream.last(t).header {
+			if strings.HasPrefix(strings.ToLower(k), "x-envoy-") {
+				t.Errorf("the upstream got %s", k)
+			}
+		}
+		for k := range resp.Header {
+			if strings.HasPrefix(strings.ToLower(k), "x-envoy-") {
+				t.Errorf("the client got %s", k)
+			}
+		}
+	})
+}
+
+// common_http_protocol_options.headers_with_underscores_action
+// REJECT_REQUEST (Custos sets it): a header name with an underscore is a
+// codec error, 400 "Bad Request" with details http1.unexpected_underscore
+// before any filter; with ext_proc processing responses the client gets no
+// reply at all, as for the 431 (its connection is closed).
+// Mirrors: codec_impl.cc (checkHeaderNameForUnderscores).
+func TestConnectionManagerHeadersWithUnderscoresRejected(t *testing.T) {
+	bothPlanes(t, func(t *testing.T, p plane) {
+		reject := func(m *hcmv3.HttpConnectionManager) {
+			m.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_REJECT_REQUEST}
+		}
+		h := p.start(t, setup{authz: authzConfig(), details: true, hcm: reject})
+		resp, body := rawRequest(t, h.url, "GET /x HTTP/1.1\r\nHost: t\r\nX_Under: 1\r\n\r\n")
+		wantStatus(t, resp, body, 400)
+		wantDetails(t, resp, "http1.unexpected_underscore")
+		if body != "Bad Request" {
+			t.Errorf("body %q", body)
+		}
+		if h.authz.calls() != 0 || h.upstream.count() != 0 {
+			t.Error("a request with an underscore header reached a filter or the upstream")
+		}
+		resp, body = rawRequest(t, h.url, "GET /x HTTP/1.1\r\nHost: t\r\nX-Dash: 1\r\n\r\n")
+		wantStatus(t, resp, body, 200)
+
+		h = p.start(t, setup{proc: procConfig(nil), hcm: reject})
+		conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, "GET /x HTTP/1.1\r\nHost: t\r\nX_Under: 1\r\n\r\n")
+		if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err == nil {
+			t.Fatalf("status %d, want the connection closed without a reply", resp.StatusCode)
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("the connection stayed open")
+		}
+		if h.upstream.count() != 0 {
+			t.Error("forwarded")
+		}
 	})
 }

@@ -73,7 +73,9 @@ func (st *stream) router() {
 	for _, h := range hopHeaders {
 		resp.Header.Del(h)
 	}
-	resp.Header.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
+	if !st.hcm.suppressEnvoyHeaders {
+		resp.Header.Set("x-envoy-upstream-service-time", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
+	}
 	// Envoy's HTTP/1 codec keeps transfer-encoding in the headers the
 	// filters see, and drops trailers (enable_trailers false): only their
 	// declaration goes on.
