@@ -83,6 +83,10 @@ connections:
     upstream: http://127.0.0.1:8081
 `
 
+// The Go data plane ACKs Custos' own snapshot (xds.Server) and serves it.
+// No "envoy" run here: envoytest.TestEnvoyAcceptsEveryConfiguration checks
+// that real Envoy ACKs every listener, route and cluster Custos serves, for
+// every example and fixture configuration.
 // Mirrors (docs/envoy-references.md): xDS protocol (ACK/NACK).
 func TestDataPlaneACKsCustosSnapshot(t *testing.T) {
 	cfg, err := config.Parse([]byte(adsConfig))
@@ -148,6 +152,10 @@ func withExtraFilter(t *testing.T, cfg *config.Config, name string, typed proto.
 	return snap
 }
 
+// A filter Custos never emits (CORS) is NACKed and the last good snapshot
+// keeps serving. No "envoy" run: real Envoy serves CORS, so it would ACK;
+// TestNACKKeepsLastGoodConfiguration checks the same rule against both data
+// planes with a filter neither knows.
 // Mirrors (docs/envoy-references.md): xDS protocol.
 func TestDataPlaneNACKsWhatItCannotServeAndKeepsLastGood(t *testing.T) {
 	cfg, err := config.Parse([]byte(adsConfig))

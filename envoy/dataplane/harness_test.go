@@ -278,8 +278,8 @@ type setup struct {
 	// upstreamCluster changes the upstream's cluster.
 	upstreamCluster func(*clusterv3.Cluster)
 	// router is the router filter's configuration (empty when nil).
-	router *routerv3.Router
-	upstream        http.HandlerFunc
+	router   *routerv3.Router
+	upstream http.HandlerFunc
 	// listenPort is the listener's port (0: any free one).
 	listenPort uint32
 	// details, when the connection manager has no local_reply_config,
@@ -654,6 +654,32 @@ func directResponse(status uint32, body string) *routev3.Route_DirectResponse {
 }
 
 type anyT = anypb.Any
+
+// pushNACK serves a configuration the data plane must refuse and returns
+// the error it sent back with its NACK.
+func (h *harness) pushNACK(s setup) string {
+	h.t.Helper()
+	version := "v" + strconv.FormatInt(envoyVersions.Add(1), 10)
+	_, before, _ := ads.state(h.node)
+	if err := ads.set(h.node, version, resources(h.t, s, h.grpcAddr, h.upstreamAddr)); err != nil {
+		h.t.Fatal(err)
+	}
+	deadline := time.After(20 * time.Second)
+	for {
+		acked, nacks, changed := ads.state(h.node)
+		if len(nacks) > len(before) {
+			return strings.Join(nacks[len(before):], "; ")
+		}
+		if acked[resource.ListenerType] == version {
+			h.t.Fatalf("the data plane ACKed version %s", version)
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			h.t.Fatalf("no NACK of version %s", version)
+		}
+	}
+}
 
 // push serves a new configuration to the running data plane; the package's
 // Envoy has applied it when push returns.

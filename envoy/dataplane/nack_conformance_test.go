@@ -33,6 +33,10 @@ import (
 
 // Everything outside Custos' own xDS output is NACKed with an error naming
 // it, rather than half-served.
+// This rule is the Go data plane's alone and has no "envoy" run: real Envoy
+// implements and serves nearly all of these (the rest it refuses for its own
+// reasons, with its own errors); TestNACKKeepsLastGoodConfiguration checks
+// the NACK itself against both.
 // Mirrors (docs/envoy-references.md): —.
 func TestDataPlaneNACKsWhatCustosNeverEmits(t *testing.T) {
 	for _, tc := range []struct {
@@ -174,4 +178,30 @@ func caFile(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// A resource the data plane cannot take is NACKed with the error, and the
+// last good configuration keeps serving: here a listener whose connection
+// manager names a filter configuration of a type neither data plane knows.
+// Mirrors: the xDS protocol (ACK/NACK); Envoy's LDS update_rejected.
+func TestNACKKeepsLastGoodConfiguration(t *testing.T) {
+	bothPlanes(t, func(t *testing.T, p plane) {
+		good := setup{authz: authzConfig()}
+		h := p.start(t, good)
+		bad := good
+		bad.hcm = func(m *hcmv3.HttpConnectionManager) {
+			m.HttpFilters = append([]*hcmv3.HttpFilter{{Name: "custos.unknown", ConfigType: &hcmv3.HttpFilter_TypedConfig{
+				TypedConfig: &anyT{TypeUrl: "type.googleapis.com/custos.test.NoSuchFilter"}}}}, m.HttpFilters...)
+		}
+		msg := h.pushNACK(bad)
+		t.Logf("NACK: %s", msg)
+		if !strings.Contains(msg, "custos.test.NoSuchFilter") && !strings.Contains(msg, "custos.unknown") {
+			t.Errorf("NACK %q names neither the filter nor its type", msg)
+		}
+		resp, body := h.get("/x")
+		wantStatus(t, resp, body, 200)
+		if h.authz.calls() != 1 {
+			t.Errorf("ext_authz called %d times: the last good configuration is not the one serving", h.authz.calls())
+		}
+	})
 }
