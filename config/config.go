@@ -165,6 +165,37 @@ type Listen struct {
 	// Dataplane is the data plane listener, used only by `custos dev` and
 	// `custos dataplane`.
 	Dataplane string
+	// TLS, when set, makes the gRPC and ADS listeners require mutual TLS.
+	TLS *TLS
+	// Insecure serves gRPC and ADS in plain text: an explicit choice that
+	// `custos serve` warns about.
+	Insecure bool
+}
+
+// Equal reports whether l and o listen the same way: addresses and TLS
+// settings.
+func (l Listen) Equal(o Listen) bool {
+	if l.GRPC != o.GRPC || l.XDS != o.XDS || l.HTTP != o.HTTP || l.Dataplane != o.Dataplane || l.Insecure != o.Insecure {
+		return false
+	}
+	if (l.TLS == nil) != (o.TLS == nil) {
+		return false
+	}
+	return l.TLS == nil || (l.TLS.CertFile == o.TLS.CertFile && l.TLS.KeyFile == o.TLS.KeyFile &&
+		l.TLS.ClientCAFile == o.TLS.ClientCAFile && slices.Equal(l.TLS.AllowedClients, o.TLS.AllowedClients))
+}
+
+// TLS is mutual TLS between the data plane and Custos (listen.tls).
+type TLS struct {
+	// CertFile and KeyFile are Custos' server certificate and key.
+	CertFile string
+	KeyFile  string
+	// ClientCAFile is the CA whose client certificates are accepted.
+	ClientCAFile string
+	// AllowedClients are the client identities accepted (URI SANs such as
+	// spiffe://custos.local/envoy, or DNS SANs); empty accepts any
+	// certificate the CA issued.
+	AllowedClients []string
 }
 
 // Identity lists the token issuers Custos trusts.

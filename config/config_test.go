@@ -132,6 +132,12 @@ func TestParseErrors(t *testing.T) {
 		{name: "label secret value never shown", src: "connections:\n  - name: a\n    upstream: http://127.0.0.1:1\n    labels:\n      db_password: 8675309\n", path: "connections[0].labels.db_password", line: 5, msg: "expected a string, got an integer", secret: "8675309"},
 		{name: "labels not a mapping", src: "connections:\n  - name: a\n    upstream: http://127.0.0.1:1\n    labels: [env]\n", path: "connections[0].labels", line: 4, msg: "expected a mapping, got a list"},
 
+		// listen.tls.
+		{name: "tls without a key", src: "listen:\n  tls:\n    cert_file: c.crt\n    client_ca_file: ca.crt\n", path: "listen.tls.key_file", line: 2, msg: "is required"},
+		{name: "tls and insecure", src: "listen:\n  insecure: true\n  tls:\n    cert_file: c\n    key_file: k\n    client_ca_file: ca\n", path: "listen.insecure", line: 2, msg: "exclude each other"},
+		{name: "tls identity invalid", src: "listen:\n  tls:\n    cert_file: c\n    key_file: k\n    client_ca_file: ca\n    allowed_clients: [\"not an id\"]\n", path: "listen.tls.allowed_clients[0]", line: 6, msg: "neither a URI SAN"},
+		{name: "tls unknown key", src: "listen:\n  tls:\n    cert_file: c\n    key_file: k\n    client_ca_file: ca\n    insecure: true\n", path: "listen.tls.insecure", line: 6, msg: "unknown key"},
+
 		// approvals.
 		{name: "approvals mode invalid", src: "approvals:\n  mode: wait\n", path: "approvals.mode", line: 2, msg: `"wait" is not a valid mode (use one of: hold, async)`},
 		{name: "timeout not a duration", src: "approvals:\n  timeout: 5 minutes\n", path: "approvals.timeout", line: 2, msg: `"5 minutes" is not a duration (use Go syntax such as 30s or 5m)`},

@@ -488,6 +488,18 @@ func (d *decoder) listen(l *Listen) func(string, *yaml.Node) {
 			{"xds", d.stringField(&l.XDS)},
 			{"http", d.stringField(&l.HTTP)},
 			{"dataplane", d.stringField(&l.Dataplane)},
+			{"tls", func(p string, v *yaml.Node) {
+				t := &TLS{}
+				if d.mapping(p, v, []field{
+					{"cert_file", d.stringField(&t.CertFile)},
+					{"key_file", d.stringField(&t.KeyFile)},
+					{"client_ca_file", d.stringField(&t.ClientCAFile)},
+					{"allowed_clients", d.stringList(&t.AllowedClients)},
+				}) {
+					l.TLS = t
+				}
+			}},
+			{"insecure", d.boolField(&l.Insecure)},
 		})
 	}
 }

@@ -78,6 +78,22 @@ func (v *validator) listen(c *Config) {
 		}
 		ls = append(ls, listener{path: p, addr: addr, host: strings.ToLower(host), port: port})
 	}
+	if t := c.Listen.TLS; t != nil {
+		tp := v.child(lp, "tls")
+		for _, f := range []struct{ key, val string }{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"client_ca_file", t.ClientCAFile}} {
+			if f.val == "" {
+				v.errorf(v.child(tp, f.key), "is required: mutual TLS needs Custos' certificate, its key and the CA of the data plane's certificates")
+			}
+		}
+		for i, id := range t.AllowedClients {
+			if !validClientIdentity(id) {
+				v.errorf(fmt.Sprintf("%s[%d]", v.child(tp, "allowed_clients"), i), "%s is neither a URI SAN (such as spiffe://custos.local/envoy) nor a DNS name", quote(id))
+			}
+		}
+		if c.Listen.Insecure {
+			v.errorf(v.child(lp, "insecure"), "listen.tls and insecure: true exclude each other; remove one")
+		}
+	}
 	check(v.child(lp, "grpc"), c.Listen.GRPC)
 	check(v.child(lp, "xds"), c.Listen.XDS)
 	check(v.child(lp, "http"), c.Listen.HTTP)
@@ -472,4 +488,27 @@ func (v *validator) masking(c *Config) {
 			seen[e] = true
 		}
 	}
+}
+
+// validClientIdentity accepts a URI with a scheme and a host (a SPIFFE id)
+// or a DNS name.
+func validClientIdentity(id string) bool {
+	if u, err := url.Parse(id); err == nil && u.Scheme != "" && u.Host != "" {
+		return true
+	}
+	if id == "" || len(id) > 253 || strings.HasPrefix(id, ".") || strings.HasSuffix(id, ".") {
+		return false
+	}
+	for _, label := range strings.Split(id, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || (c == '*' && i == 0 && len(label) == 1)) {
+				return false
+			}
+		}
+	}
+	return true
 }

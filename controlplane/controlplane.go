@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/extproc"
+	"github.com/custos-dev/custos/mtls"
 	"github.com/custos-dev/custos/xds"
 )
 
@@ -91,11 +93,22 @@ func StartWith(ctx context.Context, cfg *config.Config, grpcAdvertise string, lo
 	}
 
 	cp.Services = extproc.New(pipeline, logger)
-	cp.grpcSrv = grpc.NewServer()
+	var opts []grpc.ServerOption
+	if t := cfg.Listen.TLS; t != nil {
+		tc, err := mtls.Server(mtls.Files{CertFile: t.CertFile, KeyFile: t.KeyFile, CAFile: t.ClientCAFile}, t.AllowedClients)
+		if err != nil {
+			grpcLis.Close()
+			xdsLis.Close()
+			httpLis.Close()
+			return nil, fmt.Errorf("listen.tls: %w", err)
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	cp.grpcSrv = grpc.NewServer(opts...)
 	cp.Services.Register(cp.grpcSrv)
 
 	cp.XDS = xds.NewServer(ctx, logger, xds.Options{GRPCAddress: grpcAdvertise})
-	cp.xdsSrv = grpc.NewServer()
+	cp.xdsSrv = grpc.NewServer(opts...)
 	cp.XDS.Register(cp.xdsSrv)
 	if _, err := cp.XDS.Update(ctx, cfg); err != nil {
 		grpcLis.Close()
@@ -142,7 +155,7 @@ func (cp *ControlPlane) readyz(w http.ResponseWriter, _ *http.Request) {
 // validates everything Envoy will get), then the pipeline is swapped in
 // whole. Listen addresses change only on restart.
 func (cp *ControlPlane) Apply(ctx context.Context, cfg *config.Config) error {
-	if cfg.Listen != cp.listen {
+	if !cfg.Listen.Equal(cp.listen) {
 		return errors.New("listen addresses change only on restart")
 	}
 	p, err := cp.pipeline(cfg)

@@ -278,10 +278,21 @@ func TestBootstrapTakesListenersAndClustersFromCustosADS(t *testing.T) {
 			t.Errorf("%s.resource_api_version = %v, want V3", name, src.GetResourceApiVersion())
 		}
 	}
-	// Everything but the ADS cluster comes from Custos.
+	// Everything but the ADS cluster and the mTLS secrets comes from Custos.
 	st := b.GetStaticResources()
-	if len(st.GetListeners()) != 0 || len(st.GetSecrets()) != 0 {
-		t.Errorf("static listeners or secrets in the bootstrap: %v", st)
+	if len(st.GetListeners()) != 0 {
+		t.Errorf("static listeners in the bootstrap: %v", st)
+	}
+	secrets := map[string]bool{}
+	for _, sec := range st.GetSecrets() {
+		secrets[sec.GetName()] = true
+	}
+	if len(secrets) != 2 || !secrets[names.ClientCertSecret] || !secrets[names.CustosCASecret] {
+		t.Errorf("static secrets %v, want exactly %s and %s, which Custos' gRPC cluster names", secrets, names.ClientCertSecret, names.CustosCASecret)
+	}
+	// The ADS cluster presents the client certificate and verifies Custos.
+	if ts := st.GetClusters()[0].GetTransportSocket(); ts == nil || !strings.Contains(ts.String(), names.ClientCertSecret) || !strings.Contains(ts.String(), names.CustosCASecret) {
+		t.Errorf("the xds cluster does not reach Custos over mutual TLS: %v", ts)
 	}
 	if cs := st.GetClusters(); len(cs) != 1 || cs[0].GetName() != "xds" {
 		t.Errorf("static clusters = %v, want only xds", cs)

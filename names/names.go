@@ -44,6 +44,16 @@ const (
 	HTTPProtocolOptions = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 )
 
+// Secrets the data plane holds itself (Envoy's bootstrap
+// static_resources.secrets) for mutual TLS with Custos: the emitted gRPC
+// cluster and the bootstrap's ADS cluster name them; no key travels over xDS.
+const (
+	// ClientCertSecret is the data plane's client certificate and key.
+	ClientCertSecret = "custos_client_cert"
+	// CustosCASecret is the CA that verifies Custos' server certificate.
+	CustosCASecret = "custos_ca"
+)
+
 // Dynamic metadata.
 const (
 	// VerdictNamespace is the dynamic metadata namespace Check writes its

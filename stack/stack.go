@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/controlplane"
 	"github.com/custos-dev/custos/envoy/dataplane"
 	"github.com/custos-dev/custos/envoy/launch"
+	"github.com/custos-dev/custos/mtls"
 	"github.com/custos-dev/custos/names"
 )
 
@@ -62,6 +64,10 @@ type Options struct {
 	EnvoyLog io.Writer
 	// Stages builds the per-request stages (default: extproc.DefaultStages).
 	Stages controlplane.StagesFunc
+	// TLSDir holds the private CA and certificates made when the
+	// configuration has neither listen.tls nor listen.insecure (default: a
+	// temporary directory removed by Close).
+	TLSDir string
 }
 
 // Stack is a running control plane and data plane.
@@ -76,9 +82,14 @@ type Stack struct {
 	Envoy *launch.Envoy
 	// Addr is where the data plane listens for agents.
 	Addr string
+	// PKI is the private CA and certificates of a stack that made them
+	// (nil when the configuration has listen.tls or listen.insecure).
+	PKI *mtls.PKI
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+	tmpDir  string
+	dpFiles *mtls.Files // the data plane's client certificate and CA
 }
 
 // Start starts the control plane, then the data plane as its xDS client, and
@@ -100,13 +111,20 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	if opts.DataPlane == "" {
 		opts.DataPlane = Go
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	cp, err := controlplane.StartWith(ctx, opts.Config, "", opts.Logger, opts.Stages)
+	s := &Stack{DataPlane: opts.DataPlane, done: make(chan struct{})}
+	cfg, err := s.secure(opts.Config, opts.TLSDir)
 	if err != nil {
-		cancel()
 		return nil, err
 	}
-	s := &Stack{CP: cp, DataPlane: opts.DataPlane, cancel: cancel, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(ctx)
+	s.cancel = cancel
+	cp, err := controlplane.StartWith(ctx, cfg, "", opts.Logger, opts.Stages)
+	if err != nil {
+		cancel()
+		s.removeTmp()
+		return nil, err
+	}
+	s.CP = cp
 	switch opts.DataPlane {
 	case Go:
 		err = s.startGo(ctx, opts)
@@ -118,13 +136,58 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	if err != nil {
 		cancel()
 		cp.Shutdown()
+		s.removeTmp()
 		return nil, err
 	}
 	return s, nil
 }
 
+// secure returns cfg with mutual TLS between the data plane and the control
+// plane: the file's listen.tls as it is, plain text where the file says
+// listen.insecure, and otherwise a private CA and certificates made for
+// this stack (in dir), allowing only the data plane's identity.
+func (s *Stack) secure(cfg *config.Config, dir string) (*config.Config, error) {
+	if t := cfg.Listen.TLS; t != nil || cfg.Listen.Insecure {
+		return cfg, nil
+	}
+	if s.PKI == nil {
+		if dir == "" {
+			tmp, err := os.MkdirTemp("", "custos-tls-")
+			if err != nil {
+				return nil, fmt.Errorf("stack: %w", err)
+			}
+			s.tmpDir, dir = tmp, tmp
+		}
+		pki, err := mtls.DevPKI(dir)
+		if err != nil {
+			s.removeTmp()
+			return nil, fmt.Errorf("stack: %w", err)
+		}
+		s.PKI = &pki
+		s.dpFiles = &pki.Client
+	}
+	c := *cfg
+	c.Listen.TLS = &config.TLS{CertFile: s.PKI.Server.CertFile, KeyFile: s.PKI.Server.KeyFile,
+		ClientCAFile: s.PKI.CAFile, AllowedClients: []string{mtls.EnvoyIdentity}}
+	return &c, nil
+}
+
+func (s *Stack) removeTmp() {
+	if s.tmpDir != "" {
+		_ = os.RemoveAll(s.tmpDir)
+	}
+}
+
 func (s *Stack) startGo(ctx context.Context, opts Options) error {
-	dp, err := dataplane.New(dataplane.Options{XDS: s.CP.XDSAddr, NodeID: opts.NodeID, Logger: opts.Logger})
+	dpo := dataplane.Options{XDS: s.CP.XDSAddr, NodeID: opts.NodeID, Logger: opts.Logger}
+	if f := s.dpFiles; f != nil {
+		dpo.XDSTLS = &dataplane.Secret{CertFile: f.CertFile, KeyFile: f.KeyFile, CAFile: f.CAFile}
+		dpo.Secrets = map[string]dataplane.Secret{
+			names.ClientCertSecret: {CertFile: f.CertFile, KeyFile: f.KeyFile},
+			names.CustosCASecret:   {CAFile: f.CAFile},
+		}
+	}
+	dp, err := dataplane.New(dpo)
 	if err != nil {
 		return fmt.Errorf("data plane: %w", err)
 	}
@@ -154,6 +217,7 @@ func (s *Stack) startEnvoy(ctx context.Context, opts Options) error {
 		Listeners: []string{names.ListenerName},
 		Timeout:   opts.ReadyTimeout,
 		LogOutput: opts.EnvoyLog,
+		TLS:       s.envoyTLS(),
 	})
 	if err != nil {
 		return fmt.Errorf("envoy: %w", err)
@@ -180,9 +244,21 @@ func (s *Stack) startEnvoy(ctx context.Context, opts Options) error {
 	return nil
 }
 
-// Apply installs cfg in the control plane and returns once the data plane
+func (s *Stack) envoyTLS() *launch.TLSFiles {
+	if s.dpFiles == nil {
+		return nil
+	}
+	return &launch.TLSFiles{CertFile: s.dpFiles.CertFile, KeyFile: s.dpFiles.KeyFile, CAFile: s.dpFiles.CAFile}
+}
+
+// Apply installs cfg in the control plane, with the stack's own mutual TLS
+// where the file sets none (as Start did), and returns once the data plane
 // has acknowledged it over xDS.
 func (s *Stack) Apply(ctx context.Context, cfg *config.Config) error {
+	cfg, err := s.secure(cfg, "")
+	if err != nil {
+		return err
+	}
 	if err := s.CP.Apply(ctx, cfg); err != nil {
 		return err
 	}
@@ -197,4 +273,5 @@ func (s *Stack) Close() {
 	s.cancel()
 	<-s.done
 	s.CP.Shutdown()
+	s.removeTmp()
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -60,7 +61,10 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 				defer demoSrv.Close()
 			}
 
-			opts := stack.Options{Config: cfg, Logger: log}
+			// Without listen.tls or listen.insecure, dev makes a private CA
+			// and certificates beside the audit directory, once, and runs
+			// the stack with mutual TLS between the data plane and Custos.
+			opts := stack.Options{Config: cfg, Logger: log, TLSDir: filepath.Join(filepath.Dir(cfg.Audit.Dir), "tls")}
 			if cmd.Flags().Changed("envoy") {
 				opts.DataPlane = stack.Envoy
 				if envoyPath != "auto" {
@@ -79,7 +83,7 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 			defer st.Close()
 			cp := st.CP
 			if path != "" {
-				r := &controlplane.Reloader{Path: path, Apply: cp.Apply, Log: log}
+				r := &controlplane.Reloader{Path: path, Apply: st.Apply, Log: log}
 				go func() {
 					if err := r.Run(ctx); err != nil {
 						log.Error("config reload stopped", "error", err)
@@ -108,6 +112,14 @@ func printDevBanner(g *globals, cfg *config.Config, st *stack.Stack) {
 	w, cp, dpAddr := g.stdout, st.CP, st.Addr
 	fmt.Fprintln(w, "custos dev is running")
 	fmt.Fprintf(w, "  data plane (agents)  http://%s\n", dpAddr)
+	switch {
+	case st.PKI != nil:
+		fmt.Fprintf(w, "  data plane ↔ custos  mutual TLS, private CA %s\n", st.PKI.CAFile)
+	case cfg.Listen.TLS != nil:
+		fmt.Fprintln(w, "  data plane ↔ custos  mutual TLS (listen.tls)")
+	default:
+		fmt.Fprintln(w, "  data plane ↔ custos  plain text (listen.insecure)")
+	}
 	if st.Envoy != nil {
 		fmt.Fprintf(w, "  data plane           real Envoy, admin %s\n", st.Envoy.AdminURL())
 	} else {

@@ -250,7 +250,7 @@ func TestDevReloadAppliesGoodFileAndKeepsOldOnBadFile(t *testing.T) {
 		if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		r := &controlplane.Reloader{Path: path, Apply: s.CP.Apply, Log: testLogger(t)}
+		r := &controlplane.Reloader{Path: path, Apply: s.Apply, Log: testLogger(t)}
 		before := s.CP.XDS.Version()
 		if err := r.Reload(context.Background()); err != nil {
 			t.Fatalf("reload of a good file: %v", err)

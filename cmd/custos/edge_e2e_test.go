@@ -7,13 +7,17 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/envoy/envoytest"
+	"github.com/custos-dev/custos/envoy/launch"
 	"github.com/custos-dev/custos/filters/record"
+	"github.com/custos-dev/custos/mtls"
 	"github.com/custos-dev/custos/stack"
 	"github.com/custos-dev/custos/stack/stacktest"
 )
@@ -234,4 +238,52 @@ func TestEdgeRecordedPathIsTheUpstreamPath(t *testing.T) {
 			t.Fatalf("only %d generated requests reached the upstream: the generator does not exercise routing", checked)
 		}
 	})
+}
+
+// Real Envoy holding a certificate from another CA, or one with an identity
+// that is not allowed, gets nothing from Custos' ADS: no listener, no
+// cluster, no configuration to read.
+func TestEdgeEnvoyWithoutTheRightCertificateGetsNothing(t *testing.T) {
+	envoytest.Require(t)
+	s := stacktest.Start(t, stack.Go, stacktest.Options{})
+	dir := t.TempDir()
+	other, err := mtls.DevPKI(filepath.Join(dir, "other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	intruder, err := s.PKI.IssueClient(mtls.Files{CertFile: filepath.Join(dir, "i.crt"), KeyFile: filepath.Join(dir, "i.key")}, "spiffe://custos.local/intruder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]launch.TLSFiles{
+		"another CA":              {CertFile: other.Client.CertFile, KeyFile: other.Client.KeyFile, CAFile: s.PKI.CAFile},
+		"an identity not allowed": {CertFile: intruder.CertFile, KeyFile: intruder.KeyFile, CAFile: s.PKI.CAFile},
+	} {
+		t.Run(name, func(t *testing.T) {
+			// Without ADS Envoy would wait 15s for its first clusters before it
+			// answers LIVE: a short initial fetch lets the test see it refused.
+			e := envoytest.Start(t, envoytest.Options{XDSAddr: s.CP.XDSAddr, NodeID: "intruder", TLS: &f,
+				ConfigYAML: `{dynamic_resources: {cds_config: {initial_fetch_timeout: 0.3s}, lds_config: {initial_fetch_timeout: 0.3s}}}`})
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				st, err := e.Stats("cluster.xds.")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st["cluster.xds.ssl.connection_error"]+st["cluster.xds.upstream_cx_destroy_remote"]+st["cluster.xds.upstream_cx_connect_fail"] > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no refused connection seen in Envoy's stats: %v", st)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if st, _ := e.Stats("control_plane.connected_state"); st["control_plane.connected_state"] != 0 {
+				t.Fatal("Envoy is connected to Custos' ADS")
+			}
+			if l, _ := e.Listeners(); len(l) != 0 {
+				t.Fatalf("Envoy got listeners %v", l)
+			}
+		})
+	}
 }

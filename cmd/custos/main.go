@@ -66,6 +66,7 @@ services and the xDS configuration that wires them in.`,
 		newServeCmd(g),
 		newDataplaneCmd(g),
 		newConfigCmd(g),
+		newCertsCmd(g),
 		newVersionCmd(g),
 	)
 	return root

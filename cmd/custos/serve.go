@@ -39,6 +39,12 @@ production.`,
 			if err := refuseDev(cfg); err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
+			if err := requireTLSChoice(cfg); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			if cfg.Listen.Insecure {
+				log.Warn("listen.insecure: the gRPC services and ADS are plain text; any peer that reaches them can ask for decisions, make Custos record exchanges that never happened and read the configuration. Use listen.tls in production.")
+			}
 			ctx := cmd.Context()
 			cp, err := controlplane.Start(ctx, cfg, grpcAdvertise, log)
 			if err != nil {
@@ -46,7 +52,9 @@ production.`,
 			}
 			defer cp.Shutdown()
 			log.Info("custos serving", "grpc", cp.GRPCAddr, "xds", cp.XDSAddr, "http", cp.HTTPAddr, "connections", len(cfg.Connections))
-			r := &controlplane.Reloader{Path: path, Check: refuseDev, Apply: cp.Apply, Log: log}
+			r := &controlplane.Reloader{Path: path, Check: func(c *config.Config) error {
+				return errors.Join(refuseDev(c), requireTLSChoice(c))
+			}, Apply: cp.Apply, Log: log}
 			go func() {
 				if err := r.Run(ctx); err != nil {
 					log.Error("config reload stopped", "error", err)
@@ -64,6 +72,15 @@ production.`,
 	cmd.Flags().StringVar(&path, "config", "", "configuration file (YAML)")
 	cmd.Flags().StringVar(&grpcAdvertise, "grpc-address", "", "host:port Envoy uses to reach the gRPC services (default: the address bound for listen.grpc)")
 	return cmd
+}
+
+// requireTLSChoice rejects a configuration that says neither listen.tls
+// nor listen.insecure: plain text must be a choice.
+func requireTLSChoice(cfg *config.Config) error {
+	if cfg.Listen.TLS == nil && !cfg.Listen.Insecure {
+		return errors.New("listen.tls is required: the gRPC services and ADS need mutual TLS with Envoy (cert_file, key_file, client_ca_file, allowed_clients); set listen.insecure: true to serve plain text, never in production")
+	}
+	return nil
 }
 
 // refuseDev rejects a configuration meant for `custos dev`.

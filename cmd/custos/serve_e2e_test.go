@@ -31,11 +31,23 @@ func TestServeWithRealEnvoyFromTheBootstrap(t *testing.T) {
 	lis := envoytest.ListenLoopbackPort(t, 18000)
 	xdsAddr := lis.Addr().String()
 	lis.Close() // serve binds it again
+	// Envoy's working directory holds tls/, where the bootstrap's secrets
+	// read the client certificate and the CA: made by `custos certs`.
+	envoyDir := t.TempDir()
+	tlsDir := filepath.Join(envoyDir, "tls")
+	if _, _, err := run(context.Background(), "certs", "--dir", tlsDir); err != nil {
+		t.Fatal(err)
+	}
 	cfgPath := writeFile(t, "custos.yaml", `listen:
   grpc: 127.0.0.1:0
   xds: `+xdsAddr+`
   http: 127.0.0.1:0
   dataplane: 127.0.0.1:0
+  tls:
+    cert_file: `+filepath.Join(tlsDir, "custos.crt")+`
+    key_file: `+filepath.Join(tlsDir, "custos.key")+`
+    client_ca_file: `+filepath.Join(tlsDir, "ca.crt")+`
+    allowed_clients: [spiffe://custos.local/envoy]
 connections:
   - name: customers
     upstream: `+up.URL+`
@@ -48,8 +60,13 @@ connections:
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 
+	bootstrap, err := filepath.Abs(filepath.Join("..", "..", "envoy", "bootstrap.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := envoytest.Start(t, envoytest.Options{
-		Bootstrap: filepath.Join("..", "..", "envoy", "bootstrap.yaml"),
+		Bootstrap: bootstrap,
+		WorkDir:   envoyDir,
 		Hosts:     map[string]string{"custos": lis.Addr().(*net.TCPAddr).IP.String()},
 		Listeners: []string{names.ListenerName},
 	})
@@ -83,5 +100,13 @@ connections:
 	}
 	if up.Count() != before {
 		t.Fatal("with Custos stopped the request reached the upstream")
+	}
+}
+
+func TestServeRequiresTLSOrAnExplicitInsecure(t *testing.T) {
+	p := writeFile(t, "custos.yaml", stack.LoopbackListen+"connections: []\n")
+	_, _, err := run(context.Background(), "serve", "--config", p)
+	if err == nil || !strings.Contains(err.Error(), "listen.tls is required") || !strings.Contains(err.Error(), "listen.insecure") {
+		t.Fatalf("err %v, want listen.tls required, or listen.insecure", err)
 	}
 }

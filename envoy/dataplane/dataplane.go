@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -39,6 +40,12 @@ type Options struct {
 	NodeID string
 	// Logger receives xDS and listener events (never request contents).
 	Logger *slog.Logger
+	// Secrets are the static secrets clusters may name (Envoy's
+	// static_resources.secrets), by name.
+	Secrets map[string]Secret
+	// XDSTLS, when set, reaches the ADS server over TLS with this client
+	// certificate and CA (as the bootstrap's xds cluster does).
+	XDSTLS *Secret
 }
 
 // DataPlane is one running data plane.
@@ -79,7 +86,15 @@ func New(opts Options) (*DataPlane, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	conn, err := grpc.NewClient(opts.XDS, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if t := opts.XDSTLS; t != nil {
+		tc, err := (&tlsSettings{certSecret: "xds", caSecret: "xds"}).clientConfig(map[string]Secret{"xds": *t})
+		if err != nil {
+			return nil, fmt.Errorf("xds client %s: %w", opts.XDS, err)
+		}
+		creds = credentials.NewTLS(tc)
+	}
+	conn, err := grpc.NewClient(opts.XDS, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("xds client %s: %w", opts.XDS, err)
 	}
@@ -167,7 +182,7 @@ func (d *DataPlane) activate(st *adsState) {
 			next[name] = old
 			continue
 		}
-		u, err := newUpstream(cc)
+		u, err := newUpstream(cc, d.opts.Secrets)
 		if err != nil {
 			d.log.Error("cluster", "name", name, "error", err)
 			continue

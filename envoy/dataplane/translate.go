@@ -522,9 +522,12 @@ func translateRoute(r *routev3.Route) (*route, error) {
 	return rt, nil
 }
 
-// translateTLS reads the upstream TLS Custos emits: SNI, a trusted CA file
-// and exact DNS subject alt names. Anything else (pinning, client
-// certificates, TLS parameters) is refused rather than ignored.
+// translateTLS reads the upstream TLS Custos emits: SNI, a trusted CA (a
+// file, or a validation context secret), exact DNS subject alt names, a
+// client certificate secret and ALPN. Secrets are named only: as with
+// Envoy's static_resources.secrets, the data plane holds them itself
+// (Options.Secrets); none travels over xDS. Anything else (pinning, inline
+// keys, SDS servers, TLS parameters) is refused rather than ignored.
 func translateTLS(ts *corev3.TransportSocket) (*tlsSettings, error) {
 	if err := onlyFields(ts, "name", "typed_config"); err != nil {
 		return nil, err
@@ -536,17 +539,37 @@ func translateTLS(ts *corev3.TransportSocket) (*tlsSettings, error) {
 	if err := onlyFields(tctx, "sni", "common_tls_context"); err != nil {
 		return nil, err
 	}
-	if err := onlyFields(tctx.GetCommonTlsContext(), "validation_context"); err != nil {
+	ctc := tctx.GetCommonTlsContext()
+	if err := onlyFields(ctc, "validation_context", "validation_context_sds_secret_config",
+		"tls_certificate_sds_secret_configs", "alpn_protocols"); err != nil {
 		return nil, err
 	}
-	vc := tctx.GetCommonTlsContext().GetValidationContext()
+	tl := &tlsSettings{sni: tctx.GetSni()}
+	switch sc := ctc.GetTlsCertificateSdsSecretConfigs(); len(sc) {
+	case 0:
+	case 1:
+		if err := onlyFields(sc[0], "name"); err != nil {
+			return nil, fmt.Errorf("tls_certificate_sds_secret_configs: only static secrets (a name, no sds_config): %w", err)
+		}
+		tl.certSecret = sc[0].GetName()
+	default:
+		return nil, fmt.Errorf("tls_certificate_sds_secret_configs: at most one certificate is supported")
+	}
+	if sc := ctc.GetValidationContextSdsSecretConfig(); sc != nil {
+		if err := onlyFields(sc, "name"); err != nil {
+			return nil, fmt.Errorf("validation_context_sds_secret_config: only static secrets (a name, no sds_config): %w", err)
+		}
+		tl.caSecret = sc.GetName()
+		return tl, nil
+	}
+	vc := ctc.GetValidationContext()
 	if err := onlyFields(vc, "trusted_ca", "match_typed_subject_alt_names"); err != nil {
 		return nil, err
 	}
 	if vc.GetTrustedCa().GetFilename() == "" {
 		return nil, fmt.Errorf("TLS without a trusted_ca file is not supported (it would not verify the upstream)")
 	}
-	tl := &tlsSettings{sni: tctx.GetSni(), caFile: vc.GetTrustedCa().GetFilename()}
+	tl.caFile = vc.GetTrustedCa().GetFilename()
 	for _, m := range vc.GetMatchTypedSubjectAltNames() {
 		if m.GetSanType() != tlsv3.SubjectAltNameMatcher_DNS {
 			return nil, fmt.Errorf("subject alt name matcher %s is not supported (DNS only)", m.GetSanType())
@@ -583,6 +606,8 @@ type tlsSettings struct {
 	caFile  string
 	sanDNS  []string
 	caBytes []byte
+	// certSecret and caSecret name static secrets (Options.Secrets).
+	certSecret, caSecret string
 }
 
 func translateCluster(c *clusterv3.Cluster) (*clusterConfig, error) {

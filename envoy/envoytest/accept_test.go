@@ -13,9 +13,12 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/envoy/envoytest"
+	"github.com/custos-dev/custos/mtls"
 	"github.com/custos-dev/custos/xds"
 )
 
@@ -125,7 +128,14 @@ func TestEnvoyAcceptsEveryConfiguration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := serveXDS(t, lis)
+	// Envoy reaches ADS over mutual TLS and holds the secrets the emitted
+	// gRPC cluster names when a fixture has listen.tls.
+	_, pki := bootstrapDir(t)
+	tc, err := mtls.Server(pki.Server, []string{mtls.EnvoyIdentity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveXDS(t, lis, grpc.Creds(credentials.NewTLS(tc)))
 	fs := fixtures(t)
 	// An empty snapshot, ACKed at once, so Envoy is ready without waiting
 	// for its initial fetch and each fixture starts from an ACK.
@@ -141,6 +151,7 @@ func TestEnvoyAcceptsEveryConfiguration(t *testing.T) {
 	e := envoytest.Start(t, envoytest.Options{
 		XDSAddr: lis.Addr().String(),
 		Hosts:   map[string]string{"custos": "127.0.0.1", "demo": "127.0.0.1"},
+		TLS:     &envoytest.TLSFiles{CertFile: pki.Client.CertFile, KeyFile: pki.Client.KeyFile, CAFile: pki.CAFile},
 	})
 	for _, f := range fs {
 		t.Run(f.name, func(t *testing.T) {

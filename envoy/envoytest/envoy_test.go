@@ -13,9 +13,11 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/envoy/envoytest"
+	"github.com/custos-dev/custos/mtls"
 	"github.com/custos-dev/custos/xds"
 )
 
@@ -72,7 +74,10 @@ func TestEnvoyIsTheOneCustosSupports(t *testing.T) {
 func TestBootstrapPassesValidateMode(t *testing.T) {
 	t.Parallel()
 	path := envoytest.Require(t)
-	out, err := exec.Command(path, "--mode", "validate", "-c", bootstrapFile).CombinedOutput()
+	dir, _ := bootstrapDir(t)
+	cmd := exec.Command(path, "--mode", "validate", "-c", absBootstrap(t))
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("envoy --mode validate -c %s: %v\n%s", bootstrapFile, err, out)
 	}
@@ -95,7 +100,10 @@ func TestConfigYAMLAppendsToRepeatedFields(t *testing.T) {
 		{`{static_resources: {clusters: [` + staticCluster("xds") + `]}}`, "duplicate cluster 'xds'"},
 		{`{static_resources: {clusters: [` + staticCluster("xds-test") + `]}, dynamic_resources: {ads_config: {grpc_services: [{envoy_grpc: {cluster_name: xds-test}}]}}}`, "no more than 1 gRPC services"},
 	} {
-		out, err := exec.Command(path, "--mode", "validate", "-c", bootstrapFile, "--config-yaml", c.override).CombinedOutput()
+		dir, _ := bootstrapDir(t)
+		cmd := exec.Command(path, "--mode", "validate", "-c", absBootstrap(t), "--config-yaml", c.override)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), c.refused) {
 			t.Errorf("--config-yaml %s: want refused with %q, got %v\n%s", c.override, c.refused, err, out)
 		}
@@ -111,15 +119,24 @@ func TestUnmodifiedBootstrapFollowsCustos(t *testing.T) {
 	t.Parallel()
 	envoytest.Require(t)
 	lis := envoytest.ListenLoopbackPort(t, 18000)
-	srv := serveXDS(t, lis)
+	dir, pki := bootstrapDir(t)
+	// ADS over mutual TLS, as the bootstrap's xds cluster reaches it.
+	tc, err := mtls.Server(pki.Server, []string{mtls.EnvoyIdentity})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveXDS(t, lis, grpc.Creds(credentials.NewTLS(tc)))
 	cfg := loadConfig(t, filepath.Join("..", "..", "examples", "dev.yaml"))
+	// The emitted gRPC cluster names the bootstrap's secrets too.
+	cfg.Listen.TLS = &config.TLS{CertFile: pki.Server.CertFile, KeyFile: pki.Server.KeyFile, ClientCAFile: pki.CAFile}
 	version, err := srv.Update(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	listener := resourceNames(t, cfg)["listener"][0]
 	e := envoytest.Start(t, envoytest.Options{
-		Bootstrap: bootstrapFile,
+		Bootstrap: absBootstrap(t),
+		WorkDir:   dir,
 		Hosts:     map[string]string{"custos": lis.Addr().(*net.TCPAddr).IP.String()},
 		Listeners: []string{listener},
 	})
@@ -129,12 +146,35 @@ func TestUnmodifiedBootstrapFollowsCustos(t *testing.T) {
 	waitACK(t, srv, e, cfg, version)
 }
 
+// bootstrapDir is a working directory for envoy/bootstrap.yaml: tls/ holds
+// a private CA and certificates, where the bootstrap's secrets read them.
+func bootstrapDir(t *testing.T) (string, mtls.PKI) {
+	t.Helper()
+	dir := t.TempDir()
+	pki, err := mtls.DevPKI(filepath.Join(dir, "tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, pki
+}
+
+// absBootstrap is envoy/bootstrap.yaml's absolute path, for an Envoy whose
+// working directory is elsewhere.
+func absBootstrap(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs(bootstrapFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // serveXDS serves Custos' ADS on lis until the test ends.
-func serveXDS(t *testing.T, lis net.Listener) *xds.Server {
+func serveXDS(t *testing.T, lis net.Listener, opts ...grpc.ServerOption) *xds.Server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := xds.NewServer(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)), xds.Options{})
-	g := grpc.NewServer()
+	g := grpc.NewServer(opts...)
 	srv.Register(g)
 	done := make(chan struct{})
 	go func() {

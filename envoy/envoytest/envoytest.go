@@ -38,6 +38,10 @@ var ErrNotFound = launch.ErrNotFound
 // Envoy) and NodeID ("envoytest") when they are empty.
 type Options = launch.Options
 
+// TLSFiles are the data plane's client certificate and the CA that verifies
+// Custos (launch.TLSFiles).
+type TLSFiles = launch.TLSFiles
+
 // Resource is one dynamic resource Envoy holds, as its config dump shows it.
 type Resource = launch.Resource
 

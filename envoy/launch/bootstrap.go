@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/custos-dev/custos/names"
 )
 
 // xdsCluster is the static cluster of the generated bootstrap, as in
@@ -28,7 +30,7 @@ func loopbackAdmin() map[string]any {
 // at an address of the caller's: ADS over
 // one gRPC stream (HTTP/2) to a STATIC cluster at xdsAddr, listeners and
 // clusters over ADS. Without xdsAddr Envoy has no dynamic configuration.
-func generatedBootstrap(nodeID, xdsAddr string, dns map[string]any) (map[string]any, error) {
+func generatedBootstrap(nodeID, xdsAddr string, dns map[string]any, tls *TLSFiles) (map[string]any, error) {
 	b := map[string]any{
 		"node":                      map[string]any{"id": nodeID, "cluster": "custos"},
 		"admin":                     loopbackAdmin(),
@@ -62,7 +64,7 @@ func generatedBootstrap(nodeID, xdsAddr string, dns map[string]any) (map[string]
 		"lds_config": ads,
 		"cds_config": ads,
 	}
-	b["static_resources"] = map[string]any{"clusters": []any{map[string]any{
+	xds := map[string]any{
 		"name":            xdsCluster,
 		"type":            "STATIC",
 		"connect_timeout": "1s",
@@ -78,8 +80,38 @@ func generatedBootstrap(nodeID, xdsAddr string, dns map[string]any) (map[string]
 				"endpoint": map[string]any{"address": socketAddress(host, p)},
 			}}}},
 		},
-	}}}
+	}
+	statics := map[string]any{"clusters": []any{xds}}
+	if tls != nil {
+		statics["secrets"] = []any{
+			map[string]any{"name": names.ClientCertSecret, "tls_certificate": map[string]any{
+				"certificate_chain": map[string]any{"filename": tls.CertFile},
+				"private_key":       map[string]any{"filename": tls.KeyFile},
+			}},
+			map[string]any{"name": names.CustosCASecret, "validation_context": map[string]any{
+				"trusted_ca": map[string]any{"filename": tls.CAFile},
+			}},
+		}
+		xds["transport_socket"] = mtlsSocket()
+	}
+	b["static_resources"] = statics
 	return b, nil
+}
+
+// mtlsSocket presents the client certificate secret and verifies the
+// server with the CA secret.
+func mtlsSocket() map[string]any {
+	return map[string]any{
+		"name": "envoy.transport_sockets.tls",
+		"typed_config": map[string]any{
+			"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+			"common_tls_context": map[string]any{
+				"tls_certificate_sds_secret_configs":   []any{map[string]any{"name": names.ClientCertSecret}},
+				"validation_context_sds_secret_config": map[string]any{"name": names.CustosCASecret},
+				"alpn_protocols":                       []any{"h2"},
+			},
+		},
+	}
 }
 
 // overrideYAML is what Start passes as --config-yaml: the caller's own

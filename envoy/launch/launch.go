@@ -82,6 +82,21 @@ type Options struct {
 	// it is written, as well as the log file does. A write that fails ends
 	// the copy, never Envoy: the rest of the log goes to the file only.
 	LogOutput io.Writer
+	// TLS, when set, makes the generated bootstrap reach the ADS server over
+	// mutual TLS and hold the two secrets Custos' emitted gRPC cluster names
+	// (names.ClientCertSecret, names.CustosCASecret), as envoy/bootstrap.yaml
+	// does.
+	TLS *TLSFiles
+	// WorkDir is Envoy's working directory, against which relative file
+	// names in its bootstrap resolve (envoy/bootstrap.yaml's tls/...);
+	// the caller's when empty.
+	WorkDir string
+}
+
+// TLSFiles are the data plane's client certificate and key and the CA
+// that verifies Custos, as files Envoy reads.
+type TLSFiles struct {
+	CertFile, KeyFile, CAFile string
 }
 
 // Envoy is one running Envoy process, stopped by Close.
@@ -221,7 +236,7 @@ func (e *Envoy) start(opts Options) error {
 		}
 		e.args = append(e.args, "-c", opts.Bootstrap, "--config-yaml", override)
 	} else {
-		b, err := generatedBootstrap(opts.NodeID, opts.XDSAddr, dns.dnsResolverConfig())
+		b, err := generatedBootstrap(opts.NodeID, opts.XDSAddr, dns.dnsResolverConfig(), opts.TLS)
 		if err != nil {
 			return err
 		}
@@ -244,6 +259,7 @@ func (e *Envoy) start(opts Options) error {
 		return err
 	}
 	cmd := exec.Command(opts.Path, e.args...)
+	cmd.Dir = opts.WorkDir
 	if opts.LogOutput != nil {
 		// One pointer for both, so exec calls Write from one goroutine.
 		w := &teeWriter{file: logFile, out: opts.LogOutput}
