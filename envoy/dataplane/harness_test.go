@@ -553,11 +553,10 @@ func startScenario(t *testing.T, p plane, s setup, wantNACK bool) (*harness, str
 func (h *harness) apply(s setup) string {
 	h.t.Helper()
 	version := "v" + strconv.FormatInt(envoyVersions.Add(1), 10)
-	_, nacks, _ := ads.state(envoyNode)
 	if err := ads.set(envoyNode, version, resources(h.t, s, h.grpcAddr, h.upstreamAddr)); err != nil {
 		h.t.Fatal(err)
 	}
-	return waitEnvoy(h.t, h.envoy, version, len(nacks))
+	return waitEnvoy(h.t, h.envoy, version)
 }
 
 // do sends a request and returns the response with its body read.
@@ -660,15 +659,14 @@ type anyT = anypb.Any
 func (h *harness) pushNACK(s setup) string {
 	h.t.Helper()
 	version := "v" + strconv.FormatInt(envoyVersions.Add(1), 10)
-	_, before, _ := ads.state(h.node)
 	if err := ads.set(h.node, version, resources(h.t, s, h.grpcAddr, h.upstreamAddr)); err != nil {
 		h.t.Fatal(err)
 	}
 	deadline := time.After(20 * time.Second)
 	for {
-		acked, nacks, changed := ads.state(h.node)
-		if len(nacks) > len(before) {
-			return strings.Join(nacks[len(before):], "; ")
+		acked, nacks, changed := ads.state(h.node, version)
+		if len(nacks) > 0 {
+			return strings.Join(nacks, "; ")
 		}
 		if acked[resource.ListenerType] == version {
 			h.t.Fatalf("the data plane ACKed version %s", version)

@@ -93,13 +93,6 @@ func TestConnectionManagerStreamIdleTimeoutCutsAHold(t *testing.T) {
 				if tc.details != "" {
 					wantDetails(t, resp, tc.details)
 				}
-				if tc.details == "stream_idle_timeout" {
-					// (A processor still holding has not read the reply's
-					// headers when the client gets its answer.)
-					if got := strings.Join(h.proc.kinds(0), ","); got != "request_headers,response_headers" {
-						t.Errorf("messages %s, want request_headers,response_headers", got)
-					}
-				}
 			})
 		}
 	})

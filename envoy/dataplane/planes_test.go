@@ -93,7 +93,11 @@ type adsServer struct {
 	mu    sync.Mutex
 	nodes map[int64]string             // stream id → node id
 	acked map[string]map[string]string // node → type URL → version
-	nacks map[string][]string          // node → errors, in order
+	// nacks are the errors each node sent back, by the version refused
+	// (a NACK's version_info is the last one accepted; the nonce of the
+	// response it refuses names the version).
+	nacks  map[string]map[string][]string
+	nonces map[string]string // stream id/nonce → version sent
 	// changed is closed and replaced whenever a request arrives.
 	changed chan struct{}
 }
@@ -105,10 +109,11 @@ func startADS() (*adsServer, error) {
 		cancel:  cancel,
 		nodes:   map[int64]string{},
 		acked:   map[string]map[string]string{},
-		nacks:   map[string][]string{},
+		nacks:   map[string]map[string][]string{},
+		nonces:  map[string]string{},
 		changed: make(chan struct{}),
 	}
-	cb := serverv3.CallbackFuncs{StreamRequestFunc: a.onRequest}
+	cb := serverv3.CallbackFuncs{StreamRequestFunc: a.onRequest, StreamResponseFunc: a.onResponse}
 	a.grpc = grpc.NewServer()
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(a.grpc, serverv3.NewServer(ctx, a.cache, cb))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -136,7 +141,11 @@ func (a *adsServer) onRequest(stream int64, req *discoveryv3.DiscoveryRequest) e
 	}
 	a.nodes[stream] = node
 	if req.GetErrorDetail() != nil {
-		a.nacks[node] = append(a.nacks[node], req.GetTypeUrl()+": "+req.GetErrorDetail().GetMessage())
+		refused := a.nonces[fmt.Sprint(stream, "/", req.GetResponseNonce())]
+		if a.nacks[node] == nil {
+			a.nacks[node] = map[string][]string{}
+		}
+		a.nacks[node][refused] = append(a.nacks[node][refused], req.GetTypeUrl()+": "+req.GetErrorDetail().GetMessage())
 	} else if req.GetResponseNonce() != "" {
 		if a.acked[node] == nil {
 			a.acked[node] = map[string]string{}
@@ -148,16 +157,23 @@ func (a *adsServer) onRequest(stream int64, req *discoveryv3.DiscoveryRequest) e
 	return nil
 }
 
-// state returns the versions node ACKed by type, the NACKs it sent and a
-// channel closed at the next request from any node.
-func (a *adsServer) state(node string) (acked map[string]string, nacks []string, changed <-chan struct{}) {
+// onResponse notes which version each response's nonce carries.
+func (a *adsServer) onResponse(_ context.Context, stream int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.nonces[fmt.Sprint(stream, "/", resp.GetNonce())] = resp.GetVersionInfo()
+}
+
+// state returns the versions node ACKed by type, the errors of its NACKs of
+// version, and a channel closed at the next request from any node.
+func (a *adsServer) state(node, version string) (acked map[string]string, nacks []string, changed <-chan struct{}) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	acked = map[string]string{}
 	for k, v := range a.acked[node] {
 		acked[k] = v
 	}
-	return acked, append([]string(nil), a.nacks[node]...), a.changed
+	return acked, append([]string(nil), a.nacks[node][version]...), a.changed
 }
 
 // set serves resources to node at version.
@@ -254,13 +270,13 @@ func envoyLogSince(e *launch.Envoy, n int) (string, int) {
 // waitEnvoy waits until Envoy has ACKed version of every type (the listener,
 // its routes and both clusters) and the listener has finished warming, and
 // returns the listener's address. A NACK fails t with Envoy's error.
-func waitEnvoy(t *testing.T, e *launch.Envoy, version string, nacksBefore int) string {
+func waitEnvoy(t *testing.T, e *launch.Envoy, version string) string {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	for {
-		acked, nacks, changed := ads.state(envoyNode)
-		if len(nacks) > nacksBefore {
-			t.Fatalf("Envoy NACKed version %s: %s", version, strings.Join(nacks[nacksBefore:], "; "))
+		acked, nacks, changed := ads.state(envoyNode, version)
+		if len(nacks) > 0 {
+			t.Fatalf("Envoy NACKed version %s: %s", version, strings.Join(nacks, "; "))
 		}
 		if acked[resource.ListenerType] == version && acked[resource.RouteType] == version && acked[resource.ClusterType] == version {
 			addr, err := listenerServing(e, "test")
