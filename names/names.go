@@ -130,4 +130,17 @@ const (
 	// MaxGRPCRequests sizes the circuit breakers of Custos' gRPC cluster; each
 	// held request keeps one ext_proc stream open.
 	MaxGRPCRequests = 65536
+	// MaxUpstreamRequests sizes the circuit breakers of each connection's
+	// cluster (connections, pending and active requests): above the
+	// downstream connection cap, so stalled requests from one client fill
+	// the cap before they can take every upstream slot.
+	MaxUpstreamRequests = 16384
+	// MaxDownstreamConnections caps the data plane's open downstream
+	// connections (Envoy's overload manager
+	// global_downstream_max_connections; the Go data plane likewise).
+	MaxDownstreamConnections = 8192
+	// RequestHeadersTimeout bounds how long a client may take to send its
+	// request headers (request_headers_timeout). A hold runs after the
+	// headers, so it is not counted.
+	RequestHeadersTimeout = 10 * time.Second
 )

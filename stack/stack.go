@@ -179,7 +179,8 @@ func (s *Stack) removeTmp() {
 }
 
 func (s *Stack) startGo(ctx context.Context, opts Options) error {
-	dpo := dataplane.Options{XDS: s.CP.XDSAddr, NodeID: opts.NodeID, Logger: opts.Logger}
+	dpo := dataplane.Options{XDS: s.CP.XDSAddr, NodeID: opts.NodeID, Logger: opts.Logger,
+		MaxDownstreamConnections: names.MaxDownstreamConnections}
 	if f := s.dpFiles; f != nil {
 		dpo.XDSTLS = &dataplane.Secret{CertFile: f.CertFile, KeyFile: f.KeyFile, CAFile: f.CAFile}
 		dpo.Secrets = map[string]dataplane.Secret{

@@ -177,8 +177,11 @@ func (b builder) listener() (*listenerv3.Listener, error) {
 		// same way, so Check sees one host and computes one upstream path.
 		StripTrailingHostDot: true,
 		MaxRequestHeadersKb:  wrapperspb.UInt32(names.MaxRequestHeadersKB),
-		StreamIdleTimeout:    durationpb.New(b.holdTimeout() + names.HoldMargin),
-		LocalReplyConfig:     localReplyConfig(),
+		// A client gets a few seconds for its request headers; holds come
+		// after the headers and are not counted.
+		RequestHeadersTimeout: durationpb.New(names.RequestHeadersTimeout),
+		StreamIdleTimeout:     durationpb.New(b.holdTimeout() + names.HoldMargin),
+		LocalReplyConfig:      localReplyConfig(),
 	}
 	hcmAny, err := pack(hcm)
 	if err != nil {
@@ -468,6 +471,11 @@ func (b builder) clusters() ([]types.Resource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("custos gRPC cluster: %w", err)
 	}
+	if b.cfg.Listen.TLS != nil {
+		if g.TransportSocket, err = clientMTLS(); err != nil {
+			return nil, fmt.Errorf("custos gRPC cluster: %w", err)
+		}
+	}
 	g.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 		Priority:           corev3.RoutingPriority_DEFAULT,
 		MaxRequests:        wrapperspb.UInt32(names.MaxGRPCRequests),
@@ -498,9 +506,40 @@ func (b builder) clusters() ([]types.Resource, error) {
 		if err != nil {
 			return nil, fmt.Errorf("connection %q: %w", n, err)
 		}
+		// Envoy's default (1,024 each) let one client's stalled uploads take
+		// every upstream slot; the downstream connection cap now runs out
+		// first.
+		limit := wrapperspb.UInt32(names.MaxUpstreamRequests)
+		c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			Priority: corev3.RoutingPriority_DEFAULT, MaxConnections: limit, MaxPendingRequests: limit, MaxRequests: limit,
+		}}}
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// clientMTLS is the transport socket with which the data plane reaches
+// Custos over mutual TLS: its client certificate and the CA that verifies
+// Custos come from secrets the data plane holds itself (Envoy's bootstrap
+// static_resources.secrets, named names.ClientCertSecret and
+// names.CustosCASecret), so no key travels over xDS.
+func clientMTLS() (*corev3.TransportSocket, error) {
+	tctx, err := pack(&tlsv3.UpstreamTlsContext{
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: names.ClientCertSecret}},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
+				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: names.CustosCASecret},
+			},
+			AlpnProtocols: []string{"h2"},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &corev3.TransportSocket{
+		Name:       "envoy.transport_sockets.tls",
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tctx},
+	}, nil
 }
 
 func cluster(name, hostport string, http2 bool, tlsHost string) (*clusterv3.Cluster, error) {

@@ -171,6 +171,15 @@ func TestListenerConnectionManagerSettings(t *testing.T) {
 	if d := hcm.GetStreamIdleTimeout().AsDuration(); d <= testCfg(t).Approvals.Timeout {
 		t.Fatalf("stream_idle_timeout %s does not outlast a hold", d)
 	}
+	// request_timeout runs until every decoding filter is done, so a hold
+	// counts against it: it is off (or above the hold), never below. The
+	// headers get a short timeout of their own.
+	if d := hcm.GetRequestTimeout().AsDuration(); d != 0 && d <= testCfg(t).Approvals.Timeout+names.HoldMargin {
+		t.Fatalf("request_timeout %s would cut a hold", d)
+	}
+	if d := hcm.GetRequestHeadersTimeout().AsDuration(); d != names.RequestHeadersTimeout {
+		t.Fatalf("request_headers_timeout %s, want %s", d, names.RequestHeadersTimeout)
+	}
 	authz := &extauthzv3.ExtAuthz{}
 	if err := hcm.GetHttpFilters()[0].GetTypedConfig().UnmarshalTo(authz); err != nil {
 		t.Fatal(err)

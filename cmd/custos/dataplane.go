@@ -37,7 +37,7 @@ configuration says listen.insecure.`,
 			if err != nil {
 				return err
 			}
-			opts := dataplane.Options{XDS: xdsAddr, NodeID: node, Logger: log}
+			opts := dataplane.Options{XDS: xdsAddr, NodeID: node, Logger: log, MaxDownstreamConnections: names.MaxDownstreamConnections}
 			if files {
 				opts.XDSTLS = &dataplane.Secret{CertFile: cert, KeyFile: key, CAFile: ca}
 				opts.Secrets = map[string]dataplane.Secret{

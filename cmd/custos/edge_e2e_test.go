@@ -16,6 +16,7 @@ import (
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/envoy/envoytest"
 	"github.com/custos-dev/custos/envoy/launch"
+	"github.com/custos-dev/custos/examples/demo"
 	"github.com/custos-dev/custos/filters/record"
 	"github.com/custos-dev/custos/mtls"
 	"github.com/custos-dev/custos/stack"
@@ -286,4 +287,50 @@ func TestEdgeEnvoyWithoutTheRightCertificateGetsNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// One client opening many stalled uploads (one byte of a declared 1,000
+// each) does not stop other agents being served: more than Envoy's default
+// 1,024 circuit-breaker slots of the connection's cluster.
+func TestEdgeStalledUploadsDoNotLockOthersOut(t *testing.T) {
+	const stalled = 1100
+	demoAPI := demo.Handler()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			_, _ = io.Copy(io.Discard, r.Body) // until the client goes away
+			return
+		}
+		demoAPI.ServeHTTP(w, r)
+	})
+	stacktest.ForEachDataPlane(t, func(t *testing.T, dp stack.DataPlane) {
+		s := stacktest.Start(t, dp, stacktest.Options{Handler: handler})
+		conns := make([]net.Conn, 0, stalled)
+		t.Cleanup(func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		})
+		for i := 0; i < stalled; i++ {
+			c, err := net.DialTimeout("tcp", s.Addr, 5*time.Second)
+			if err != nil {
+				t.Fatalf("connection %d: %v", i, err)
+			}
+			conns = append(conns, c)
+			if _, err := io.WriteString(c, "POST /customers/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Wait until the uploads hold their upstream requests.
+		deadline := time.Now().Add(60 * time.Second)
+		for s.Upstream.Count() < stalled {
+			if time.Now().After(deadline) {
+				t.Fatalf("only %d of %d stalled uploads reached the upstream", s.Upstream.Count(), stalled)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		resp, body := get(t, s.URL+"/customers/2", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("another agent got %d (%s) while one client stalls %d uploads", resp.StatusCode, describe(body), stalled)
+		}
+	})
 }

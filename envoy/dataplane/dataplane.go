@@ -46,6 +46,10 @@ type Options struct {
 	// XDSTLS, when set, reaches the ADS server over TLS with this client
 	// certificate and CA (as the bootstrap's xds cluster does).
 	XDSTLS *Secret
+	// MaxDownstreamConnections caps open downstream connections: one over
+	// the cap is closed as soon as it is accepted, as Envoy's overload
+	// manager (global_downstream_max_connections) does. 0 means no cap.
+	MaxDownstreamConnections int
 }
 
 // DataPlane is one running data plane.
@@ -201,7 +205,7 @@ func (d *DataPlane) activate(st *adsState) {
 	}
 	d.upstreams = next
 	d.active.Store(&active{listener: st.listener, routes: rt, upstreams: next})
-	if err := d.bindLocked(st.listener.addr); err != nil {
+	if err := d.bindLocked(st.listener.addr, st.listener.hcm.requestHeadersTimeout); err != nil {
 		d.log.Error("listener", "address", st.listener.addr, "error", err)
 		return
 	}
@@ -228,7 +232,9 @@ func (d *DataPlane) prepareListener(addr string) error {
 }
 
 // bindLocked serves the listener on addr, moving it if the address changed.
-func (d *DataPlane) bindLocked(addr string) error {
+// headerTimeout (request_headers_timeout) applies from the listener's bind
+// on: the Go server reads it once.
+func (d *DataPlane) bindLocked(addr string, headerTimeout time.Duration) error {
 	if d.lis != nil && d.lisAddr == addr {
 		return nil
 	}
@@ -241,12 +247,18 @@ func (d *DataPlane) bindLocked(addr string) error {
 			return err
 		}
 	}
+	if headerTimeout <= 0 {
+		headerTimeout = time.Hour // no request_headers_timeout: Envoy waits as long as the idle timers allow
+	}
+	if d.opts.MaxDownstreamConnections > 0 {
+		lis = &cappedListener{Listener: lis, slots: make(chan struct{}, d.opts.MaxDownstreamConnections)}
+	}
 	srv := &http.Server{
 		Handler: &connManager{dp: d},
 		// Envoy counts header bytes itself and answers 431 through the local
 		// reply; Go's own limit sits well above it.
 		MaxHeaderBytes:    4 << 20,
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: headerTimeout,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
 	go func() {
@@ -264,4 +276,38 @@ func (d *DataPlane) bindLocked(addr string) error {
 	d.server, d.lis, d.lisAddr = srv, lis, addr
 	d.log.Info("listener serving", "address", lis.Addr().String())
 	return nil
+}
+
+// cappedListener closes connections accepted over its cap at once, as
+// Envoy's overload manager does over global_downstream_max_connections.
+type cappedListener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *cappedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &cappedConn{Conn: c, release: func() { <-l.slots }}, nil
+		default:
+			_ = c.Close()
+		}
+	}
+}
+
+type cappedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *cappedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

@@ -140,12 +140,14 @@ type hcmConfig struct {
 	rejectUnderscores bool
 	// suppressEnvoyHeaders: the router's suppress_envoy_headers.
 	suppressEnvoyHeaders bool
+	// requestHeadersTimeout bounds the reading of the request headers (0: none).
+	requestHeadersTimeout time.Duration
 }
 
 func translateHCM(h *hcmv3.HttpConnectionManager) (*hcmConfig, error) {
 	if err := onlyFields(h, "codec_type", "stat_prefix", "rds", "http_filters", "use_remote_address",
 		"normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "strip_any_host_port", "strip_trailing_host_dot",
-		"max_request_headers_kb", "stream_idle_timeout", "local_reply_config", "common_http_protocol_options"); err != nil {
+		"max_request_headers_kb", "stream_idle_timeout", "local_reply_config", "common_http_protocol_options", "request_headers_timeout"); err != nil {
 		return nil, err
 	}
 	if o := h.GetCommonHttpProtocolOptions(); o != nil {

@@ -35,6 +35,14 @@ func generatedBootstrap(nodeID, xdsAddr string, dns map[string]any, tls *TLSFile
 		"node":                      map[string]any{"id": nodeID, "cluster": "custos"},
 		"admin":                     loopbackAdmin(),
 		"typed_dns_resolver_config": dns,
+		// As envoy/bootstrap.yaml: a cap on open downstream connections.
+		"overload_manager": map[string]any{"resource_monitors": []any{map[string]any{
+			"name": "envoy.resource_monitors.global_downstream_max_connections",
+			"typed_config": map[string]any{
+				"@type":                             "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+				"max_active_downstream_connections": names.MaxDownstreamConnections,
+			},
+		}}},
 	}
 	if xdsAddr == "" {
 		return b, nil
