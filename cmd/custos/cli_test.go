@@ -167,9 +167,12 @@ func TestDevCommandServesTheCurlLineAndStopsCleanly(t *testing.T) {
 
 func devServesTheCurlLine(t *testing.T, args []string, banner string) {
 	demo := freePort(t)
+	// dev makes its private CA beside audit.dir: in the test's own directory.
 	p := writeFile(t, "dev.yaml", stack.LoopbackListen+`connections:
   - name: customers
     upstream: http://`+demo+`
+audit:
+  dir: `+filepath.Join(t.TempDir(), "audit")+`
 dev:
   demo_upstream: `+demo+`
 `)
@@ -198,7 +201,7 @@ dev:
 			t.Fatalf("no curl line printed:\n%s", out.String())
 		}
 	}
-	for _, want := range []string{"data plane (agents)", "gRPC services", "xDS (ADS)", "/readyz", "demo upstream", banner} {
+	for _, want := range []string{"data plane (agents)", "gRPC services", "xDS (ADS)", "/readyz", "demo upstream", banner, "mutual TLS, private CA"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("banner lacks %q", want)
 		}
@@ -241,7 +244,7 @@ dev:
 
 func TestDevEnvoyWithAMissingBinaryFailsClearly(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "no-envoy-here")
-	p := writeFile(t, "dev.yaml", stack.LoopbackListen+"connections: []\n")
+	p := writeFile(t, "dev.yaml", stack.LoopbackListen+"connections: []\naudit:\n  dir: "+filepath.Join(t.TempDir(), "audit")+"\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, _, err := run(ctx, "dev", "--envoy="+missing, "--config", p)
