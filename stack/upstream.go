@@ -20,6 +20,8 @@ type Upstream struct {
 	srv  *http.Server
 	mu   sync.Mutex
 	reqs []*http.Request
+	// arrived is closed and replaced at each request, for WaitCount.
+	arrived chan struct{}
 }
 
 // StartUpstream serves h on a loopback port.
@@ -28,10 +30,12 @@ func StartUpstream(h http.Handler) (*Upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	u := &Upstream{URL: "http://" + lis.Addr().String()}
+	u := &Upstream{URL: "http://" + lis.Addr().String(), arrived: make(chan struct{})}
 	u.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		u.reqs = append(u.reqs, r.Clone(context.Background()))
+		close(u.arrived)
+		u.arrived = make(chan struct{})
 		u.mu.Unlock()
 		h.ServeHTTP(w, r)
 	})}
@@ -44,6 +48,24 @@ func (u *Upstream) Count() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return len(u.reqs)
+}
+
+// WaitCount returns once n requests have reached the upstream, or with
+// ctx's error.
+func (u *Upstream) WaitCount(ctx context.Context, n int) error {
+	for {
+		u.mu.Lock()
+		got, arrived := len(u.reqs), u.arrived
+		u.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-arrived:
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d requests reached the upstream: %w", got, n, ctx.Err())
+		}
+	}
 }
 
 // Last is the last request that reached the upstream, false if none did.

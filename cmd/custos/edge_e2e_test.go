@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -321,12 +322,10 @@ func TestEdgeStalledUploadsDoNotLockOthersOut(t *testing.T) {
 			}
 		}
 		// Wait until the uploads hold their upstream requests.
-		deadline := time.Now().Add(60 * time.Second)
-		for s.Upstream.Count() < stalled {
-			if time.Now().After(deadline) {
-				t.Fatalf("only %d of %d stalled uploads reached the upstream", s.Upstream.Count(), stalled)
-			}
-			time.Sleep(20 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		if err := s.Upstream.WaitCount(ctx, stalled); err != nil {
+			t.Fatalf("stalled uploads: %v", err)
 		}
 		resp, body := get(t, s.URL+"/customers/2", nil)
 		if resp.StatusCode != 200 {
