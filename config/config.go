@@ -54,7 +54,28 @@ const (
 	MaxHoldTimeout = 59 * time.Minute
 	// DefaultAuditDir is the default audit.dir.
 	DefaultAuditDir = "./data/audit"
+	// DefaultClockSkew is the default identity.issuers[].clock_skew: how far
+	// a token's exp, nbf and iat may be off the local clock.
+	DefaultClockSkew = 60 * time.Second
+	// MaxClockSkew is the largest clock_skew accepted.
+	MaxClockSkew = 5 * time.Minute
+	// DefaultGroupsClaim and DefaultRolesClaim are the default claim names
+	// of identity.issuers[].claims (Entra ID's).
+	DefaultGroupsClaim = "groups"
+	DefaultRolesClaim  = "roles"
+	// DiscoveryPath is the path every discovery_url ends with (OpenID
+	// Connect Discovery 1.0).
+	DiscoveryPath = "/.well-known/openid-configuration"
 )
+
+// Algorithms lists the token signature algorithms an issuer may allow
+// (identity.issuers[].algorithms): asymmetric only. "none" and the HMAC
+// algorithms (HS256, HS384, HS512) are never accepted: a verifier that knows
+// only public keys must not accept a token "signed" with one.
+var Algorithms = []string{"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"}
+
+// DefaultAlgorithms are the algorithms allowed when an issuer names none.
+var DefaultAlgorithms = []string{"RS256", "ES256"}
 
 // Connection kinds (connections[].kind).
 const (
@@ -205,10 +226,37 @@ type Identity struct {
 
 // Issuer is a trusted token issuer and the audiences accepted from it.
 type Issuer struct {
-	// Issuer is the issuer URL, compared with the token's iss claim.
+	// Issuer is the issuer URL, compared exactly with the token's iss claim
+	// and with the issuer of the discovery document.
 	Issuer string
 	// Audiences are the accepted values of the token's aud claim.
 	Audiences []string
+	// DiscoveryURL is the URL of the issuer's OpenID Connect discovery
+	// document when it is not Issuer + DiscoveryPath (Entra ID's v1 issuer
+	// https://sts.windows.net/TENANT/ publishes it under
+	// https://login.microsoftonline.com/TENANT/); "" for the standard place.
+	DiscoveryURL string
+	// Algorithms are the signature algorithms accepted from this issuer,
+	// from [Algorithms]; [DefaultAlgorithms] when the file names none.
+	Algorithms []string
+	// ClockSkew is how far exp, nbf and iat may be off the local clock;
+	// [DefaultClockSkew] when the file leaves it out.
+	ClockSkew time.Duration
+	// Claims names the claims that carry groups and roles.
+	Claims ClaimNames
+	// GroupNames maps group ids (Entra object ids) to readable names for
+	// policy and audit.
+	GroupNames map[string]string
+}
+
+// ClaimNames names the claims a principal's groups and roles are read from
+// (identity.issuers[].claims). A dotted name such as realm_access.roles is a
+// path into nested objects.
+type ClaimNames struct {
+	// Groups defaults to [DefaultGroupsClaim].
+	Groups string
+	// Roles defaults to [DefaultRolesClaim].
+	Roles string
 }
 
 // Policy locates the policy bundle.

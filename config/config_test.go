@@ -97,6 +97,20 @@ func TestParseErrors(t *testing.T) {
 		{name: "issuer duplicate", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n    - issuer: https://a.example/\n      audiences: [b]\n", path: "identity.issuers[1].issuer", line: 5, msg: `duplicate issuer "https://a.example/" (first at identity.issuers[0])`},
 		{name: "audiences missing", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n", path: "identity.issuers[0].audiences", line: 3, msg: "at least one audience is required"},
 		{name: "audiences empty list", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: []\n", path: "identity.issuers[0].audiences", line: 4, msg: "at least one audience is required"},
+		{name: "discovery_url not https", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n      discovery_url: http://a.example/.well-known/openid-configuration\n", path: "identity.issuers[0].discovery_url", line: 5, msg: "must use https"},
+		{name: "discovery_url not the document", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n      discovery_url: https://login.example/tenant\n", path: "identity.issuers[0].discovery_url", line: 5, msg: "ending in /.well-known/openid-configuration"},
+		{name: "algorithm none", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n      algorithms: [RS256, none]\n", path: "identity.issuers[0].algorithms[1]", line: 5, msg: `"none" is never accepted`},
+		{name: "algorithm HMAC", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n      algorithms:\n        - HS256\n", path: "identity.issuers[0].algorithms[0]", line: 6, msg: `"HS256" is never accepted`},
+		{name: "algorithm unknown", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n      algorithms: [RS255]\n", path: "identity.issuers[0].algorithms[0]", line: 5, msg: `"RS255" is not a valid algorithm`},
+		{name: "algorithm duplicate", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n      algorithms: [ES256, ES256]\n", path: "identity.issuers[0].algorithms[1]", line: 5, msg: `duplicate algorithm "ES256"`},
+		{name: "algorithms empty", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n      algorithms: []\n", path: "identity.issuers[0].algorithms", line: 5, msg: "at least one algorithm is required"},
+		{name: "clock_skew negative", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n      clock_skew: -1s\n", path: "identity.issuers[0].clock_skew", line: 5, msg: "must not be negative"},
+		{name: "clock_skew too large", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n      clock_skew: 1h\n", path: "identity.issuers[0].clock_skew", line: 5, msg: "exceeds the maximum of 5m0s"},
+		{name: "clock_skew not a duration", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n      clock_skew: 60\n", path: "identity.issuers[0].clock_skew", line: 5, msg: "is not a duration"},
+		{name: "claims unknown key", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n      claims: {group: grp}\n", path: "identity.issuers[0].claims.group", line: 5, msg: `did you mean "groups"?`},
+		{name: "claims bad path", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n      claims: {roles: realm_access..roles}\n", path: "identity.issuers[0].claims.roles", line: 5, msg: "is not a claim name"},
+		{name: "group name empty", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n      group_names:\n        g1: \"\"\n", path: "identity.issuers[0].group_names.g1", line: 6, msg: "must not be empty"},
+		{name: "issuer unknown key", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a]\n      clockskew: 1s\n", path: "identity.issuers[0].clockskew", line: 5, msg: `did you mean "clock_skew"?`},
 		{name: "audience empty string", src: "identity:\n  issuers:\n    - issuer: https://a.example/\n      audiences: [a, \"\"]\n", path: "identity.issuers[0].audiences[1]", line: 4, msg: "must not be empty"},
 
 		// connections.
@@ -283,8 +297,12 @@ func TestLoadValid(t *testing.T) {
 		t.Errorf("Listen = %+v, want %+v", cfg.Listen, wantListen)
 	}
 	wantIssuers := []Issuer{
-		{Issuer: "https://sts.windows.net/TENANT/", Audiences: []string{"api://custos"}},
-		{Issuer: "https://login.microsoftonline.com/TENANT/v2.0", Audiences: []string{"00000000-0000-0000-0000-000000000000"}},
+		{Issuer: "https://sts.windows.net/TENANT/", Audiences: []string{"api://custos"},
+			DiscoveryURL: "https://login.microsoftonline.com/TENANT/.well-known/openid-configuration",
+			Algorithms:   []string{"RS256"}, ClockSkew: 30 * time.Second, Claims: ClaimNames{Groups: "groups", Roles: "roles"},
+			GroupNames: map[string]string{"11111111-1111-1111-1111-111111111111": "payments-approvers"}},
+		{Issuer: "https://login.microsoftonline.com/TENANT/v2.0", Audiences: []string{"00000000-0000-0000-0000-000000000000"},
+			Algorithms: DefaultAlgorithms, ClockSkew: DefaultClockSkew, Claims: ClaimNames{Groups: DefaultGroupsClaim, Roles: DefaultRolesClaim}},
 	}
 	if !reflect.DeepEqual(cfg.Identity.Issuers, wantIssuers) {
 		t.Errorf("Issuers = %+v, want %+v", cfg.Identity.Issuers, wantIssuers)

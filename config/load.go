@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +65,18 @@ func applyDefaults(c *Config) {
 		}
 		if conn.Kind == KindSQLHTTP && conn.Dialect == "" {
 			conn.Dialect = DialectPostgres
+		}
+	}
+	for i := range c.Identity.Issuers {
+		iss := &c.Identity.Issuers[i]
+		if iss.Algorithms == nil {
+			iss.Algorithms = slices.Clone(DefaultAlgorithms)
+		}
+		if iss.Claims.Groups == "" {
+			iss.Claims.Groups = DefaultGroupsClaim
+		}
+		if iss.Claims.Roles == "" {
+			iss.Claims.Roles = DefaultRolesClaim
 		}
 	}
 }
@@ -509,10 +522,20 @@ func (d *decoder) identity(id *Identity) func(string, *yaml.Node) {
 		d.mapping(p, v, []field{
 			{"issuers", func(p string, v *yaml.Node) {
 				d.sequence(p, v, func(ep string, _ int, e *yaml.Node) {
-					var iss Issuer
+					iss := Issuer{ClockSkew: DefaultClockSkew}
 					d.mapping(ep, e, []field{
 						{"issuer", d.stringField(&iss.Issuer)},
 						{"audiences", d.stringList(&iss.Audiences)},
+						{"discovery_url", d.stringField(&iss.DiscoveryURL)},
+						{"algorithms", d.stringList(&iss.Algorithms)},
+						{"clock_skew", d.durationField(&iss.ClockSkew)},
+						{"claims", func(p string, v *yaml.Node) {
+							d.mapping(p, v, []field{
+								{"groups", d.stringField(&iss.Claims.Groups)},
+								{"roles", d.stringField(&iss.Claims.Roles)},
+							})
+						}},
+						{"group_names", d.stringMap(&iss.GroupNames)},
 					})
 					id.Issuers = append(id.Issuers, iss)
 				})

@@ -197,6 +197,60 @@ func (v *validator) identity(c *Config) {
 				v.errorf(v.elem(pa, j), "must not be empty")
 			}
 		}
+		if iss.DiscoveryURL != "" {
+			pd := v.child(p, "discovery_url")
+			if problem := checkIssuer(iss.DiscoveryURL); problem != "" {
+				v.errorf(pd, "%s", problem)
+			} else if !strings.HasSuffix(iss.DiscoveryURL, DiscoveryPath) {
+				v.errorf(pd, "%s must be the URL of the discovery document, ending in %s", showURL(iss.DiscoveryURL), DiscoveryPath)
+			}
+		}
+		v.algorithms(v.child(p, "algorithms"), iss.Algorithms)
+		ps := v.child(p, "clock_skew")
+		if iss.ClockSkew < 0 {
+			v.errorf(ps, "%s must not be negative", iss.ClockSkew)
+		} else if iss.ClockSkew > MaxClockSkew {
+			v.errorf(ps, "%s exceeds the maximum of %s", iss.ClockSkew, MaxClockSkew)
+		}
+		pc := v.child(p, "claims")
+		for _, c := range []struct{ key, name string }{{"groups", iss.Claims.Groups}, {"roles", iss.Claims.Roles}} {
+			if slices.Contains(strings.Split(c.name, "."), "") {
+				v.errorf(v.child(pc, c.key), "%s is not a claim name (a name, or a dotted path such as realm_access.roles)", quote(c.name))
+			}
+		}
+		pg := v.child(p, "group_names")
+		for id, name := range iss.GroupNames {
+			if strings.TrimSpace(name) == "" {
+				v.errorf(v.child(pg, id), "must not be empty")
+			}
+		}
+	}
+}
+
+// algorithms checks an issuer's allowed signature algorithms at path.
+func (v *validator) algorithms(path string, algs []string) {
+	if v.skip(path) {
+		return
+	}
+	if len(algs) == 0 {
+		v.errorf(path, "at least one algorithm is required (default: %s)", strings.Join(DefaultAlgorithms, ", "))
+		return
+	}
+	seen := map[string]bool{}
+	for i, a := range algs {
+		pi := v.elem(path, i)
+		switch {
+		case v.skip(pi):
+		case strings.EqualFold(a, "none"):
+			v.errorf(pi, "%q is never accepted: an unsigned token proves nothing", a)
+		case len(a) > 2 && strings.EqualFold(a[:2], "HS"):
+			v.errorf(pi, "%s is never accepted: an HMAC key is a shared secret, and a verifier that holds only public keys must not accept one (use one of: %s)", quote(a), strings.Join(Algorithms, ", "))
+		case seen[a]:
+			v.errorf(pi, "duplicate algorithm %s", quote(a))
+		default:
+			v.oneOf(pi, "algorithm", a, Algorithms)
+		}
+		seen[a] = true
 	}
 }
 

@@ -102,7 +102,11 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 		return o.unavailable("identity", err)
 	}
 	o.v.Principal, o.v.Groups = pr.ID(), pr.Groups
-	sid, session, ok := sessionID(pr.Issuer, pr.Subject, req.Session)
+	supplied := req.Session
+	if supplied == "" {
+		supplied = pr.Session // derived from the token
+	}
+	sid, session, ok := sessionID(pr.Issuer, pr.Subject, supplied)
 	if !ok || in.emptySession {
 		return o.deny(Reply{Status: 400, Code: CodeBadRequest,
 			Message: names.SessionHeader + " must be 1 to 128 characters of letters, digits and . _ : -"})

@@ -28,8 +28,16 @@ type Stages struct {
 // from the configuration (issuers' keys, policy bundles, masking profiles)
 // does it here, once per configuration, so a reload swaps it whole.
 func DefaultStages(cfg *config.Config, logger *slog.Logger) (Stages, error) {
+	var verifier identity.Verifier = identity.Anonymous{}
+	if len(cfg.Identity.Issuers) > 0 {
+		v, err := identity.NewOIDC(cfg.Identity, identity.Options{})
+		if err != nil {
+			return Stages{}, err
+		}
+		verifier = v
+	}
 	return Stages{
-		Identity: identity.Anonymous{},
+		Identity: verifier,
 		Inspect:  inspect.HTTP{},
 		Policy:   policy.AllowConnection{},
 		Grants:   approval.None{},

@@ -2,9 +2,13 @@
 // credentials into a Principal, the non-human (or human) identity every
 // decision, grant and record is tied to.
 //
-// Verifier is the seam; Anonymous is the stand-in until token verification
-// lands. A Verifier that cannot verify returns an *Error (the agent gets 401
-// unauthenticated); any other error means the stage could not decide (503).
+// Verifier is the seam. OIDC verifies the bearer tokens of the configured
+// issuers (identity.issuers): OpenID Connect discovery, keys and signatures
+// through github.com/coreos/go-oidc/v3, times, audiences and the principal
+// in this package, Microsoft Entra ID's tokens first-class (ENTRA.md).
+// Anonymous is the stand-in when no issuer is configured. A Verifier that
+// cannot verify returns an *Error (the agent gets 401 unauthenticated); any
+// other error means the stage could not decide (503).
 package identity
 
 import (
@@ -50,6 +54,17 @@ type Principal struct {
 	Actor []string
 	// Claims are further claims policy may read; never the token itself.
 	Claims map[string]any
+	// GroupsUnknown is set when the token could not list the groups (Entra
+	// ID's group overage: _claim_names.groups): Groups is then not "no
+	// groups" but "not known".
+	GroupsUnknown bool
+	// GroupNames are the readable names (identity.issuers[].group_names) of
+	// those Groups that have one, in the order of Groups.
+	GroupNames []string
+	// Session is the session name derived from the token (sid, else jti,
+	// else a hash of issuer, subject and iat), used when the agent names
+	// none with x-custos-session; "" when the token gives none.
+	Session string
 }
 
 // ID is issuer and subject joined: the key sessions and grants are bound to.
@@ -60,10 +75,29 @@ type Verifier interface {
 	Verify(ctx context.Context, c Credentials) (Principal, error)
 }
 
+// The checks an Error names; the agent is told "token CHECK".
+const (
+	// CheckMissing: no "Authorization: Bearer" token.
+	CheckMissing = "missing"
+	// CheckMalformed: not a compact JWS with JSON header and claims.
+	CheckMalformed = "malformed"
+	// CheckSignature: no key of the issuer verifies the signature.
+	CheckSignature = "signature"
+	// CheckExpired: exp is past, beyond the clock skew.
+	CheckExpired = "expired"
+	// CheckNotYetValid: nbf or iat is ahead, beyond the clock skew.
+	CheckNotYetValid = "not_yet_valid"
+	// CheckIssuer: iss is not a configured issuer.
+	CheckIssuer = "issuer"
+	// CheckAudience: no aud is one of the issuer's audiences.
+	CheckAudience = "audience"
+	// CheckAlgorithm: alg is not one the issuer allows (never none or HS*).
+	CheckAlgorithm = "algorithm"
+)
+
 // Error is a verification failure the agent is told about (401).
 type Error struct {
-	// Check names the check that failed: missing, expired, audience,
-	// issuer, signature, malformed.
+	// Check names the check that failed, one of the Check* constants.
 	Check string
 	// Err is the cause, for Custos' log; it never holds the token.
 	Err error
