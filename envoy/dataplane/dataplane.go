@@ -205,7 +205,7 @@ func (d *DataPlane) activate(st *adsState) {
 	}
 	d.upstreams = next
 	d.active.Store(&active{listener: st.listener, routes: rt, upstreams: next})
-	if err := d.bindLocked(st.listener.addr, st.listener.hcm.requestHeadersTimeout); err != nil {
+	if err := d.bindLocked(st.listener.addr); err != nil {
 		d.log.Error("listener", "address", st.listener.addr, "error", err)
 		return
 	}
@@ -232,9 +232,10 @@ func (d *DataPlane) prepareListener(addr string) error {
 }
 
 // bindLocked serves the listener on addr, moving it if the address changed.
-// headerTimeout (request_headers_timeout) applies from the listener's bind
-// on: the Go server reads it once.
-func (d *DataPlane) bindLocked(addr string, headerTimeout time.Duration) error {
+// Every connection goes through the codec (codec.go), which also runs the
+// timers Envoy's codec events drive (request_headers_timeout, the idle
+// timeout), reading the active configuration as it goes.
+func (d *DataPlane) bindLocked(addr string) error {
 	if d.lis != nil && d.lisAddr == addr {
 		return nil
 	}
@@ -247,19 +248,22 @@ func (d *DataPlane) bindLocked(addr string, headerTimeout time.Duration) error {
 			return err
 		}
 	}
-	if headerTimeout <= 0 {
-		headerTimeout = time.Hour // no request_headers_timeout: Envoy waits as long as the idle timers allow
-	}
 	if d.opts.MaxDownstreamConnections > 0 {
 		lis = &cappedListener{Listener: lis, slots: make(chan struct{}, d.opts.MaxDownstreamConnections)}
 	}
+	lis = &codecListener{Listener: lis, dp: d}
 	srv := &http.Server{
 		Handler: &connManager{dp: d},
-		// Envoy counts header bytes itself and answers 431 through the local
-		// reply; Go's own limit sits well above it.
-		MaxHeaderBytes:    4 << 20,
-		ReadHeaderTimeout: headerTimeout,
-		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
+		// net/http sees only the codec's placeholder heads.
+		MaxHeaderBytes:               64 << 10,
+		DisableGeneralOptionsHandler: true,
+		ConnContext:                  connContext,
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if cc, ok := c.(*codecConn); ok {
+				cc.connState(s)
+			}
+		},
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelDebug),
 	}
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {

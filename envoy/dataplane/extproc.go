@@ -496,7 +496,7 @@ func (st *stream) extProcRequest(cfg *extProcConfig) bool {
 	dropLength := !p.keepsLength(false)
 	if p.mode.requestHeaders {
 		out := p.exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestHeaders{
-			RequestHeaders: &extprocv3.HttpHeaders{Headers: requestHeaderMap(st), EndOfStream: !st.hasBody()},
+			RequestHeaders: &extprocv3.HttpHeaders{Headers: requestHeaderMap(st), EndOfStream: !st.hasBody() && !st.connect},
 		}}, "request_headers")
 		common, ok := st.handled(out, func(r *extprocv3.ProcessingResponse) *extprocv3.CommonResponse {
 			return r.GetRequestHeaders().GetResponse()
@@ -600,7 +600,9 @@ func requestHeaderMap(st *stream) *corev3.HeaderMap {
 		m.Headers = append(m.Headers, &corev3.HeaderValue{Key: k, RawValue: []byte(v)})
 	}
 	add(":authority", st.r.Host)
-	add(":path", st.path)
+	if !st.connect {
+		add(":path", st.path)
+	}
 	add(":method", st.r.Method)
 	add(":scheme", "http")
 	addHeaders(st.r.Header, add)

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"maps"
 	mathrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	procfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -93,21 +93,38 @@ type stream struct {
 	// codec drops trailers (enable_trailers false) and passes on the
 	// declaration, the trailer header.
 	trailerKeys []string
+	// codec is the connection's codec and head the request as it read it.
+	codec *codecConn
+	head  *requestHead
+	// connect: a CONNECT request, which has no :path and no end.
+	connect bool
 }
 
 func (m *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cfg := m.dp.active.Load()
-	if cfg == nil {
-		http.Error(w, "no configuration", http.StatusServiceUnavailable)
-		return
+	cc, _ := r.Context().Value(codecConnKey{}).(*codecConn)
+	var head *requestHead
+	if cc != nil {
+		head = cc.takeHead()
+	}
+	if cfg == nil || head == nil {
+		panic(http.ErrAbortHandler)
 	}
 	st := &stream{
-		dp: m.dp, cfg: cfg, hcm: cfg.listener.hcm, w: w, r: r,
+		dp: m.dp, cfg: cfg, hcm: cfg.listener.hcm, w: w, r: r, codec: cc, head: head,
 		// Envoy's stream ids are random 64-bit numbers.
 		id:       mathrand.Uint64(),
 		metadata: map[string]*structpb.Struct{},
 		body:     r.Body,
 		bodyLen:  r.ContentLength,
+		connect:  head.connect,
+	}
+	// The request as the codec read it; net/http only framed it.
+	r.Method, r.Host, r.RequestURI = head.method, head.authority, head.path
+	st.path = head.path // normalised by preparePath
+	r.Header = head.header
+	if head.err != nil {
+		r.Header = http.Header{} // refused before any header was kept
 	}
 	if r.ContentLength == 0 {
 		st.body = http.NoBody
@@ -115,11 +132,7 @@ func (m *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		st.body = &eofNotifier{r: r.Body, done: &st.requestReceived}
 	}
-	if len(r.Trailer) > 0 {
-		st.trailerKeys = slices.Sorted(maps.Keys(r.Trailer))
-		r.Header.Set("trailer", strings.Join(st.trailerKeys, ","))
-		r.Trailer = nil // net/http fills in a new map at the body's end: never read
-	}
+	st.trailerKeys = trailerKeys(r.Header)
 	st.ctx, st.cancel = context.WithCancelCause(r.Context())
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		st.local = la.String()
@@ -129,51 +142,80 @@ func (m *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.decode()
 }
 
-// decode runs the request through the connection manager and the filters.
-func (st *stream) decode() {
-	// The listener's header limit comes before any filter
-	// (HttpConnectionManager max_request_headers_kb).
-	if headerBytes(st.r) > st.hcm.maxRequestHeaderSize {
-		st.headerLimitReply("http1.headers_too_large")
-		return
-	}
-	if headerCount(st.r) > maxHeadersCount {
-		st.headerLimitReply("http1.too_many_headers")
-		return
-	}
-	// headers_with_underscores_action REJECT_REQUEST: the codec refuses the
-	// request as it reads the header (http1.unexpected_underscore).
-	if st.hcm.rejectUnderscores {
-		for k := range st.r.Header {
-			if strings.IndexByte(k, '_') >= 0 {
-				st.codecErrorReply(http.StatusBadRequest, "Bad Request", "http1.unexpected_underscore")
-				return
+// trailerKeys are the trailers a request declares (its trailer header),
+// which the router declares upstream; the trailers themselves never pass
+// (Envoy's HTTP/1 codec drops them, enable_trailers false).
+func trailerKeys(h http.Header) []string {
+	var keys []string
+	for _, v := range h.Values("Trailer") {
+		for _, k := range strings.Split(v, ",") {
+			k = http.CanonicalHeaderKey(strings.TrimSpace(k))
+			switch k {
+			case "", "Transfer-Encoding", "Trailer", "Content-Length":
+				continue
+			}
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
 			}
 		}
 	}
-	// Header sanitising (x-request-id included) precedes path checks, so
-	// even a refused path gets a request id in its reply.
-	st.sanitize()
+	slices.Sort(keys)
+	return keys
+}
+
+// decode runs the request through the connection manager and the filters,
+// in the order of Envoy's ActiveStream::decodeHeaders.
+func (st *stream) decode() {
+	if e := st.head.err; e != nil {
+		st.codecErrorReply(e)
+		return
+	}
+	// Envoy answers Expect: 100-continue itself, before any filter, and
+	// removes it (proxy_100_continue false).
+	if st.head.expectContinue {
+		st.w.WriteHeader(http.StatusContinue)
+	}
+	// Requests refused before the headers are sanitised: their replies
+	// carry the request's own x-request-id, if any.
+	if !st.head.hasHost {
+		st.closeConnection = true
+		st.localReply(http.StatusBadRequest, "", "missing_host_header", "", nil)
+		return
+	}
 	if !st.preparePath() {
 		return
 	}
 	if st.hcm.stripTrailingHostDot {
-		// "host." and "host.:port" lose the dot (header_utility.cc
-		// stripTrailingHostDot), before the port is stripped.
 		st.r.Host = stripTrailingHostDot(st.r.Host)
 	}
 	if st.hcm.stripAnyHostPort {
 		// The connection manager rewrites :authority itself: the filters
 		// and the upstream see it without the port.
-		if h, _, err := net.SplitHostPort(st.r.Host); err == nil {
-			st.r.Host = h
-		}
+		st.r.Host = stripHostPort(st.r.Host)
 	}
+	st.sanitize()
 	// Virtual hosts match case-insensitively in ASCII only
 	// (absl::AsciiStrToLower): "ſ" is not "s" to Envoy.
 	st.authority = asciiLower(st.r.Host)
-	st.route = st.cfg.routes.match(st.authority, st.path)
+	if !st.connect { // no route Custos emits matches CONNECT (connect_matcher)
+		st.route = st.cfg.routes.match(st.authority, st.path)
+	}
 	st.startIdleTimer()
+	if st.head.upgrade && st.route != nil {
+		// No route allows upgrades (upgrade_configs): refused before the
+		// filters decode, and the connection closes.
+		st.closeConnection = true
+		st.localReply(http.StatusForbidden, "", "upgrade_failed", "", nil)
+		return
+	}
+	if st.connect {
+		// What follows a CONNECT is never read as HTTP again.
+		st.closeConnection = true
+	}
+	if e := st.head.bodyErr; e != nil {
+		st.codecErrorReply(e)
+		return
+	}
 
 	// ext_authz skips the check when no route matched
 	// (ext_authz.cc getPerRouteFlags); the router then answers 404.
@@ -190,32 +232,65 @@ func (st *stream) decode() {
 	st.router()
 }
 
-// headerLimitReply answers a request over the header limits with 431.
-func (st *stream) headerLimitReply(details string) {
-	st.codecErrorReply(http.StatusRequestHeaderFieldsTooLarge, "Request Header Fields Too Large", details)
-}
-
-// codecErrorReply answers a request the HTTP/1 codec refuses. In Envoy that
+// codecErrorReply answers a request the HTTP/1 codec refused. In Envoy that
 // reply comes from a codec error: ext_proc, when it processes responses,
 // opens its stream for the reply and waits, and the codec resets the stream
 // meanwhile, so the client gets no reply at all and its connection is
-// closed.
-func (st *stream) codecErrorReply(code int, body, details string) {
-	if p := st.hcm.extProc; p != nil && (p.mode.responseHeaders || p.mode.responseBody != procfilterv3.ProcessingMode_NONE) {
-		st.procOver = true
+// closed. Without it, the reply (connection: close) renders no request
+// header of a refused head: its x-request-id is nobody's.
+func (st *stream) codecErrorReply(e *codecError) {
+	st.closeConnection = true
+	if !e.filtered && st.procProcessesReplies() {
+		// A stream already open gets the reply's headers before the reset.
+		if p := st.proc; p != nil && p.mode.responseHeaders && !p.responseDone && !st.responseStarted {
+			r := st.localResponse(e.status, e.body, e.details, "", nil)
+			_ = p.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
+				ResponseHeaders: &extprocv3.HttpHeaders{Headers: responseHeaderMap(r.code, r.header), EndOfStream: r.length == 0},
+			}}, "response_headers")
+		}
+		st.endProc()
 		panic(http.ErrAbortHandler)
 	}
-	st.localReply(code, body, details, "", nil)
+	st.localReply(e.status, e.body, e.details, "", nil)
+}
+
+// procProcessesReplies reports whether ext_proc would process a local reply
+// now.
+func (st *stream) procProcessesReplies() bool {
+	cfg := st.hcm.extProc
+	if cfg == nil || st.procOver || (st.route != nil && st.route.procDisabled) {
+		return false
+	}
+	mode := cfg.mode
+	if st.proc != nil {
+		mode = st.proc.mode
+	}
+	return mode.responseHeaders || mode.responseBody != procfilterv3.ProcessingMode_NONE
+}
+
+// bodyCodecError answers a request whose body the codec refused (a
+// malformed chunk) and reports whether it did: a codec error, whatever the
+// headers' fate (they may have reached the upstream).
+func (st *stream) bodyCodecError() bool {
+	e := st.codec.bodyError()
+	if e == nil {
+		return false
+	}
+	st.stopRequestStream()
+	st.codecErrorReply(e)
+	return true
 }
 
 // preparePath applies escaped-slash rejection, normalize_path and
-// merge_slashes to :path, before routing and before any filter sees it.
+// merge_slashes to :path, before routing and before any filter sees it. A
+// CONNECT has no :path.
 func (st *stream) preparePath() bool {
-	raw := st.r.RequestURI
-	if raw == "*" || strings.HasPrefix(raw, "http://") || strings.HasPrefix(raw, "https://") {
-		raw = st.r.URL.RequestURI()
+	if st.connect {
+		return true
 	}
+	raw := st.head.path
 	if !strings.HasPrefix(raw, "/") {
+		// OPTIONS *, or an absolute-form target without a path.
 		st.localReply(http.StatusNotFound, "", "absolute_path_rejected", "", nil)
 		return false
 	}
@@ -337,41 +412,9 @@ var nodeAddress = sync.OnceValue(func() string {
 	return "127.0.0.1"
 })
 
-// headerBytes is the size of the request head as Envoy's HTTP/1 parser
-// (Balsa, the default) holds it to max_request_headers_kb: the request line
-// and every header line with their CRLFs, and the blank line that ends
-// them; real Envoy answers 431 from one byte over. net/http keeps the
-// Transfer-Encoding and Trailer lines elsewhere; they count too.
-func headerBytes(r *http.Request) int {
-	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2
-	line := func(k, v string) { n += len(k) + len(": ") + len(v) + 2 }
-	line("Host", r.Host)
-	for k, vs := range r.Header {
-		for _, v := range vs {
-			line(k, v)
-		}
-	}
-	if len(r.TransferEncoding) > 0 {
-		line("Transfer-Encoding", strings.Join(r.TransferEncoding, ", "))
-	}
-	if len(r.Trailer) > 0 {
-		line("Trailer", strings.Join(slices.Sorted(maps.Keys(r.Trailer)), ", "))
-	}
-	return n + 2
-}
-
 // maxHeadersCount is Envoy's default max_headers_count
 // (common_http_protocol_options, which Custos does not set).
 const maxHeadersCount = 100
-
-// headerCount counts header lines, Host included.
-func headerCount(r *http.Request) int {
-	n := 1
-	for _, vs := range r.Header {
-		n += len(vs)
-	}
-	return n
-}
 
 func newUUID() string {
 	var b [16]byte
@@ -436,6 +479,11 @@ func (t *routeTable) match(authority, path string) *route {
 // on a stream of its own when ext_proc had not run, as for an ext_authz
 // denial), and ext_authz adds its headers.
 func (st *stream) localReply(code int, body, details, flags string, modify func(http.Header)) {
+	st.encode(st.localResponse(code, body, details, flags, modify))
+}
+
+// localResponse is a local reply as local_reply_config renders it.
+func (st *stream) localResponse(code int, body, details, flags string, modify func(http.Header)) response {
 	h := http.Header{}
 	if modify != nil {
 		modify(h)
@@ -449,7 +497,7 @@ func (st *stream) localReply(code int, body, details, flags string, modify func(
 		}
 		st.flags += flags
 	}
-	rc := &replyContext{request: st.r, resp: h, code: code, details: details, flags: st.flags, body: body, metadata: st.metadataValue}
+	rc := &replyContext{request: st.r, path: st.path, resp: h, code: code, details: details, flags: st.flags, body: body, metadata: st.metadataValue}
 	if st.hcm.localReply != nil {
 		code, body = st.hcm.localReply.apply(rc, h)
 	}
@@ -464,7 +512,7 @@ func (st *stream) localReply(code int, body, details, flags string, modify func(
 		// processor does not see one (the codec writes content-length: 0).
 		h.Set("content-length", strconv.Itoa(len(body)))
 	}
-	st.encode(response{code: code, header: h, body: strings.NewReader(body), length: int64(len(body))})
+	return response{code: code, header: h, body: strings.NewReader(body), length: int64(len(body))}
 }
 
 // close ends the ext_proc stream, if one is still open, and the stream's
@@ -511,6 +559,9 @@ func (st *stream) startIdleTimer() {
 // bodyReadFailed answers a request whose body could not be read: the idle
 // timeout cut it, or the client went away.
 func (st *stream) bodyReadFailed() {
+	if st.bodyCodecError() {
+		return
+	}
 	if st.ctx.Err() != nil {
 		st.idleReply()
 		return
@@ -617,16 +668,47 @@ func (st *stream) metadataValue(namespace string, path []string) *structpb.Value
 	return v
 }
 
-// stripTrailingHostDot removes one trailing dot from the host part of host
-// or host:port.
+// portStart is where host's port begins (its last colon), -1 when it has
+// none: a colon inside an IPv6 literal's brackets is no port
+// (HeaderUtility::getPortStart).
+func portStart(host string) int {
+	i := strings.LastIndexByte(host, ':')
+	if i < 0 {
+		return -1
+	}
+	if j := strings.LastIndexByte(host, ']'); j >= 0 && j > i {
+		return -1
+	}
+	return i
+}
+
+// stripTrailingHostDot removes one dot before the port, or at the end when
+// there is no port (HeaderUtility::stripTrailingHostDot).
 func stripTrailingHostDot(host string) string {
-	if h, port, err := net.SplitHostPort(host); err == nil {
-		if strings.HasSuffix(h, ".") {
-			return net.JoinHostPort(strings.TrimSuffix(h, "."), port)
+	if i := portStart(host); i >= 0 {
+		if i > 0 && host[i-1] == '.' {
+			return host[:i-1] + host[i:]
 		}
 		return host
 	}
 	return strings.TrimSuffix(host, ".")
+}
+
+// stripHostPort removes a numeric port (HeaderUtility::stripPortFromHost
+// for strip_any_host_port): "[::1]:80" is "[::1]", "a:b" stays.
+func stripHostPort(host string) string {
+	i := portStart(host)
+	if i < 0 {
+		return host
+	}
+	port := strings.TrimPrefix(host[i+1:], "+")
+	if port == "" {
+		return host
+	}
+	if _, err := strconv.ParseUint(port, 10, 32); err != nil {
+		return host
+	}
+	return host[:i]
 }
 
 // asciiLower lower-cases ASCII letters only.

@@ -336,11 +336,13 @@ type replyContext struct {
 	// metadata reads the stream's dynamic metadata (nil: none).
 	metadata func(namespace string, path []string) *structpb.Value
 	request  *http.Request
-	resp     http.Header
-	code     int
-	details  string
-	flags    string
-	body     string
+	// path is :path ("" before it was read, or for CONNECT).
+	path    string
+	resp    http.Header
+	code    int
+	details string
+	flags   string
+	body    string
 }
 
 // value evaluates one command; ok is false when the value is absent.
@@ -348,7 +350,7 @@ func (p templatePart) value(c *replyContext) (string, bool) {
 	switch p.command {
 	case "REQ":
 		if p.arg == ":path" {
-			return c.request.URL.RequestURI(), true
+			return c.path, c.path != ""
 		}
 		v := c.request.Header.Get(p.arg)
 		return v, v != ""
@@ -364,7 +366,10 @@ func (p templatePart) value(c *replyContext) (string, bool) {
 		// ImmediateResponse without any).
 		return c.details, true
 	case "RESPONSE_FLAGS":
-		return c.flags, c.flags != ""
+		if c.flags == "" {
+			return "-", true // Envoy's rendering of no flags
+		}
+		return c.flags, true
 	}
 	return "", false
 }

@@ -20,64 +20,193 @@ func hasEscapedSlash(path string) bool {
 	return false
 }
 
-// normalizePath follows RFC 3986 section 6 as Envoy's normalize_path does:
-// percent-encoded unreserved characters are decoded, remaining escapes are
-// upper-cased, backslashes become slashes, and dot segments are removed
-// (never above the root). The query is left untouched.
+// normalizePath is Envoy's normalize_path: the path (the query is left to
+// the caller) canonicalised as Chromium's URL canonicaliser does, which Envoy
+// carries (source/common/chromium_url, url_canon_path.cc DoPartialPath):
+// escaped unreserved characters are decoded, other escapes are kept as sent
+// (case included), invalid escapes pass unchanged (unless decoding around
+// them would make a new escape: then the '%' becomes %25), the characters
+// "<>^`{|} and controls are escaped, backslashes become slashes, and dot
+// segments (also as %2e) are resolved, never above the root. A NUL, or %00,
+// fails.
 func normalizePath(p string) (string, error) {
 	if p == "" || p[0] != '/' {
 		return "", errBadPath
 	}
-	var b strings.Builder
+	out := make([]byte, 0, len(p)+8)
+	ok := true
+	lastInvalidPercent := -1 << 30
 	for i := 0; i < len(p); i++ {
 		c := p[i]
-		switch {
-		case c == '%':
-			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
-				return "", errBadPath
-			}
-			v := unhex(p[i+1])<<4 | unhex(p[i+2])
-			if isUnreserved(v) {
-				b.WriteByte(v)
+		flags := pathCharFlags[c]
+		if flags&pathSpecial == 0 {
+			out = append(out, c)
+			continue
+		}
+		if dot := isDot(p, i); dot > 0 {
+			if len(out) > 0 && out[len(out)-1] == '/' {
+				consumed, kind := classifyAfterDot(p, i+dot)
+				switch kind {
+				case dotNotDirectory:
+					out = append(out, '.')
+					i += dot - 1
+				case dotCurrent:
+					i += dot + consumed - 1
+				case dotUp:
+					out = backUpToPreviousSlash(out)
+					i += dot + consumed - 1
+				}
 			} else {
-				b.WriteByte('%')
-				b.WriteByte(upper(p[i+1]))
-				b.WriteByte(upper(p[i+2]))
+				out = append(out, '.')
+				i += dot - 1
 			}
-			i += 2
+			continue
+		}
+		switch {
 		case c == '\\':
-			b.WriteByte('/')
-		case c < 0x21 || c == 0x7f:
-			return "", errBadPath
-		default:
-			b.WriteByte(c)
+			out = append(out, '/')
+		case c == '%':
+			if i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]) {
+				v := unhex(p[i+1])<<4 | unhex(p[i+2])
+				vf := pathCharFlags[v]
+				if vf&pathUnescape != 0 {
+					out = append(out, v)
+					if lastInvalidPercent >= len(out)-3 {
+						out = checkForNestedEscapes(p, i+3, lastInvalidPercent, out)
+					}
+				} else {
+					out = append(out, '%', p[i+1], p[i+2])
+					if vf&pathInvalidBit != 0 {
+						ok = false
+					}
+				}
+				i += 2
+			} else {
+				lastInvalidPercent = len(out)
+				out = append(out, '%')
+			}
+		case flags&pathInvalidBit != 0:
+			out = appendEscaped(out, c)
+			ok = false
+		case flags&pathEscapeBit != 0:
+			out = appendEscaped(out, c)
 		}
 	}
-	return removeDotSegments(b.String()), nil
+	if !ok {
+		return "", errBadPath
+	}
+	return string(out), nil
 }
 
-func removeDotSegments(p string) string {
-	segs := strings.Split(p[1:], "/")
-	out := make([]string, 0, len(segs))
-	for i, s := range segs {
-		last := i == len(segs)-1
-		switch s {
-		case ".":
-			if last {
-				out = append(out, "")
-			}
-		case "..":
-			if len(out) > 0 {
-				out = out[:len(out)-1]
-			}
-			if last {
-				out = append(out, "")
-			}
-		default:
-			out = append(out, s)
+// Character classes of Chromium's kPathCharLookup.
+const (
+	pathSpecial    = 1
+	pathEscapeBit  = 2
+	pathUnescape   = 4
+	pathInvalidBit = 8
+	pathEscape     = pathEscapeBit | pathSpecial
+	pathInvalid    = pathInvalidBit | pathSpecial
+)
+
+var pathCharFlags = func() (t [256]byte) {
+	for c := 0; c < 256; c++ {
+		switch {
+		case c == 0:
+			t[c] = pathInvalid
+		case c < 0x20 || c >= 0x7f:
+			t[c] = pathEscape
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '~':
+			t[c] = pathUnescape
+		case c == '.':
+			t[c] = pathSpecial
+		case strings.IndexByte(" \"#%<>?\\^`{|}", byte(c)) >= 0:
+			t[c] = pathEscape
 		}
 	}
-	return "/" + strings.Join(out, "/")
+	return t
+}()
+
+// isDot reports the length of a dot at p[i]: "." or "%2e" (either case).
+func isDot(p string, i int) int {
+	if p[i] == '.' {
+		return 1
+	}
+	if p[i] == '%' && i+3 <= len(p) && p[i+1] == '2' && (p[i+2] == 'e' || p[i+2] == 'E') {
+		return 3
+	}
+	return 0
+}
+
+const (
+	dotNotDirectory = iota
+	dotCurrent
+	dotUp
+)
+
+// classifyAfterDot says what a dot that follows a slash is, from what comes
+// after it, and how much of that it consumes.
+func classifyAfterDot(p string, after int) (consumed, kind int) {
+	if after == len(p) {
+		return 0, dotCurrent
+	}
+	if p[after] == '/' || p[after] == '\\' {
+		return 1, dotCurrent
+	}
+	if second := isDot(p, after); second > 0 {
+		next := after + second
+		if next == len(p) {
+			return second, dotUp
+		}
+		if p[next] == '/' || p[next] == '\\' {
+			return second + 1, dotUp
+		}
+	}
+	return 0, dotNotDirectory
+}
+
+// backUpToPreviousSlash drops the last segment of out, which ends with a
+// slash, never going above the first.
+func backUpToPreviousSlash(out []byte) []byte {
+	i := len(out) - 1
+	if i == 0 {
+		return out
+	}
+	i--
+	for out[i] != '/' && i > 0 {
+		i--
+	}
+	return out[:i+1]
+}
+
+// checkForNestedEscapes turns an invalid '%' into "%25" when what was
+// decoded after it would make it a valid escape (so "%%30%30" cannot become
+// "%00" on a second pass).
+func checkForNestedEscapes(p string, next, lastInvalid int, out []byte) []byte {
+	length := len(out)
+	last := out[length-1]
+	appendNext := lastInvalid == length-2
+	if appendNext {
+		if next == len(p) || p[next] >= 0x80 {
+			return out
+		}
+		out = append(out, p[next])
+	}
+	if lastInvalid+2 < len(out) && isHex(out[lastInvalid+1]) && isHex(out[lastInvalid+2]) {
+		if !appendNext {
+			out = append(out, out[lastInvalid+1])
+		}
+		out[lastInvalid+1], out[lastInvalid+2] = '2', '5'
+		return append(out, last)
+	}
+	if appendNext {
+		out = out[:length]
+	}
+	return out
+}
+
+func appendEscaped(out []byte, c byte) []byte {
+	const hex = "0123456789ABCDEF"
+	return append(out, '%', hex[c>>4], hex[c&15])
 }
 
 // mergeSlashes collapses runs of slashes in a path (merge_slashes).
@@ -107,16 +236,4 @@ func unhex(c byte) byte {
 		return c - 'a' + 10
 	}
 	return c - 'A' + 10
-}
-
-func upper(c byte) byte {
-	if c >= 'a' && c <= 'f' {
-		return c - 'a' + 'A'
-	}
-	return c
-}
-
-func isUnreserved(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~'
 }

@@ -56,6 +56,9 @@ func (st *stream) router() {
 	start := time.Now()
 	resp, err := up.transport.RoundTrip(out)
 	if err != nil {
+		if st.bodyCodecError() {
+			return
+		}
 		switch {
 		case st.takeStreamFailureIfAny():
 		case st.ctx.Err() != nil:
@@ -392,7 +395,7 @@ func (st *stream) writeHeader(code int, h http.Header, length int64) {
 	if length < 0 {
 		dst.Del("content-length")
 	}
-	if st.closeConnection {
+	if st.closeConnection || st.codec.isDraining() {
 		dst.Set("connection", "close")
 	}
 	// server_header_transformation OVERWRITE, server_name unset.

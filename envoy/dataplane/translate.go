@@ -142,16 +142,21 @@ type hcmConfig struct {
 	suppressEnvoyHeaders bool
 	// requestHeadersTimeout bounds the reading of the request headers (0: none).
 	requestHeadersTimeout time.Duration
+	// idleTimeout (common_http_protocol_options idle_timeout, 0: none)
+	// closes a connection without a request under way; drainTimeout is how
+	// long a connection that was idle drains before it closes.
+	idleTimeout, drainTimeout time.Duration
 }
 
 func translateHCM(h *hcmv3.HttpConnectionManager) (*hcmConfig, error) {
 	if err := onlyFields(h, "codec_type", "stat_prefix", "rds", "http_filters", "use_remote_address",
 		"normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "strip_any_host_port", "strip_trailing_host_dot",
-		"max_request_headers_kb", "stream_idle_timeout", "local_reply_config", "common_http_protocol_options", "request_headers_timeout"); err != nil {
+		"max_request_headers_kb", "stream_idle_timeout", "local_reply_config", "common_http_protocol_options", "request_headers_timeout",
+		"drain_timeout"); err != nil {
 		return nil, err
 	}
 	if o := h.GetCommonHttpProtocolOptions(); o != nil {
-		if err := onlyFields(o, "headers_with_underscores_action"); err != nil {
+		if err := onlyFields(o, "headers_with_underscores_action", "idle_timeout"); err != nil {
 			return nil, err
 		}
 		switch o.GetHeadersWithUnderscoresAction() {
@@ -166,14 +171,20 @@ func translateHCM(h *hcmv3.HttpConnectionManager) (*hcmConfig, error) {
 		return nil, fmt.Errorf("http_connection_manager: routes must come from RDS over ADS")
 	}
 	c := &hcmConfig{
-		routeConfigName:      rds.GetRouteConfigName(),
-		useRemoteAddress:     h.GetUseRemoteAddress().GetValue(),
-		normalizePath:        h.GetNormalizePath().GetValue(),
-		mergeSlashes:         h.GetMergeSlashes(),
-		stripAnyHostPort:     h.GetStripAnyHostPort(),
-		stripTrailingHostDot: h.GetStripTrailingHostDot(),
-		rejectUnderscores:    h.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction() == corev3.HttpProtocolOptions_REJECT_REQUEST,
-		streamIdleTimeout:    dur(h.GetStreamIdleTimeout(), 5*time.Minute), // Envoy's default
+		routeConfigName:       rds.GetRouteConfigName(),
+		useRemoteAddress:      h.GetUseRemoteAddress().GetValue(),
+		normalizePath:         h.GetNormalizePath().GetValue(),
+		mergeSlashes:          h.GetMergeSlashes(),
+		stripAnyHostPort:      h.GetStripAnyHostPort(),
+		stripTrailingHostDot:  h.GetStripTrailingHostDot(),
+		rejectUnderscores:     h.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction() == corev3.HttpProtocolOptions_REJECT_REQUEST,
+		streamIdleTimeout:     dur(h.GetStreamIdleTimeout(), 5*time.Minute), // Envoy's default
+		requestHeadersTimeout: dur(h.GetRequestHeadersTimeout(), 0),
+		idleTimeout:           time.Hour, // Envoy's default
+		drainTimeout:          dur(h.GetDrainTimeout(), defaultDrainTimeout),
+	}
+	if d := h.GetCommonHttpProtocolOptions().GetIdleTimeout(); d != nil {
+		c.idleTimeout = d.AsDuration() // 0 turns it off
 	}
 	switch h.GetPathWithEscapedSlashesAction() {
 	case hcmv3.HttpConnectionManager_IMPLEMENTATION_SPECIFIC_DEFAULT, hcmv3.HttpConnectionManager_KEEP_UNCHANGED:
