@@ -143,4 +143,11 @@ const (
 	// request headers (request_headers_timeout). A hold runs after the
 	// headers, so it is not counted.
 	RequestHeadersTimeout = 10 * time.Second
+	// IdleTimeout closes a downstream connection with no request under way
+	// (common_http_protocol_options idle_timeout; Envoy's default is an
+	// hour): an idle keep-alive connection does not hold one of the
+	// MaxDownstreamConnections for long. A held request is under way, so a
+	// hold is never idle. Above common clients' own idle timeouts (Go's 90
+	// seconds), so a client closes first and does not race the close.
+	IdleTimeout = 5 * time.Minute
 )

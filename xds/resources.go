@@ -180,8 +180,12 @@ func (b builder) listener() (*listenerv3.Listener, error) {
 		// A client gets a few seconds for its request headers; holds come
 		// after the headers and are not counted.
 		RequestHeadersTimeout: durationpb.New(names.RequestHeadersTimeout),
-		StreamIdleTimeout:     durationpb.New(b.holdTimeout() + names.HoldMargin),
-		LocalReplyConfig:      localReplyConfig(),
+		// Idle keep-alive connections close after names.IdleTimeout (the
+		// next response of one that served requests carries
+		// connection: close); a hold is a request under way, never idle.
+		CommonHttpProtocolOptions: &corev3.HttpProtocolOptions{IdleTimeout: durationpb.New(names.IdleTimeout)},
+		StreamIdleTimeout:         durationpb.New(b.holdTimeout() + names.HoldMargin),
+		LocalReplyConfig:          localReplyConfig(),
 	}
 	hcmAny, err := pack(hcm)
 	if err != nil {

@@ -180,6 +180,11 @@ func TestListenerConnectionManagerSettings(t *testing.T) {
 	if d := hcm.GetRequestHeadersTimeout().AsDuration(); d != names.RequestHeadersTimeout {
 		t.Fatalf("request_headers_timeout %s, want %s", d, names.RequestHeadersTimeout)
 	}
+	// An idle keep-alive connection (no request under way: a hold is one)
+	// is closed after names.IdleTimeout, not Envoy's default hour.
+	if d := hcm.GetCommonHttpProtocolOptions().GetIdleTimeout().AsDuration(); d != names.IdleTimeout {
+		t.Fatalf("idle_timeout %s, want %s", d, names.IdleTimeout)
+	}
 	authz := &extauthzv3.ExtAuthz{}
 	if err := hcm.GetHttpFilters()[0].GetTypedConfig().UnmarshalTo(authz); err != nil {
 		t.Fatal(err)

@@ -241,12 +241,21 @@ func (st *stream) decode() {
 func (st *stream) codecErrorReply(e *codecError) {
 	st.closeConnection = true
 	if !e.filtered && st.procProcessesReplies() {
-		// A stream already open gets the reply's headers before the reset.
+		// A stream already open gets the reply's headers before the reset
+		// (Envoy writes them before it resets the stream; here the reset
+		// waits a moment for them to go, or it could overtake them).
 		if p := st.proc; p != nil && p.mode.responseHeaders && !p.responseDone && !st.responseStarted {
 			r := st.localResponse(e.status, e.body, e.details, "", nil)
-			_ = p.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
+			if p.send(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
 				ResponseHeaders: &extprocv3.HttpHeaders{Headers: responseHeaderMap(r.code, r.header), EndOfStream: r.length == 0},
-			}}, "response_headers")
+			}}, "response_headers") == nil {
+				// The client is gone (its context too): wait on the
+				// stream itself.
+				select {
+				case <-p.replies:
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
 		}
 		st.endProc()
 		panic(http.ErrAbortHandler)

@@ -376,9 +376,10 @@ func rawGet(t *testing.T, url, target string) (int, http.Header) {
 	return resp.StatusCode, resp.Header
 }
 
-// normalize_path (RFC 3986), merge_slashes and
-// path_with_escaped_slashes_action REJECT_REQUEST, applied before routing
-// and before any filter; a refusal is 400 with connection: close
+// normalize_path (Chromium's URL canonicaliser, which Envoy carries),
+// merge_slashes and path_with_escaped_slashes_action REJECT_REQUEST, applied
+// before routing and before any filter; a refusal is 400 with
+// connection: close
 // (HttpConnectionManagerImplTest.PathWithEscapedSlashesRejected,
 // HeaderIntegrationTest.PathWithEscapedSlashesRejected).
 // Mirrors (docs/envoy-references.md): row 23; HttpConnectionManagerImplTest.PathWithEscapedSlashesRejected.
@@ -405,6 +406,13 @@ func TestConnectionManagerPathNormalisation(t *testing.T) {
 			{"/a\\b", 200, "/a/b"},
 			{"/a#frag", 400, ""},
 			{"/a?q=1#frag", 400, ""},
+			// Chromium's canonicaliser, as Envoy carries it: characters
+			// escaped, escapes kept as sent, a '%' that decoding would
+			// turn into an escape itself escaped.
+			{"/a<b>{c}|^`", 200, "/a%3Cb%3E%7Bc%7D%7C%5E%60"},
+			{"/a%e9/%3c", 200, "/a%e9/%3c"},
+			{"/%%34%31", 200, "/%2541"},
+			{"/a%2e%2e/b", 200, "/a../b"},
 		} {
 			status, hdr := rawGet(t, h.url, tc.target)
 			if status != tc.status {
