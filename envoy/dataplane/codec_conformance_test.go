@@ -528,8 +528,8 @@ func TestConnectionManagerIdleTimeoutClosesConnections(t *testing.T) {
 			if m.CommonHttpProtocolOptions == nil {
 				m.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{}
 			}
-			m.CommonHttpProtocolOptions.IdleTimeout = durationpb.New(300 * time.Millisecond)
-			m.DrainTimeout = durationpb.New(time.Second)
+			m.CommonHttpProtocolOptions.IdleTimeout = durationpb.New(200 * time.Millisecond)
+			m.DrainTimeout = durationpb.New(500 * time.Millisecond)
 		}
 		h := p.start(t, s)
 		// closedAfter sends each request in turn (after its pause), and
@@ -570,20 +570,20 @@ func TestConnectionManagerIdleTimeoutClosesConnections(t *testing.T) {
 		wg.Add(3)
 		go func() {
 			defer wg.Done()
-			if _, d, err := closedAfter(); err != nil || d < 250*time.Millisecond || d > 3*time.Second {
+			if _, d, err := closedAfter(); err != nil || d < 150*time.Millisecond || d > 3*time.Second {
 				t.Errorf("a connection without a request: closed after %s (%v), want about the idle timeout", d, err)
 			}
 		}()
 		go func() {
 			defer wg.Done()
 			resps, d, err := closedAfter(step{0, get})
-			if err != nil || len(resps) != 1 || resps[0].Close || d < 1200*time.Millisecond || d > 5*time.Second {
+			if err != nil || len(resps) != 1 || resps[0].Close || d < 600*time.Millisecond || d > 5*time.Second {
 				t.Errorf("an idle connection: closed %s after its response (%v), want after the idle and drain timeouts", d, err)
 			}
 		}()
 		go func() {
 			defer wg.Done()
-			resps, _, err := closedAfter(step{0, get}, step{700 * time.Millisecond, get})
+			resps, _, err := closedAfter(step{0, get}, step{450 * time.Millisecond, get}) // idle, not yet closed
 			if err != nil || len(resps) != 2 || resps[0].Close || !resps[1].Close {
 				t.Errorf("a connection draining: %v, want its next response to close it", err)
 			}
