@@ -305,7 +305,7 @@ func TestCodecServesWhatEnvoyServes(t *testing.T) {
 // a reply, and the connection closes; OPTIONS * is 404 and a missing Host
 // 400 (which closes). The last two come before the request's headers are
 // sanitised, so their JSON carries the agent's own x-request-id, as a
-// refused path does.
+// refused path does (or none: null, and no x-custos-request-id header).
 // Mirrors: conn_manager_impl.cc ActiveStream::decodeHeaders (found by running the suite).
 func TestConnectionManagerEarlyReplies(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
@@ -358,6 +358,15 @@ func TestConnectionManagerEarlyReplies(t *testing.T) {
 		}
 		if m := jsonOf(t, x); m["error"] != "not_found" || m["request_id"] != "chosen-by-agent" {
 			t.Errorf("OPTIONS *: reply %v", m)
+		}
+		// Without one, no request id at all: null, and no header (Envoy adds
+		// none with an empty value).
+		x = exchange(h.url, false, "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n")
+		if x.err != nil || x.resp == nil || x.resp.StatusCode != 404 {
+			t.Fatalf("OPTIONS *: %v %+v, want 404", x.err, x.resp)
+		}
+		if _, ok := x.resp.Header["X-Custos-Request-Id"]; ok || jsonOf(t, x)["request_id"] != nil {
+			t.Errorf("OPTIONS * without x-request-id: header %q, reply %q", x.resp.Header.Get("X-Custos-Request-Id"), x.body)
 		}
 
 		for _, raw := range []string{"GET /x HTTP/1.1\r\nX-Request-Id: chosen-by-agent\r\n\r\n", "GET /a#b HTTP/1.1\r\nHost: t\r\nX-Request-Id: chosen-by-agent\r\n\r\n"} {

@@ -375,6 +375,11 @@ func (p templatePart) value(c *replyContext) (string, bool) {
 }
 
 func (t *template) render(c *replyContext) string {
+	return t.renderWith(c, "-") // Envoy's placeholder for an absent value
+}
+
+// renderWith renders the template with absent values as absent.
+func (t *template) renderWith(c *replyContext, absent string) string {
 	var b strings.Builder
 	for _, p := range t.parts {
 		if p.command == "" {
@@ -383,7 +388,7 @@ func (t *template) render(c *replyContext) string {
 		}
 		v, ok := p.value(c)
 		if !ok {
-			v = "-" // Envoy's placeholder for an absent value
+			v = absent
 		}
 		b.WriteString(v)
 	}
@@ -442,9 +447,12 @@ func (lr *localReplyConfig) apply(c *replyContext, headers http.Header) (int, st
 			body = *m.body
 		}
 		for _, h := range m.headersAdd {
-			v := h.value.render(c)
+			// An absent value renders empty here, and Envoy adds no
+			// header with an empty value (no x-custos-request-id
+			// before the request has an id).
+			v := h.value.renderWith(c, "")
 			if v == "" {
-				continue // Envoy adds no header with an empty value
+				continue
 			}
 			if h.overwrite {
 				headers.Set(h.key, v)
