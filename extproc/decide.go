@@ -208,7 +208,7 @@ func nonNil(s []string) []string {
 func sessionID(issuer, subject, supplied string) (id, name string, ok bool) {
 	if supplied == "" {
 		supplied = "default"
-	} else if !validToken(supplied) {
+	} else if !identity.ValidSessionName(supplied) {
 		return "", "", false
 	}
 	h := sha256.New()
@@ -217,21 +217,6 @@ func sessionID(issuer, subject, supplied string) (id, name string, ok bool) {
 		h.Write([]byte{0})
 	}
 	return hex.EncodeToString(h.Sum(nil))[:32], supplied, true
-}
-
-func validToken(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == ':', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // hasEscapedSlash reports whether path holds %2F or %5C in either case.

@@ -48,7 +48,7 @@ func TestSessionNames(t *testing.T) {
 		{map[string]any{"jti": "a b"}, hashed("jti", "a b")},
 		{map[string]any{"iat": 1764100000.0}, hashed("iat", "iss", "sub", "1764100000")},
 	} {
-		if got := session("iss", "sub", tc.claims); got != tc.want || !validSession(got) {
+		if got := session("iss", "sub", tc.claims); got != tc.want || !ValidSessionName(got) {
 			t.Errorf("%v: session %q, want %q", tc.claims, got, tc.want)
 		}
 	}

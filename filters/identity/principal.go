@@ -157,7 +157,7 @@ func actors(c map[string]any) []string {
 func session(issuer, subject string, c map[string]any) string {
 	for _, k := range []string{"sid", "jti"} {
 		if v := str(c, k); v != "" {
-			if validSession(v) {
+			if ValidSessionName(v) {
 				return v
 			}
 			return hashed(k, v)
@@ -179,7 +179,9 @@ func hashed(kind string, parts ...string) string {
 	return kind + "-" + hex.EncodeToString(h.Sum(nil))[:32]
 }
 
-func validSession(s string) bool {
+// ValidSessionName reports whether s may name a session (x-custos-session,
+// or one derived from a token): 1 to 128 letters, digits and . _ : -.
+func ValidSessionName(s string) bool {
 	if len(s) == 0 || len(s) > 128 {
 		return false
 	}
