@@ -130,6 +130,10 @@ func (d *DataPlane) handleResponse(st *adsState, resp *discoveryv3.DiscoveryResp
 		return send(typ, subsFor(st, typ), st.versions[typ], resp.GetNonce(), err)
 	}
 	st.versions[typ] = resp.GetVersionInfo()
+	// Serve what was accepted before saying so, as Envoy does: an ACK means
+	// the configuration is in use (a caller waiting for the ACK may send a
+	// request at once).
+	d.activate(st)
 	d.log.Debug("xds ACK", "type", typ, "version", resp.GetVersionInfo())
 	if err := send(typ, subsFor(st, typ), resp.GetVersionInfo(), resp.GetNonce(), nil); err != nil {
 		return err
@@ -143,7 +147,6 @@ func (d *DataPlane) handleResponse(st *adsState, resp *discoveryv3.DiscoveryResp
 			}
 		}
 	}
-	d.activate(st)
 	return nil
 }
 
