@@ -55,7 +55,10 @@ func (p *Pipeline) decide(ctx context.Context, in checkInput) (o *outcome) {
 
 func (p *Pipeline) logPanic(requestID string, r any) {
 	if l := p.logger(); l != nil {
-		l.Error("stage panic", "request_id", requestID, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		// The panic's value is not logged: a parser's message may quote the
+		// request it choked on (a card number in a WHERE clause). Its type
+		// and the stack say where it happened.
+		l.Error("stage panic", "request_id", requestID, "panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
 	}
 }
 
@@ -121,10 +124,19 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 	o.event.Action, o.event.Risk = act.Kind, string(act.Risk)
 
 	// grants the agent names are offered to policy
+	// The fingerprint hashes the whole body: computed once, and only for a
+	// request that names a grant or needs an approval.
+	fp := ""
+	fingerprint := func() string {
+		if fp == "" {
+			fp = approval.Fingerprint(req)
+		}
+		return fp
+	}
 	var grants []approval.Grant
 	if req.ApprovalID != "" {
 		if grants, err = st.Grants.Find(ctx, approval.Lookup{Requester: pr, Connection: rt.conn.Name,
-			ApprovalID: req.ApprovalID, Fingerprint: approval.Fingerprint(req), Risk: string(act.Risk)}); err != nil {
+			ApprovalID: req.ApprovalID, Fingerprint: fingerprint(), Risk: string(act.Risk)}); err != nil {
 			return o.unavailable("grant lookup", err)
 		}
 	}
@@ -149,7 +161,7 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 	// whatever allow says
 	if dec.Approval != nil {
 		if len(grants) == 0 {
-			return p.approvalFlow(ctx, o, pr, req.Connection.Name, act.Summary, approval.Fingerprint(req), dec)
+			return p.approvalFlow(ctx, o, pr, req.Connection.Name, act.Summary, fingerprint(), dec)
 		}
 	} else if !dec.Allow {
 		r := Reply{Status: 403, Code: CodeForbidden, Message: "denied by policy",

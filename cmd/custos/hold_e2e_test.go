@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos/config"
-	"github.com/custos-dev/custos/envoy/envoytest"
 	"github.com/custos-dev/custos/extproc"
 	"github.com/custos-dev/custos/filters/approval"
 	"github.com/custos-dev/custos/filters/policy"
@@ -60,13 +59,20 @@ func (a *slowApprover) Await(ctx context.Context, id string) (string, error) {
 }
 
 // A request held two minutes for its approval completes through real
-// Envoy: override_message_timeout, max_message_timeout, the route and idle
-// timeouts, request_headers_timeout and the circuit breakers are set right.
+// Envoy (and the Go data plane, at the same time): override_message_timeout,
+// max_message_timeout, the route and idle timeouts, request_headers_timeout
+// and the circuit breakers are set right.
 func TestHoldOfTwoMinutesCompletesThroughRealEnvoy(t *testing.T) {
-	envoytest.Require(t)
 	t.Parallel()
+	stacktest.ForEachDataPlane(t, func(t *testing.T, dp stack.DataPlane) {
+		t.Parallel()
+		holdTwoMinutes(t, dp)
+	})
+}
+
+func holdTwoMinutes(t *testing.T, dp stack.DataPlane) {
 	approver := &slowApprover{opened: map[string]time.Time{}}
-	s := stacktest.Start(t, stack.Envoy, stacktest.Options{
+	s := stacktest.Start(t, dp, stacktest.Options{
 		Extra: "approvals:\n  mode: hold\n  timeout: 3m\n",
 		Stages: func(c *config.Config, l *slog.Logger) (extproc.Stages, error) {
 			st, err := extproc.DefaultStages(c, l)
