@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/devissuer"
 	"github.com/custos-dev/custos/extproc"
 	"github.com/custos-dev/custos/mtls"
 	"github.com/custos-dev/custos/xds"
@@ -37,13 +38,17 @@ type ControlPlane struct {
 	// GRPCAddr, XDSAddr and HTTPAddr are the addresses actually bound (a :0
 	// port in the file becomes a real one).
 	GRPCAddr, XDSAddr, HTTPAddr string
-	serving                     atomic.Bool
+	// DevIssuer is the dev OIDC issuer on listen.http when dev.issuer is
+	// set (nil otherwise); every pipeline trusts it.
+	DevIssuer *devissuer.Issuer
+	serving   atomic.Bool
 	stages                      StagesFunc
 	errc                        chan error
 }
 
 // pipeline builds the stages and the pipeline for cfg.
 func (cp *ControlPlane) pipeline(cfg *config.Config) (*extproc.Pipeline, error) {
+	cfg = cp.withDevIssuer(cfg)
 	st, err := cp.stages(cfg, cp.log)
 	if err != nil {
 		return nil, fmt.Errorf("build stages: %w", err)
@@ -68,10 +73,6 @@ func StartWith(ctx context.Context, cfg *config.Config, grpcAdvertise string, lo
 		stages = extproc.DefaultStages
 	}
 	cp := &ControlPlane{log: logger, listen: cfg.Listen, stages: stages, errc: make(chan error, 3)}
-	pipeline, err := cp.pipeline(cfg)
-	if err != nil {
-		return nil, err
-	}
 	grpcLis, err := net.Listen("tcp", cfg.Listen.GRPC)
 	if err != nil {
 		return nil, fmt.Errorf("listen.grpc: %w", err)
@@ -91,15 +92,28 @@ func StartWith(ctx context.Context, cfg *config.Config, grpcAdvertise string, lo
 	if grpcAdvertise == "" {
 		grpcAdvertise = cp.GRPCAddr
 	}
+	closeAll := func() {
+		grpcLis.Close()
+		xdsLis.Close()
+		httpLis.Close()
+	}
+	mux := http.NewServeMux()
+	if err := cp.startDevIssuer(cfg, mux); err != nil {
+		closeAll()
+		return nil, err
+	}
+	pipeline, err := cp.pipeline(cfg)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
 
 	cp.Services = extproc.New(pipeline, logger)
 	var opts []grpc.ServerOption
 	if t := cfg.Listen.TLS; t != nil {
 		tc, err := mtls.Server(mtls.Files{CertFile: t.CertFile, KeyFile: t.KeyFile, CAFile: t.ClientCAFile}, t.AllowedClients)
 		if err != nil {
-			grpcLis.Close()
-			xdsLis.Close()
-			httpLis.Close()
+			closeAll()
 			return nil, fmt.Errorf("listen.tls: %w", err)
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
@@ -111,13 +125,10 @@ func StartWith(ctx context.Context, cfg *config.Config, grpcAdvertise string, lo
 	cp.xdsSrv = grpc.NewServer(opts...)
 	cp.XDS.Register(cp.xdsSrv)
 	if _, err := cp.XDS.Update(ctx, cfg); err != nil {
-		grpcLis.Close()
-		xdsLis.Close()
-		httpLis.Close()
+		closeAll()
 		return nil, err
 	}
 
-	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("content-type", "text/plain")
 		fmt.Fprintln(w, "ok")
@@ -157,6 +168,9 @@ func (cp *ControlPlane) readyz(w http.ResponseWriter, _ *http.Request) {
 func (cp *ControlPlane) Apply(ctx context.Context, cfg *config.Config) error {
 	if !cfg.Listen.Equal(cp.listen) {
 		return errors.New("listen addresses change only on restart")
+	}
+	if on := cfg.Dev != nil && cfg.Dev.Issuer; on != (cp.DevIssuer != nil) {
+		return errors.New("dev.issuer changes only on restart")
 	}
 	p, err := cp.pipeline(cfg)
 	if err != nil {

@@ -24,7 +24,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -119,7 +118,7 @@ func (is *Issuer) SecretFile() string {
 	if is.dir == "" {
 		return ""
 	}
-	return filepath.Join(is.dir, secretFile)
+	return SecretPath(is.dir)
 }
 
 // Rotate makes a new signing key. The previous key stays in the key set,

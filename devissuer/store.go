@@ -123,3 +123,7 @@ func writePrivate(path string, b []byte) error {
 	}
 	return os.Rename(tmp.Name(), path)
 }
+
+// SecretPath is where an issuer with state directory dir keeps its dev
+// secret.
+func SecretPath(dir string) string { return filepath.Join(dir, secretFile) }

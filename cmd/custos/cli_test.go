@@ -168,12 +168,20 @@ func TestDevCommandServesTheCurlLineAndStopsCleanly(t *testing.T) {
 func devServesTheCurlLine(t *testing.T, args []string, banner string) {
 	demo := freePort(t)
 	// dev makes its private CA beside audit.dir: in the test's own directory.
-	p := writeFile(t, "dev.yaml", stack.LoopbackListen+`connections:
+	// The dev issuer is on listen.http, which `custos token` finds in the
+	// file: a fixed port.
+	p := writeFile(t, "dev.yaml", `listen:
+  grpc: 127.0.0.1:0
+  xds: 127.0.0.1:0
+  http: `+freePort(t)+`
+  dataplane: 127.0.0.1:0
+connections:
   - name: customers
     upstream: http://`+demo+`
 audit:
   dir: `+filepath.Join(t.TempDir(), "audit")+`
 dev:
+  issuer: true
   demo_upstream: `+demo+`
 `)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -184,7 +192,7 @@ dev:
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 
-	curl := regexp.MustCompile(`curl -si (http://\S+)`)
+	curl := regexp.MustCompile(`curl -si -H "authorization: Bearer \$TOKEN" (http://\S+)`)
 	var url string
 	deadline := time.After(20 * time.Second)
 	for url == "" {
@@ -206,7 +214,20 @@ dev:
 			t.Errorf("banner lacks %q", want)
 		}
 	}
-	resp, err := http.Get(url)
+	if !strings.Contains(out.String(), "TOKEN=$(custos token --sub nightly-etl --config "+p+")") {
+		t.Errorf("the banner does not say how to get a token")
+	}
+	// Without a token: 401. With the token the banner's command gets: 200.
+	if resp, err := http.Get(url); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("no token: %v %v", resp, err)
+	}
+	token, stderr, err := run(context.Background(), "token", "--sub", "nightly-etl", "--groups", "customers-readers", "--config", p)
+	if err != nil || strings.Count(token, ".") != 2 {
+		t.Fatalf("custos token: %v (%s)", err, stderr)
+	}
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("authorization", "Bearer "+strings.TrimSpace(token))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,5 +271,39 @@ func TestDevEnvoyWithAMissingBinaryFailsClearly(t *testing.T) {
 	_, _, err := run(ctx, "dev", "--envoy="+missing, "--config", p)
 	if err == nil || !strings.Contains(err.Error(), missing) {
 		t.Fatalf("err %v, want it to name the missing binary", err)
+	}
+}
+
+func TestTokenCommandSaysWhatIsWrong(t *testing.T) {
+	ctx := context.Background()
+	off := writeFile(t, "off.yaml", "connections:\n  - name: c\n    upstream: http://127.0.0.1:1\n")
+	zero := writeFile(t, "zero.yaml", stack.LoopbackListen+"dev:\n  issuer: true\n")
+	dir := t.TempDir()
+	down := writeFile(t, "down.yaml", "listen:\n  http: "+freePort(t)+"\naudit:\n  dir: "+filepath.Join(dir, "audit")+"\ndev:\n  issuer: true\n")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"token"}, "--sub NAME is required"},
+		{[]string{"token", "--sub", "a", "--ttl", "48h"}, "--ttl must be between"},
+		{[]string{"token", "--sub", "a", "--config", off}, "does not run the dev issuer"},
+		{[]string{"token", "--sub", "a", "--config", zero}, "fixed listen.http port"},
+		{[]string{"token", "--sub", "a", "--config", down}, "has `custos dev` run with this configuration?"},
+	} {
+		_, _, err := run(ctx, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	// The secret exists but nothing serves: the error names the issuer.
+	if err := os.MkdirAll(filepath.Join(dir, "dev-issuer"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "dev-issuer", "secret"), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := run(ctx, "token", "--sub", "a", "--config", down)
+	if err == nil || !strings.Contains(err.Error(), "cannot reach the dev issuer") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("issuer down: %v", err)
 	}
 }

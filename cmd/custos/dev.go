@@ -24,7 +24,9 @@ func newDevCmd(g *globals) *cobra.Command {
 		Use:   "dev [--config FILE] [--envoy[=PATH]]",
 		Short: "Run everything on one machine: control plane, data plane and demo upstream",
 		Long: `Run Custos on one machine: the control plane, a data plane following it over
-xDS on loopback, and the demo upstream when dev.demo_upstream is set. Without
+xDS on loopback, the dev OIDC issuer when dev.issuer is set (agents get
+tokens from it with `+"`custos token`"+`), and the demo upstream when
+dev.demo_upstream is set. Without
 --config it runs the built-in example (examples/dev.yaml).
 
 The data plane is the embedded Go one unless --envoy is given: then it is real
@@ -90,7 +92,7 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 					}
 				}()
 			}
-			printDevBanner(g, cfg, st)
+			printDevBanner(g, cfg, st, path)
 			select {
 			case <-ctx.Done():
 			case err := <-cp.Errors():
@@ -108,7 +110,7 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 	return cmd
 }
 
-func printDevBanner(g *globals, cfg *config.Config, st *stack.Stack) {
+func printDevBanner(g *globals, cfg *config.Config, st *stack.Stack, path string) {
 	w, cp, dpAddr := g.stdout, st.CP, st.Addr
 	fmt.Fprintln(w, "custos dev is running")
 	fmt.Fprintf(w, "  data plane (agents)  http://%s\n", dpAddr)
@@ -134,9 +136,22 @@ func printDevBanner(g *globals, cfg *config.Config, st *stack.Stack) {
 	for _, c := range cfg.Connections {
 		fmt.Fprintf(w, "  connection %-9s /%s/ -> %s\n", c.Name, c.Name, c.Upstream)
 	}
+	if is := cp.DevIssuer; is != nil {
+		fmt.Fprintf(w, "  dev OIDC issuer      %s (audience %s; dev secret in %s)\n", is.URL(), is.Audience(), is.SecretFile())
+	}
 	if len(cfg.Connections) > 0 {
 		fmt.Fprintln(w, "Try:")
-		fmt.Fprintf(w, "  curl -si http://%s/%s/1\n", dpAddr, cfg.Connections[0].Name)
+		url := fmt.Sprintf("http://%s/%s/1", dpAddr, cfg.Connections[0].Name)
+		if cp.DevIssuer == nil {
+			fmt.Fprintf(w, "  curl -si %s\n", url)
+		} else {
+			token := "custos token --sub nightly-etl"
+			if path != "" {
+				token += " --config " + path
+			}
+			fmt.Fprintf(w, "  TOKEN=$(%s)   # from a checkout: go run ./cmd/custos token ...\n", token)
+			fmt.Fprintf(w, "  curl -si -H \"authorization: Bearer $TOKEN\" %s\n", url)
+		}
 	}
 	fmt.Fprintln(w, "Ctrl-C stops everything.")
 }

@@ -67,6 +67,7 @@ services and the xDS configuration that wires them in.`,
 		newDataplaneCmd(g),
 		newConfigCmd(g),
 		newCertsCmd(g),
+		newTokenCmd(g),
 		newVersionCmd(g),
 	)
 	return root
