@@ -42,8 +42,8 @@ type ControlPlane struct {
 	// set (nil otherwise); every pipeline trusts it.
 	DevIssuer *devissuer.Issuer
 	serving   atomic.Bool
-	stages                      StagesFunc
-	errc                        chan error
+	stages    StagesFunc
+	errc      chan error
 }
 
 // pipeline builds the stages and the pipeline for cfg.

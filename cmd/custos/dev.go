@@ -25,7 +25,7 @@ func newDevCmd(g *globals) *cobra.Command {
 		Short: "Run everything on one machine: control plane, data plane and demo upstream",
 		Long: `Run Custos on one machine: the control plane, a data plane following it over
 xDS on loopback, the dev OIDC issuer when dev.issuer is set (agents get
-tokens from it with `+"`custos token`"+`), and the demo upstream when
+tokens from it with ` + "`custos token`" + `), and the demo upstream when
 dev.demo_upstream is set. Without
 --config it runs the built-in example (examples/dev.yaml).
 
