@@ -35,11 +35,14 @@ func (s *Service) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.C
 	return checkResponse(o, in.rawHeader), nil
 }
 
-// recordDecision hands the decision to the record stage, under recover: a
-// recorder that panics is a record that failed.
+// recordDecision hands the decision to the record stage (an auth_failed
+// event for a refused token), under recover: a recorder that panics is a
+// record that failed.
 func (p *Pipeline) recordDecision(ctx context.Context, o *outcome, started time.Time) (err error) {
 	e := o.event
-	e.Kind = record.Decided
+	if e.Kind != record.AuthFailed {
+		e.Kind = record.Decided
+	}
 	e.RequestID, e.SessionID, e.Session = o.v.RequestID, o.v.SessionID, o.v.Session
 	e.Principal, e.Connection, e.Method, e.Path = o.v.Principal, o.v.Connection, o.v.Method, o.v.Path
 	e.DecisionID, e.Revision, e.Reasons = o.v.DecisionID, o.v.Revision, o.v.Reasons

@@ -100,6 +100,8 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 		if identity.IsUnauthenticated(err) {
 			var ie *identity.Error
 			errors.As(err, &ie)
+			o.event.Kind = record.AuthFailed
+			o.event.Claimed = &record.Claimed{Issuer: ie.Claimed.Issuer, Subject: ie.Claimed.Subject, KeyID: ie.Claimed.KeyID}
 			return o.deny(Reply{Status: 401, Code: CodeUnauthenticated, Message: "token " + ie.Check})
 		}
 		return o.unavailable("identity", err)

@@ -88,8 +88,28 @@ func TestCheckWithVerifiedTokens(t *testing.T) {
 			}
 		})
 	}
-	if d := c.rec.of(record.Decided); len(d) < 9 {
-		t.Fatalf("%d decisions recorded, want every request", len(d))
+	if d := c.rec.of(record.Decided); len(d) != 2 {
+		t.Fatalf("%d decisions recorded, want the two verified requests", len(d))
+	}
+	// Every refusal is an auth_failed event; what it says about the caller
+	// is the token's claim, kept apart as claimed, and never the token.
+	failed := c.rec.of(record.AuthFailed)
+	if len(failed) != 7 {
+		t.Fatalf("%d auth_failed events, want 7", len(failed))
+	}
+	for _, e := range failed {
+		if e.Status != 401 || e.Principal != "" || e.Claimed == nil || e.Allow || e.Detail == "" {
+			t.Fatalf("auth_failed %+v", e)
+		}
+		if strings.Contains(fmt.Sprintf("%+v", e), tok[len(tok)-20:]) {
+			t.Fatal("an event holds the token")
+		}
+	}
+	if cl := failed[4].Claimed; cl.Issuer != is.URL || cl.Subject != is.Claims()["sub"] || cl.KeyID != k.ID {
+		t.Fatalf("the expired token's claims %+v", cl)
+	}
+	if cl := failed[0].Claimed; *cl != (record.Claimed{}) {
+		t.Fatalf("no token, yet claimed %+v", cl)
 	}
 }
 

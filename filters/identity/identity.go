@@ -101,7 +101,20 @@ type Error struct {
 	Check string
 	// Err is the cause, for Custos' log; it never holds the token.
 	Err error
+	// Claimed is what the token said about its caller, read without
+	// verification (empty when the token could not be read): evidence of
+	// who tried, never of who it was.
+	Claimed Claimed
 }
+
+// Claimed holds the unverified iss, sub and kid of a token that failed,
+// each cut to MaxClaimedSize bytes.
+type Claimed struct {
+	Issuer, Subject, KeyID string
+}
+
+// MaxClaimedSize bounds each claimed value kept from a refused token.
+const MaxClaimedSize = 256
 
 func (e *Error) Error() string {
 	if e.Err == nil {

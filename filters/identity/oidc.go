@@ -156,6 +156,10 @@ func (v *OIDC) Verify(ctx context.Context, c Credentials) (Principal, error) {
 	}
 	e, err := v.verify(ctx, tok, now)
 	if err != nil {
+		var ie *Error
+		if errors.As(err, &ie) {
+			ie.Claimed = claimed(tok)
+		}
 		return Principal{}, err
 	}
 	e.key = key

@@ -69,6 +69,37 @@ func peek(token string) (unverified, error) {
 	return u, nil
 }
 
+// claimed reads what a refused token says about its caller (iss, sub,
+// kid), unverified, each value cut to MaxClaimedSize bytes of valid UTF-8.
+func claimed(token string) Claimed {
+	var c Claimed
+	h, rest, _ := strings.Cut(token, ".")
+	p, _, _ := strings.Cut(rest, ".")
+	if hb, err := b64(h); err == nil {
+		var hdr map[string]json.RawMessage
+		if json.Unmarshal(hb, &hdr) == nil {
+			kid, _ := member(hdr, "kid")
+			c.KeyID = cutClaimed(kid)
+		}
+	}
+	if pb, err := b64(p); err == nil {
+		var cl map[string]json.RawMessage
+		if json.Unmarshal(pb, &cl) == nil {
+			iss, _ := member(cl, "iss")
+			sub, _ := member(cl, "sub")
+			c.Issuer, c.Subject = cutClaimed(iss), cutClaimed(sub)
+		}
+	}
+	return c
+}
+
+func cutClaimed(s string) string {
+	if len(s) > MaxClaimedSize {
+		s = s[:MaxClaimedSize]
+	}
+	return strings.ToValidUTF8(s, "")
+}
+
 // b64 decodes one part of a compact JWS: unpadded base64url.
 func b64(s string) ([]byte, error) {
 	b, err := base64.RawURLEncoding.DecodeString(s)

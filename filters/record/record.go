@@ -28,7 +28,15 @@ const (
 	Held Kind = "approval_requested"
 	// Approved: a held request's approval was resolved.
 	Approved Kind = "approval_resolved"
+	// AuthFailed: a request's token was refused (401).
+	AuthFailed Kind = "auth_failed"
 )
+
+// Claimed is what a refused token said about its caller, unverified: who
+// tried, never who it was.
+type Claimed struct {
+	Issuer, Subject, KeyID string
+}
 
 // Event is one thing that happened to a request. It never holds credentials,
 // bodies or unmasked values.
@@ -60,6 +68,10 @@ type Event struct {
 	MaskProfile string
 	// Masked counts what was masked per entity type (Completed).
 	Masked map[string]int
+
+	// Claimed is set on AuthFailed: the refused token's own claims, never
+	// verified, and never the token.
+	Claimed *Claimed
 
 	Started  time.Time
 	Finished time.Time
@@ -105,6 +117,10 @@ func (l Log) Record(ctx context.Context, e Event) error {
 		if len(e.Masked) > 0 {
 			attrs = append(attrs, slog.Any("masked", e.Masked))
 		}
+	}
+	if e.Claimed != nil {
+		attrs = append(attrs, slog.Group("claimed", slog.String("issuer", e.Claimed.Issuer),
+			slog.String("subject", e.Claimed.Subject), slog.String("key_id", e.Claimed.KeyID)))
 	}
 	if e.Detail != "" {
 		attrs = append(attrs, slog.String("detail", e.Detail))
