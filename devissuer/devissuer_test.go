@@ -3,8 +3,10 @@ package devissuer_test
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,9 +18,12 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/devissuer"
 	"github.com/custos-dev/custos/filters/identity"
+	"github.com/custos-dev/custos/filters/identity/identitytest"
 )
 
 // start runs an issuer mounted at devissuer.Path on a loopback server, as
@@ -336,4 +341,71 @@ func TestNewRefusesBadURLs(t *testing.T) {
 			t.Errorf("URL %q accepted", u)
 		}
 	}
+}
+
+// Forgeries of the dev issuer's tokens, against its published keys: the
+// same refusals as for any issuer (the identity stage's own tests cover an
+// independent issuer).
+func TestForgeriesOfDevTokensAreRefused(t *testing.T) {
+	is, _ := start(t, "")
+	v := verifier(t, is)
+	tok, _, err := is.Mint(devissuer.Claims{Subject: "etl", Groups: []string{"readers"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(tok, ".")
+	var claims map[string]any
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		t.Fatal(err)
+	}
+	admin := map[string]any{}
+	for k, v := range claims {
+		admin[k] = v
+	}
+	admin["groups"] = []string{"admins"}
+	adminPayload := strings.Split(identitytest.Unsigned(t, map[string]any{"alg": "RS256"}, admin), ".")[1]
+
+	// The published key, as a forger fetches it.
+	resp, err := http.Get(is.URL() + devissuer.KeysPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	der, err := x509.MarshalPKIXPublicKey(set.Keys[0].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+
+	other := identitytest.New(t, "/other")
+	otherKey := other.AddKey(t, jose.RS256)
+	for name, tc := range map[string]struct{ tok, check string }{
+		"alg none": {identitytest.Unsigned(t, nil, admin), identity.CheckAlgorithm},
+		"HS256 with the public key (key confusion)": {identitytest.SignWith(t, jose.SigningKey{Algorithm: jose.HS256, Key: pubPEM}, admin), identity.CheckAlgorithm},
+		"payload altered":      {parts[0] + "." + adminPayload + "." + parts[2], identity.CheckSignature},
+		"signature altered":    {parts[0] + "." + parts[1] + "." + flip(parts[2]), identity.CheckSignature},
+		"another issuer's key": {identitytest.Sign(t, otherKey, admin), identity.CheckSignature},
+		"broken base64":        {parts[0] + "." + parts[1][:5] + "*" + parts[1][6:] + "." + parts[2], identity.CheckMalformed},
+	} {
+		_, err := v.Verify(context.Background(), identity.Credentials{Bearer: tc.tok})
+		var ie *identity.Error
+		if !asError(err, &ie) || ie.Check != tc.check {
+			t.Errorf("%s: %v, want check %s", name, err, tc.check)
+		}
+	}
+}
+
+func flip(s string) string {
+	b := []byte(s)
+	if b[len(b)/2] == 'A' {
+		b[len(b)/2] = 'B'
+	} else {
+		b[len(b)/2] = 'A'
+	}
+	return string(b)
 }
