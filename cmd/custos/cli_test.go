@@ -71,7 +71,7 @@ approvals:
 }
 
 func TestConfigValidateAcceptsTheExamples(t *testing.T) {
-	for _, p := range []string{"../../examples/dev.yaml"} {
+	for _, p := range []string{"../../examples/dev.yaml", "../../examples/entra.yaml", "../../examples/compose.yaml"} {
 		stdout, stderr, err := run(context.Background(), "config", "validate", "--config", p)
 		if err != nil || !strings.Contains(stdout, "valid") {
 			t.Fatalf("%s: %v\n%s%s", p, err, stdout, stderr)
