@@ -1,0 +1,252 @@
+package policy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// Query is the rule every bundle must define (CONTRACT.md).
+const Query = "data.custos.authz.decision"
+
+// Defaults of RegoOptions.
+const (
+	DefaultPollInterval = 5 * time.Second
+	// MaxBundleBytes bounds a bundle, read from disk or a server.
+	MaxBundleBytes = 64 << 20
+)
+
+// Verification is the key signed bundles are verified with (OPA's bundle
+// signing). With it, an unsigned or badly signed bundle is refused.
+type Verification struct {
+	// Key is the PEM public key (or the HMAC secret for HS* algorithms).
+	Key []byte
+	// KeyID is the key's id, as the signature's keyid names it (default
+	// "default").
+	KeyID string
+	// Algorithm is the signature algorithm (default RS256).
+	Algorithm string
+}
+
+// Change is one bundle load: a new revision in force, or a bundle refused
+// while the last good one keeps deciding.
+type Change struct {
+	// Revision is the revision now in force.
+	Revision string
+	// Previous is the revision before ("" at the first load).
+	Previous string
+	// Source is the bundle's directory or URL.
+	Source string
+	// Err is why a new bundle was refused (Revision is then unchanged).
+	Err error
+}
+
+// RegoOptions configure a Rego evaluator.
+type RegoOptions struct {
+	// Source is where the bundle comes from.
+	Source Source
+	// PollInterval is how often the source is checked for a new bundle
+	// (DefaultPollInterval).
+	PollInterval time.Duration
+	// Verification, when set, requires every bundle to be signed with it.
+	Verification *Verification
+	// OnChange is called after every load attempt after the first
+	// (policy_changed); it must not block long.
+	OnChange func(Change)
+	// Logger receives load errors (default: discarded).
+	Logger *slog.Logger
+}
+
+// Rego decides with the bundle's data.custos.authz.decision, evaluated by
+// embedded OPA. The bundle is compiled once per revision; a new bundle is
+// swapped in whole while requests keep deciding, and a bundle that does not
+// load, verify or compile is refused with its errors while the last good
+// one stays.
+type Rego struct {
+	o       RegoOptions
+	cur     atomic.Pointer[compiled]
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+	reload  sync.Mutex
+	vconfig *bundle.VerificationConfig
+	// refused is the stamp of the last bundle refused, so a bad bundle left
+	// in place is reported once, not at every poll.
+	refused string
+}
+
+type compiled struct {
+	pq       rego.PreparedEvalQuery
+	revision string
+	stamp    string
+}
+
+// NewRego loads and compiles the bundle once (an error refuses the
+// configuration) and then follows the source until Close.
+func NewRego(ctx context.Context, o RegoOptions) (*Rego, error) {
+	if o.Source == nil {
+		return nil, errors.New("policy: no bundle source")
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Rego{o: o, stop: make(chan struct{}), done: make(chan struct{})}
+	if v := o.Verification; v != nil {
+		id, alg := v.KeyID, v.Algorithm
+		if id == "" {
+			id = "default"
+		}
+		if alg == "" {
+			alg = "RS256"
+		}
+		r.vconfig = bundle.NewVerificationConfig(map[string]*bundle.KeyConfig{id: {Key: string(v.Key), Algorithm: alg}}, id, "", nil)
+	}
+	c, _, err := r.load(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	r.cur.Store(c)
+	go r.follow()
+	return r, nil
+}
+
+// Revision is the revision in force.
+func (r *Rego) Revision() string { return r.cur.Load().revision }
+
+// Close stops following the source; Decide keeps working with the last
+// bundle.
+func (r *Rego) Close() error {
+	r.once.Do(func() { close(r.stop) })
+	<-r.done
+	return nil
+}
+
+// Reload checks the source now, as the poll would.
+func (r *Rego) Reload(ctx context.Context) {
+	r.reload.Lock()
+	defer r.reload.Unlock()
+	old := r.cur.Load()
+	c, stamp, err := r.load(ctx, old.stamp)
+	switch {
+	case errors.Is(err, errUnchanged):
+		return
+	case err != nil && stamp != "" && stamp == r.refused:
+		return
+	case err != nil:
+		r.refused = stamp
+		r.o.Logger.Error("policy bundle refused; the last good bundle keeps deciding", "source", r.o.Source.String(), "revision", old.revision, "error", err)
+		r.notify(Change{Revision: old.revision, Previous: old.revision, Source: r.o.Source.String(), Err: err})
+		return
+	}
+	r.cur.Store(c)
+	r.o.Logger.Info("policy bundle loaded", "source", r.o.Source.String(), "revision", c.revision, "previous", old.revision)
+	r.notify(Change{Revision: c.revision, Previous: old.revision, Source: r.o.Source.String()})
+}
+
+func (r *Rego) notify(c Change) {
+	if r.o.OnChange != nil {
+		r.o.OnChange(c)
+	}
+}
+
+func (r *Rego) follow() {
+	defer close(r.done)
+	t := time.NewTicker(r.o.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			r.Reload(ctx)
+			cancel()
+		}
+	}
+}
+
+// errUnchanged says the source holds the bundle already in force.
+var errUnchanged = errors.New("unchanged")
+
+// load reads, verifies and compiles the bundle unless its stamp is stamp
+// (errUnchanged). The stamp of what was read comes back with any error.
+func (r *Rego) load(ctx context.Context, stamp string) (*compiled, string, error) {
+	b, newStamp, err := r.o.Source.read(ctx, stamp, r.vconfig)
+	if err != nil {
+		return nil, newStamp, err
+	}
+	if b == nil {
+		return nil, "", errUnchanged
+	}
+	if !definesDecision(b) {
+		return nil, newStamp, fmt.Errorf("policy bundle %s defines no %s", r.o.Source, Query)
+	}
+	pq, err := rego.New(
+		rego.Query(Query),
+		rego.ParsedBundle("custos", b),
+		rego.StrictBuiltinErrors(true),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return nil, newStamp, fmt.Errorf("policy bundle %s does not compile: %w", r.o.Source, err)
+	}
+	rev := b.Manifest.Revision
+	if rev == "" {
+		rev = "sha256:" + newStamp[:16]
+	}
+	return &compiled{pq: pq, revision: rev, stamp: newStamp}, newStamp, nil
+}
+
+// definesDecision reports whether a module of b defines the decision rule.
+func definesDecision(b *bundle.Bundle) bool {
+	want := ast.MustParseRef("data.custos.authz")
+	for _, m := range b.Modules {
+		if m.Parsed == nil || !m.Parsed.Package.Path.Equal(want) {
+			continue
+		}
+		for _, rule := range m.Parsed.Rules {
+			if rule.Head.Name == "decision" || (len(rule.Head.Reference) == 2 && rule.Head.Reference[1].Value.Compare(ast.String("decision")) == 0) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Decide evaluates the decision for in. No decision, more than one, or one
+// that does not parse is an error (503), never an allow.
+func (r *Rego) Decide(ctx context.Context, in Input) (Decision, error) {
+	c := r.cur.Load()
+	rs, err := c.pq.Eval(ctx, rego.EvalInput(Document(in)), rego.EvalTime(in.Time))
+	if err != nil {
+		return Decision{}, fmt.Errorf("policy %s: evaluation failed: %w", c.revision, err)
+	}
+	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		return Decision{}, fmt.Errorf("policy %s: %w: %s is undefined for this request", c.revision, ErrMalformed, Query)
+	}
+	d, err := ParseDecision(rs[0].Expressions[0].Value)
+	if err != nil {
+		return Decision{}, fmt.Errorf("policy %s: %w", c.revision, err)
+	}
+	d.ID, d.Revision = newDecisionID(), c.revision
+	return d, nil
+}
+
+// newDecisionID is a random id for one evaluation.
+func newDecisionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
