@@ -1,0 +1,501 @@
+package engine
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// JSON is read by a streaming tokenizer: a stack of containers with the
+// current key or index, never a decoded document. A string or number is
+// consumed only once it is whole in the input (up to MaxToken), so each
+// value is detected with its field's context and its escapes decoded.
+
+const (
+	jTop        uint8 = iota // between top-level values
+	jValue                   // after ':' or ','
+	jValueOrEnd              // after '['
+	jKeyOrEnd                // after '{'
+	jKey                     // after ',' in an object
+	jColon                   // after a key
+	jCommaOrEnd              // after a value inside a container
+)
+
+type frame struct {
+	arr bool
+	idx int
+	key []byte
+	ctx fieldCtx // objects: the current key's; arrays: the array's field's
+}
+
+type jsonState struct {
+	doc    int
+	st     uint8
+	depth  int
+	frames []frame
+}
+
+func (js *jsonState) reset() {
+	js.doc, js.st, js.depth = 0, jTop, 0
+}
+
+// sc is cls for the inside of JSON strings: '"', '\\' and the bytes a JSON
+// string cannot hold raw stop the scan.
+var sc [256]uint8
+
+func init() {
+	sc = cls
+	for c := 0; c < 0x20; c++ {
+		sc[c] = clStr | clCtrl
+	}
+}
+
+// scanString finds the closing quote of the string whose content starts at
+// in[j]. acc is the union of the classes of its bytes; esc is set when it
+// holds escapes; ok is false when the quote is not in in.
+func scanString(in []byte, j int) (end int, esc bool, acc uint8, ok bool, err error) {
+	n := len(in)
+	for j < n {
+		c := sc[in[j]]
+		if c&clStr != 0 {
+			switch in[j] {
+			case '"':
+				return j, esc, acc, true, nil
+			case '\\':
+				esc = true
+				j += 2
+				continue
+			}
+			return 0, false, 0, false, ErrSyntax
+		}
+		acc |= c
+		j++
+	}
+	return 0, esc, acc, false, nil
+}
+
+var noCtx fieldCtx
+
+func (m *Masker) valueCtx() *fieldCtx {
+	js := &m.js
+	if js.depth == 0 {
+		return &noCtx
+	}
+	return &js.frames[js.depth-1].ctx
+}
+
+func (m *Masker) push(arr bool) error {
+	js := &m.js
+	if js.depth == maxDepth {
+		return ErrDepth
+	}
+	ctx := *m.valueCtx()
+	if !arr {
+		ctx = fieldCtx{}
+	}
+	if js.depth == len(js.frames) {
+		js.frames = append(js.frames, frame{})
+	}
+	f := &js.frames[js.depth]
+	f.arr, f.idx, f.key, f.ctx = arr, 0, f.key[:0], ctx
+	js.depth++
+	if arr {
+		js.st = jValueOrEnd
+	} else {
+		js.st = jKeyOrEnd
+	}
+	return nil
+}
+
+func (m *Masker) valueDone() {
+	js := &m.js
+	if js.depth == 0 {
+		js.st = jTop
+		js.doc++
+	} else {
+		js.st = jCommaOrEnd
+	}
+}
+
+func (m *Masker) pop() {
+	m.js.depth--
+	m.valueDone()
+}
+
+func isNumChar(c byte) bool {
+	return isDigit(c) || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
+}
+
+// maskJSON masks JSON (or NDJSON) and returns how much of in it consumed.
+func (m *Masker) maskJSON(p *Profile, in []byte, final, nd bool) (int, error) {
+	js := &m.js
+	m.tail, m.before = nil, 0
+	n := len(in)
+	i, emitted := 0, 0
+	for i < n {
+		c := in[i]
+		if c == ' ' || c == '\n' || c == '\r' || c == '\t' {
+			i++
+			continue
+		}
+		switch js.st {
+		case jTop, jValue, jValueOrEnd:
+			if c == ']' && js.st == jValueOrEnd {
+				m.pop()
+				i++
+				continue
+			}
+			start := i
+			switch {
+			case c == '{' || c == '[':
+				if err := m.push(c == '['); err != nil {
+					return 0, err
+				}
+				i++
+				continue
+			case c == '"':
+				e, esc, acc, ok, err := scanString(in, i+1)
+				if err != nil {
+					return 0, err
+				}
+				if !ok {
+					return m.incomplete(in, i, emitted, final)
+				}
+				changed, err := m.jsonValue(p, in[i+1:e], true, esc, acc, nd)
+				if err != nil {
+					return 0, err
+				}
+				if changed {
+					m.out = append(m.out, in[emitted:start]...)
+					m.out = append(m.out, m.val...)
+					emitted = e + 1
+				}
+				i = e + 1
+			case c == '-' || isDigit(c):
+				j := i + 1
+				for j < n && isNumChar(in[j]) {
+					j++
+				}
+				if j == n && !final {
+					return m.incomplete(in, i, emitted, final)
+				}
+				changed, err := m.jsonValue(p, in[i:j], false, false, clDigit, nd)
+				if err != nil {
+					return 0, err
+				}
+				if changed {
+					m.out = append(m.out, in[emitted:start]...)
+					m.out = append(m.out, m.val...)
+					emitted = j
+				}
+				i = j
+			case c == 't' || c == 'f' || c == 'n':
+				lit := "null"
+				if c == 't' {
+					lit = "true"
+				} else if c == 'f' {
+					lit = "false"
+				}
+				if n-i < len(lit) {
+					if final || string(in[i:]) != lit[:n-i] {
+						return 0, ErrSyntax
+					}
+					return m.incomplete(in, i, emitted, final)
+				}
+				if string(in[i:i+len(lit)]) != lit {
+					return 0, ErrSyntax
+				}
+				i += len(lit)
+			default:
+				return 0, ErrSyntax
+			}
+			m.valueDone()
+		case jKeyOrEnd, jKey:
+			if c == '}' && js.st == jKeyOrEnd {
+				m.pop()
+				i++
+				continue
+			}
+			if c != '"' {
+				return 0, ErrSyntax
+			}
+			e, esc, _, ok, err := scanString(in, i+1)
+			if err != nil {
+				return 0, err
+			}
+			if !ok {
+				return m.incomplete(in, i, emitted, final)
+			}
+			f := &js.frames[js.depth-1]
+			if esc {
+				d, err := decodeString(f.key[:0], in[i+1:e])
+				if err != nil {
+					return 0, err
+				}
+				f.key = d
+			} else {
+				f.key = append(f.key[:0], in[i+1:e]...)
+			}
+			f.ctx = m.context(p, f.key)
+			i = e + 1
+			js.st = jColon
+		case jColon:
+			if c != ':' {
+				return 0, ErrSyntax
+			}
+			i++
+			js.st = jValue
+		case jCommaOrEnd:
+			f := &js.frames[js.depth-1]
+			switch {
+			case c == ',':
+				if f.arr {
+					f.idx++
+					js.st = jValue
+				} else {
+					js.st = jKey
+				}
+				i++
+			case (c == '}' && !f.arr) || (c == ']' && f.arr):
+				m.pop()
+				i++
+			default:
+				return 0, ErrSyntax
+			}
+		}
+	}
+	if final && js.st != jTop {
+		return 0, ErrTruncated
+	}
+	m.out = append(m.out, in[emitted:n]...)
+	return n, nil
+}
+
+// incomplete ends a call at in[i], where a token starts that is not whole
+// in in: the caller hands it back with the next chunk.
+func (m *Masker) incomplete(in []byte, i, emitted int, final bool) (int, error) {
+	if final {
+		return 0, ErrTruncated
+	}
+	if len(in)-i > MaxToken {
+		return 0, ErrTooLarge
+	}
+	m.out = append(m.out, in[emitted:i]...)
+	return i, nil
+}
+
+// jsonValue masks one string (raw content, still escaped when esc) or
+// number. It reports whether the value changed, its new JSON text in m.val.
+func (m *Masker) jsonValue(p *Profile, raw []byte, str, esc bool, acc uint8, nd bool) (bool, error) {
+	fc := m.valueCtx()
+	whole, has := fc.whole, fc.has
+	if len(p.rules) > 0 {
+		if ent, ok := m.ruleAt(p); ok {
+			whole, has = ent, true
+		}
+	}
+	if !has && !esc && acc&m.trig == 0 && len(p.patterns) == 0 {
+		return false, nil
+	}
+	text := raw
+	if esc {
+		d, err := decodeString(m.dec[:0], raw)
+		m.dec = d
+		if err != nil {
+			return false, err
+		}
+		text = d
+	}
+	v := m.val[:0]
+	if has {
+		if p.ops[whole] == opNull {
+			m.counts[whole][opNull]++
+			m.used |= 1 << whole
+			v = append(v, "null"...)
+		} else {
+			v = append(v, '"')
+			m.scratch2 = m.replace(m.scratch2[:0], p, whole, text)
+			v = appendJSONString(v, m.scratch2)
+			v = append(v, '"')
+		}
+		m.val = v
+		m.jsonPointer(nd)
+		return true, nil
+	}
+	if _, err := m.detect(p, text, fc, true); err != nil || len(m.matches) == 0 {
+		return false, err
+	}
+	if nulls(p, m.matches) {
+		for _, x := range m.matches {
+			m.counts[x.ent][p.ops[x.ent]]++
+			m.used |= 1 << x.ent
+		}
+		v = append(v, "null"...)
+	} else if !esc && str {
+		v = append(v, '"')
+		v = m.apply(v, p, text, m.matches)
+		v = append(v, '"')
+	} else {
+		m.scratch2 = m.apply(m.scratch2[:0], p, text, m.matches)
+		v = append(v, '"')
+		v = appendJSONString(v, m.scratch2)
+		v = append(v, '"')
+	}
+	m.val = v
+	m.jsonPointer(nd)
+	return true, nil
+}
+
+// ruleAt returns the entity of the field rule matching the current value's
+// path.
+func (m *Masker) ruleAt(p *Profile) (uint8, bool) {
+	js := &m.js
+	for _, r := range p.rules {
+		if len(r.segs) != js.depth {
+			continue
+		}
+		ok := true
+		for k, s := range r.segs {
+			f := &js.frames[k]
+			if s == "*" {
+				continue
+			}
+			if f.arr {
+				if s != strconv.Itoa(f.idx) {
+					ok = false
+					break
+				}
+			} else if s != string(f.key) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return r.ent, true
+		}
+	}
+	return 0, false
+}
+
+func (m *Masker) jsonPointer(nd bool) {
+	if len(m.ptrs) >= maxPointers {
+		m.dropped++
+		return
+	}
+	js := &m.js
+	b := m.ptrBuf[:0]
+	if nd {
+		b = append(b, '/')
+		b = strconv.AppendInt(b, int64(js.doc), 10)
+	}
+	for k := 0; k < js.depth; k++ {
+		f := &js.frames[k]
+		if f.arr {
+			b = append(b, '/')
+			b = strconv.AppendInt(b, int64(f.idx), 10)
+		} else {
+			b = appendPointerToken(b, f.key)
+		}
+	}
+	m.ptrBuf = b
+	m.pointer(b)
+}
+
+// decodeString appends the decoded content of a JSON string (without its
+// quotes): escapes resolved, \u surrogate pairs joined.
+func decodeString(dst, raw []byte) ([]byte, error) {
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		if c != '\\' {
+			j := i + 1
+			for j < len(raw) && raw[j] != '\\' {
+				j++
+			}
+			dst = append(dst, raw[i:j]...)
+			i = j
+			continue
+		}
+		if i+1 >= len(raw) {
+			return dst, ErrSyntax
+		}
+		switch raw[i+1] {
+		case '"', '\\', '/':
+			dst = append(dst, raw[i+1])
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, ok := hex4(raw[i+2:])
+			if !ok {
+				return dst, ErrSyntax
+			}
+			i += 6
+			if r >= 0xd800 && r < 0xdc00 && i+1 < len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
+				if r2, ok := hex4(raw[i+2:]); ok && r2 >= 0xdc00 && r2 < 0xe000 {
+					r = (r-0xd800)<<10 | (r2 - 0xdc00) + 0x10000
+					i += 6
+				}
+			}
+			if r >= 0xd800 && r < 0xe000 {
+				r = utf8.RuneError
+			}
+			dst = utf8.AppendRune(dst, rune(r))
+			continue
+		default:
+			return dst, ErrSyntax
+		}
+		i += 2
+	}
+	return dst, nil
+}
+
+func hex4(b []byte) (uint32, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r uint32
+	for _, c := range b[:4] {
+		var v byte
+		switch {
+		case c >= '0' && c <= '9':
+			v = c - '0'
+		case c >= 'a' && c <= 'f':
+			v = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			v = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | uint32(v)
+	}
+	return r, true
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s escaped for the inside of a JSON string.
+func appendJSONString(dst, s []byte) []byte {
+	for _, c := range s {
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c == '\n':
+			dst = append(dst, '\\', 'n')
+		case c == '\r':
+			dst = append(dst, '\\', 'r')
+		case c == '\t':
+			dst = append(dst, '\\', 't')
+		case c < 0x20 || c == 0x7f:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
