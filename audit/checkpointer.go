@@ -30,8 +30,7 @@ type checkpointer struct {
 	err    error
 }
 
-func (c *checkpointer) start(l *Log) {
-	c.l = l
+func (c *checkpointer) start() {
 	c.demand = make(chan struct{}, 1)
 	c.stopc = make(chan struct{})
 	c.done = make(chan struct{})

@@ -47,7 +47,7 @@ func (k Kind) Valid() bool {
 
 // OCSF identifiers of the API Activity class that every event belongs to.
 const (
-	ClassAPIActivity = 6003
+	ClassAPIActivity    = 6003
 	CategoryApplication = 6
 	OCSFVersion         = "1.3.0"
 )

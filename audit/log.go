@@ -145,12 +145,13 @@ func Open(opts Options) (*Log, error) {
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
+	l.ck.l = l
 	if err := l.open(); err != nil {
 		l.closeFiles()
 		return nil, fmt.Errorf("open audit log %s: %w", opts.Dir, err)
 	}
 	go l.commitLoop()
-	l.ck.start(l)
+	l.ck.start()
 	return l, nil
 }
 

@@ -272,7 +272,7 @@ func (c *Checker) AddEvent(rec []byte) error {
 	case e.LogID != c.logID:
 		return c.fail(idx, -1, "event of another log (%q)", e.LogID)
 	case e.Index > idx:
-		return c.fail(idx, -1, "event says index %d: events are missing (deleted)", e.Index)
+		return c.fail(idx, -1, "event says index %d: events are missing (deleted) or out of order", e.Index)
 	case e.Index < idx:
 		return c.fail(idx, -1, "event says index %d: events are out of order or repeated", e.Index)
 	}
