@@ -261,9 +261,34 @@ type ClaimNames struct {
 
 // Policy locates the policy bundle.
 type Policy struct {
-	// Bundle is the policy bundle directory; empty means none.
+	// Bundle is the policy bundle: a directory, an http(s) URL of an OPA
+	// bundle server's bundle, or [BuiltinBundle]; empty means none (every
+	// request for a configured connection is allowed).
 	Bundle string
+	// PollInterval is how often the bundle is checked for a new revision
+	// ([DefaultPolicyPollInterval] when the file leaves it out).
+	PollInterval time.Duration
+	// VerificationKeyFile is the PEM public key (or HMAC secret) signed
+	// bundles are verified with; with it, unsigned bundles are refused.
+	VerificationKeyFile string
+	// VerificationKeyID is the key's id in the bundle signature ("default").
+	VerificationKeyID string
+	// VerificationAlgorithm is the signature algorithm (RS256).
+	VerificationAlgorithm string
 }
+
+// BuiltinBundle names the default policy bundle built into the binary.
+const BuiltinBundle = "builtin:default"
+
+// Policy defaults and bounds.
+const (
+	DefaultPolicyPollInterval = 5 * time.Second
+	MinPolicyPollInterval     = 100 * time.Millisecond
+	MaxPolicyPollInterval     = time.Hour
+)
+
+// BundleAlgorithms are the bundle signature algorithms OPA verifies.
+var BundleAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "HS256", "HS384", "HS512"}
 
 // Connection is an upstream service protected by Custos. Requests reach it
 // under the /NAME/ prefix of the data plane listener (the prefix is stripped)
@@ -356,7 +381,8 @@ func Default() *Config {
 			Mode:    ApprovalModeHold,
 			Timeout: DefaultApprovalTimeout,
 		},
-		Audit: Audit{Dir: DefaultAuditDir},
+		Policy: Policy{PollInterval: DefaultPolicyPollInterval},
+		Audit:  Audit{Dir: DefaultAuditDir},
 	}
 }
 

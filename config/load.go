@@ -469,7 +469,13 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 		{"listen", d.listen(&c.Listen)},
 		{"identity", d.identity(&c.Identity)},
 		{"policy", func(p string, v *yaml.Node) {
-			d.mapping(p, v, []field{{"bundle", d.stringField(&c.Policy.Bundle)}})
+			d.mapping(p, v, []field{
+				{"bundle", d.stringField(&c.Policy.Bundle)},
+				{"poll_interval", d.durationField(&c.Policy.PollInterval)},
+				{"verification_key_file", d.stringField(&c.Policy.VerificationKeyFile)},
+				{"verification_key_id", d.stringField(&c.Policy.VerificationKeyID)},
+				{"verification_algorithm", d.stringField(&c.Policy.VerificationAlgorithm)},
+			})
 		}},
 		{"connections", d.connections(&c.Connections)},
 		{"approvals", func(p string, v *yaml.Node) {

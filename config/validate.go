@@ -27,6 +27,7 @@ func validate(c *Config, t *tracker) {
 	v := &validator{t}
 	v.listen(c)
 	v.identity(c)
+	v.policy(c)
 	v.connections(c)
 	v.approvals(c)
 	v.masking(c)
@@ -486,6 +487,34 @@ func checkStatementFrom(s string) string {
 		return ""
 	default:
 		return use
+	}
+}
+
+func (v *validator) policy(c *Config) {
+	pp := v.child("", "policy")
+	b := c.Policy.Bundle
+	if strings.Contains(b, "://") {
+		if problem := checkIssuer(b); problem != "" {
+			v.errorf(v.child(pp, "bundle"), "%s", problem)
+		}
+	} else if strings.HasPrefix(b, "builtin:") && b != BuiltinBundle {
+		v.errorf(v.child(pp, "bundle"), "%s is not a built-in bundle (the one there is: %s)", quote(b), BuiltinBundle)
+	}
+	pi := v.child(pp, "poll_interval")
+	if t := c.Policy.PollInterval; t < MinPolicyPollInterval || t > MaxPolicyPollInterval {
+		v.errorf(pi, "%s must be between %s and %s", t, MinPolicyPollInterval, MaxPolicyPollInterval)
+	}
+	if c.Policy.VerificationKeyFile == "" {
+		for _, k := range []struct{ key, val string }{{"verification_key_id", c.Policy.VerificationKeyID}, {"verification_algorithm", c.Policy.VerificationAlgorithm}} {
+			if k.val != "" {
+				v.errorf(v.child(pp, k.key), "is set without verification_key_file")
+			}
+		}
+	} else if b == "" || b == BuiltinBundle {
+		v.errorf(v.child(pp, "verification_key_file"), "is set, but policy.bundle names no directory or bundle server to verify")
+	}
+	if c.Policy.VerificationAlgorithm != "" {
+		v.oneOf(v.child(pp, "verification_algorithm"), "bundle signature algorithm", c.Policy.VerificationAlgorithm, BundleAlgorithms)
 	}
 }
 

@@ -53,7 +53,11 @@ func (cp *ControlPlane) pipeline(cfg *config.Config) (*extproc.Pipeline, error) 
 	if err != nil {
 		return nil, fmt.Errorf("build stages: %w", err)
 	}
-	return extproc.NewPipeline(cfg, st, cp.log)
+	p, err := extproc.NewPipeline(cfg, st, cp.log)
+	if err != nil {
+		st.Close()
+	}
+	return p, err
 }
 
 // StagesFunc builds the per-request stages for a configuration; the
@@ -109,6 +113,12 @@ func StartWith(ctx context.Context, cfg *config.Config, grpcAdvertise string, lo
 	}
 
 	cp.Services = extproc.New(pipeline, logger)
+	closeAll = func() {
+		grpcLis.Close()
+		xdsLis.Close()
+		httpLis.Close()
+		pipeline.Close()
+	}
 	var opts []grpc.ServerOption
 	if t := cfg.Listen.TLS; t != nil {
 		tc, err := mtls.Server(mtls.Files{CertFile: t.CertFile, KeyFile: t.KeyFile, CAFile: t.ClientCAFile}, t.AllowedClients)
@@ -177,9 +187,12 @@ func (cp *ControlPlane) Apply(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	if _, err := cp.XDS.Update(ctx, cfg); err != nil {
+		p.Close()
 		return err
 	}
+	old := cp.Services.Pipeline()
 	cp.Services.SetPipeline(p)
+	old.Close()
 	return nil
 }
 
@@ -209,4 +222,5 @@ func (cp *ControlPlane) Shutdown() {
 		cp.grpcSrv.Stop()
 		cp.xdsSrv.Stop()
 	}
+	cp.Services.Pipeline().Close()
 }

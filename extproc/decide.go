@@ -160,12 +160,17 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 	o.v.MaskProfile = profile.Names
 
 	// grant lookup: an approval asked for and not granted starts the flow,
-	// whatever allow says
-	if dec.Approval != nil {
-		if len(grants) == 0 {
-			return p.approvalFlow(ctx, o, pr, req.Connection.Name, act.Summary, fingerprint(), dec)
-		}
-	} else if !dec.Allow {
+	// whatever allow says; with a grant, allow decides. In shadow mode the
+	// request goes on and the record says what enforcing would have done.
+	shadow := rt.conn.PolicyMode == config.PolicyModeShadow
+	switch {
+	case dec.Approval != nil && len(grants) == 0 && shadow:
+		o.event.Shadow = "approval_required: rule " + dec.Approval.Rule
+	case dec.Approval != nil && len(grants) == 0:
+		return p.approvalFlow(ctx, o, pr, req.Connection.Name, act.Summary, fingerprint(), dec)
+	case !dec.Allow && shadow:
+		o.event.Shadow = "forbidden"
+	case !dec.Allow:
 		r := Reply{Status: 403, Code: CodeForbidden, Message: "denied by policy",
 			Extra: map[string]any{"reasons": nonNil(dec.Reasons), "decision_id": dec.ID}}
 		return o.deny(r)
@@ -193,6 +198,13 @@ func (p *Pipeline) approvalFlow(ctx context.Context, o *outcome, pr identity.Pri
 		Approvers: a.Approvers, MinApprovals: a.MinApprovals, Scope: a.Scope,
 		Expires: time.Now().Add(p.cfg.Approvals.Timeout),
 	})
+	if errors.Is(err, approval.ErrUnavailable) {
+		// No approval store: the request needs an approval nobody can give
+		// here. The agent is told so, and nothing is forwarded.
+		return o.deny(Reply{Status: 403, Code: CodeApprovalRequired,
+			Message: "this request needs an approval (rule " + a.Rule + ", approvers " + strings.Join(a.Approvers, ", ") + "), and no approval store is configured here",
+			Extra:   map[string]any{"reasons": nonNil(dec.Reasons), "decision_id": dec.ID}})
+	}
 	if err != nil {
 		return o.unavailable("approval", err)
 	}

@@ -1,8 +1,14 @@
 package extproc
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/filters/approval"
@@ -11,6 +17,7 @@ import (
 	"github.com/custos-dev/custos/filters/mask"
 	"github.com/custos-dev/custos/filters/policy"
 	"github.com/custos-dev/custos/filters/record"
+	"github.com/custos-dev/custos/policies"
 )
 
 // Stages are the per-request stages, one implementation each. A capability
@@ -22,6 +29,16 @@ type Stages struct {
 	Grants   approval.Grants
 	Mask     mask.Engine
 	Record   record.Recorder
+	// Owned are what these stages started and nothing else uses (a policy
+	// bundle's poller): closed when the pipeline is replaced.
+	Owned []io.Closer
+}
+
+// Close closes what the stages own.
+func (st Stages) Close() {
+	for _, c := range st.Owned {
+		_ = c.Close()
+	}
 }
 
 // DefaultStages are the stages for cfg. Each stage that compiles something
@@ -36,14 +53,49 @@ func DefaultStages(cfg *config.Config, logger *slog.Logger) (Stages, error) {
 		}
 		verifier = v
 	}
-	return Stages{
+	st := Stages{
 		Identity: verifier,
 		Inspect:  inspect.HTTP{},
 		Policy:   policy.AllowConnection{},
 		Grants:   approval.None{},
 		Mask:     mask.None{},
 		Record:   record.Log{Logger: logger},
-	}, nil
+	}
+	if cfg.Policy.Bundle != "" {
+		r, err := NewRegoStage(cfg.Policy, logger)
+		if err != nil {
+			return Stages{}, err
+		}
+		st.Policy = r
+		st.Owned = append(st.Owned, r)
+	}
+	return st, nil
+}
+
+// NewRegoStage loads the bundle of pc and follows it. The pipeline built
+// with it records each load as a policy_changed event.
+func NewRegoStage(pc config.Policy, logger *slog.Logger) (*policy.Rego, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var src policy.Source
+	switch b := pc.Bundle; {
+	case b == config.BuiltinBundle:
+		src = policy.FS(b, policies.Bundle)
+	case strings.HasPrefix(b, "https://") || strings.HasPrefix(b, "http://"):
+		src = policy.Server(b, nil)
+	default:
+		src = policy.Dir(b)
+	}
+	o := policy.RegoOptions{Source: src, PollInterval: pc.PollInterval, Logger: logger}
+	if pc.VerificationKeyFile != "" {
+		key, err := os.ReadFile(pc.VerificationKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("policy.verification_key_file: %w", err)
+		}
+		o.Verification = &policy.Verification{Key: key, KeyID: pc.VerificationKeyID, Algorithm: pc.VerificationAlgorithm}
+	}
+	return policy.NewRego(context.Background(), o)
 }
 
 // Pipeline is everything a request is decided and processed with: the
@@ -65,8 +117,35 @@ func NewPipeline(cfg *config.Config, st Stages, logger *slog.Logger) (*Pipeline,
 	if st.Identity == nil || st.Inspect == nil || st.Policy == nil || st.Grants == nil || st.Mask == nil || st.Record == nil {
 		return nil, errors.New("pipeline: every stage must be set")
 	}
-	return &Pipeline{cfg: cfg, stages: st, conns: indexConnections(cfg), log: logger}, nil
+	p := &Pipeline{cfg: cfg, stages: st, conns: indexConnections(cfg), log: logger}
+	if f, ok := st.Policy.(interface{ OnChange(func(policy.Change)) }); ok {
+		f.OnChange(p.policyChanged)
+	}
+	return p, nil
 }
+
+// policyChanged records a bundle load (the first, each new revision, each
+// bundle refused) as a policy_changed event.
+func (p *Pipeline) policyChanged(c policy.Change) {
+	now := time.Now()
+	e := record.Event{Kind: record.PolicyChanged, Revision: c.Revision, Started: now, Finished: now,
+		Detail: "bundle " + c.Source + " loaded, revision " + c.Revision}
+	if c.Previous != "" {
+		e.Detail += " (was " + c.Previous + ")"
+	}
+	if c.Err != nil {
+		e.Detail = "bundle " + c.Source + " refused; revision " + c.Revision + " keeps deciding: " + c.Err.Error()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), checkRecordTimeout)
+	defer cancel()
+	if err := p.stages.Record.Record(ctx, e); err != nil {
+		p.logger().Error("record policy_changed", "error", err)
+	}
+}
+
+// Close closes what the pipeline's stages own; requests still deciding
+// with it finish normally.
+func (p *Pipeline) Close() { p.stages.Close() }
 
 // Config is the configuration the pipeline was built from.
 func (p *Pipeline) Config() *config.Config { return p.cfg }

@@ -80,6 +80,7 @@ type Rego struct {
 	once    sync.Once
 	reload  sync.Mutex
 	vconfig *bundle.VerificationConfig
+	onChange atomic.Pointer[func(Change)]
 	// refused is the stamp of the last bundle refused, so a bad bundle left
 	// in place is reported once, not at every poll.
 	refused string
@@ -119,6 +120,9 @@ func NewRego(ctx context.Context, o RegoOptions) (*Rego, error) {
 		return nil, err
 	}
 	r.cur.Store(c)
+	if o.OnChange != nil {
+		r.onChange.Store(&o.OnChange)
+	}
 	go r.follow()
 	return r, nil
 }
@@ -157,9 +161,17 @@ func (r *Rego) Reload(ctx context.Context) {
 }
 
 func (r *Rego) notify(c Change) {
-	if r.o.OnChange != nil {
-		r.o.OnChange(c)
+	if f := r.onChange.Load(); f != nil {
+		(*f)(c)
 	}
+}
+
+// OnChange sets the function told about every load from now on (replacing
+// RegoOptions.OnChange) and tells it at once about the bundle in force, as
+// the first load.
+func (r *Rego) OnChange(f func(Change)) {
+	r.onChange.Store(&f)
+	f(Change{Revision: r.Revision(), Source: r.o.Source.String()})
 }
 
 func (r *Rego) follow() {

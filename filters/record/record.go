@@ -30,6 +30,9 @@ const (
 	Approved Kind = "approval_resolved"
 	// AuthFailed: a request's token was refused (401).
 	AuthFailed Kind = "auth_failed"
+	// PolicyChanged: a policy bundle was loaded (Revision) or refused
+	// (Detail says why; Revision is the one still deciding).
+	PolicyChanged Kind = "policy_changed"
 )
 
 // Claimed is what a refused token said about its caller, unverified: who
@@ -64,6 +67,10 @@ type Event struct {
 	Revision string
 	Action   string
 	Risk     string
+	// Shadow is what an enforcing policy would have answered on a
+	// connection in shadow mode ("forbidden", "approval_required: rule R"),
+	// "" when the decision was enforced or allowed.
+	Shadow string
 	// MaskProfile is the effective masking profile, "" for none.
 	MaskProfile string
 	// Masked counts what was masked per entity type (Completed).
@@ -112,6 +119,9 @@ func (l Log) Record(ctx context.Context, e Event) error {
 			slog.String("action", e.Action),
 			slog.String("risk", e.Risk),
 			slog.String("mask_profile", e.MaskProfile))
+		if e.Shadow != "" {
+			attrs = append(attrs, slog.String("shadow", e.Shadow))
+		}
 	case Completed, Aborted:
 		attrs = append(attrs, slog.Duration("duration", e.Finished.Sub(e.Started)))
 		if len(e.Masked) > 0 {
