@@ -73,13 +73,13 @@ type RegoOptions struct {
 // load, verify or compile is refused with its errors while the last good
 // one stays.
 type Rego struct {
-	o       RegoOptions
-	cur     atomic.Pointer[compiled]
-	stop    chan struct{}
-	done    chan struct{}
-	once    sync.Once
-	reload  sync.Mutex
-	vconfig *bundle.VerificationConfig
+	o        RegoOptions
+	cur      atomic.Pointer[compiled]
+	stop     chan struct{}
+	done     chan struct{}
+	once     sync.Once
+	reload   sync.Mutex
+	vconfig  *bundle.VerificationConfig
 	onChange atomic.Pointer[func(Change)]
 	// refused is the stamp of the last bundle refused, so a bad bundle left
 	// in place is reported once, not at every poll.
