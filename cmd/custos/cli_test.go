@@ -307,3 +307,48 @@ func TestTokenCommandSaysWhatIsWrong(t *testing.T) {
 		t.Errorf("issuer down: %v", err)
 	}
 }
+
+func TestPolicyCommands(t *testing.T) {
+	ctx := context.Background()
+	// The default bundle's tests pass, from the checkout and built in.
+	for _, dir := range []string{"../../policies", "builtin:default"} {
+		out, _, err := run(ctx, "policy", "test", dir)
+		if err != nil || !strings.Contains(out, "0 failed") {
+			t.Fatalf("%s: %v\n%s", dir, err, out)
+		}
+	}
+	// A failing test fails the command and is named.
+	bad := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(bad, "custos"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rego := "package custos.authz\n\ndecision := {\"allow\": true}\n\ntest_denies if { not decision.allow }\n"
+	if err := os.WriteFile(filepath.Join(bad, "custos", "authz_test.rego"), []byte(rego), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(ctx, "policy", "test", bad)
+	if err == nil || !strings.Contains(out, "FAIL  data.custos.authz.test_denies") {
+		t.Fatalf("a failing Rego test: %v\n%s", err, out)
+	}
+
+	in := writeFile(t, "in.json", `{"principal": {"subject": "etl", "kind": "workload", "groups": [], "group_names": ["customers-writers"]},
+ "connection": {"name": "customers"}, "request": {"method": "DELETE"}, "action": {"kind": "http", "risk": "destructive", "summary": "DELETE /1"}}`)
+	out, _, err = run(ctx, "policy", "eval", "--input", in, "--bundle", "builtin:default")
+	if err != nil || !strings.Contains(out, `"rule": "destructive-needs-approval"`) || !strings.Contains(out, "data.custos.authz.decision") {
+		t.Fatalf("eval: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"policy", "eval"}, "--input FILE is required"},
+		{[]string{"policy", "eval", "--input", writeFile(t, "x.json", "[1]"), "--bundle", "builtin:default"}, "must be a JSON object"},
+		{[]string{"policy", "eval", "--input", writeFile(t, "y.json", "{"), "--bundle", "builtin:default"}, "not JSON"},
+		{[]string{"policy", "eval", "--input", in, "--bundle", filepath.Join(bad, "nope")}, "no such file"},
+		{[]string{"policy", "test", filepath.Join(bad, "nope")}, "is not a bundle directory"},
+	} {
+		if _, _, err := run(ctx, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}

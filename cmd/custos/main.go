@@ -68,6 +68,7 @@ services and the xDS configuration that wires them in.`,
 		newConfigCmd(g),
 		newCertsCmd(g),
 		newTokenCmd(g),
+		newPolicyCmd(g),
 		newVersionCmd(g),
 	)
 	return root
