@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -244,7 +245,7 @@ func (ex *exchange) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.Proces
 			// The body would go to the agent without passing the engine.
 			return nil, status.Error(codes.FailedPrecondition, "ext_proc: a masked response whose body is not sent for masking")
 		}
-		m, err := ex.p.stages.Mask.Open(profile)
+		m, err := ex.p.stages.Mask.Open(profile, responseBody(h))
 		if err != nil {
 			return nil, status.Error(codes.Unavailable, "ext_proc: masking could not start")
 		}
@@ -343,4 +344,23 @@ func rawHeader(k, v string) *corev3.HeaderValueOption {
 		Header:       &corev3.HeaderValue{Key: k, RawValue: []byte(v)},
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}
+}
+
+// responseBody is what the response headers say about the body: how the
+// masking engine reads it.
+func responseBody(h *extprocv3.HttpHeaders) mask.Body {
+	var b mask.Body
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		v := hv.GetValue()
+		if len(hv.GetRawValue()) > 0 {
+			v = string(hv.GetRawValue())
+		}
+		switch strings.ToLower(hv.GetKey()) {
+		case "content-type":
+			b.ContentType = v
+		case "content-encoding":
+			b.ContentEncoding = v
+		}
+	}
+	return b
 }

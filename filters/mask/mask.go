@@ -1,7 +1,9 @@
 // Package mask redacts sensitive values from response bodies on their way to
-// the agent. Engine is the seam; None is the stand-in until the WASM engine
-// lands: it passes bodies through only where no masking is asked for and
-// refuses every profile, so a masked connection is never served unmasked.
+// the agent. Engine is the seam. WASM is the engine: the detectors of
+// filters/mask/engine compiled to a WASI module (filters/mask/guest, or a
+// replacement implementing docs/masking-abi.md) run by wazero, compiled once
+// and pooled. Native runs the same detectors in-process. None refuses every
+// profile, so a masked connection is never served unmasked.
 package mask
 
 import (
@@ -42,15 +44,26 @@ type Report map[string]int
 // Stream masks one body, chunk by chunk.
 type Stream interface {
 	// Mask returns chunk with its sensitive values redacted; end marks the
-	// last chunk. A value split across chunks is still found.
+	// last chunk. A value split across chunks is still found (the output
+	// for a chunk may hold back its last bytes until the next). After an
+	// error every call fails: the response must fail closed.
 	Mask(chunk []byte, end bool) ([]byte, error)
-	// Report returns the counts so far.
+	// Report returns the counts so far, per entity.
 	Report() Report
+	// Details returns the counts per entity and operator and the JSON
+	// pointers of the masked values so far.
+	Details() Details
+	// Close releases the stream; a stream ended (end or error) is closed
+	// already. Calling it again does nothing.
+	Close()
 }
 
 // Engine opens masking streams.
 type Engine interface {
-	Open(p Profile) (Stream, error)
+	// Open starts masking one body under p. b's content type and encoding
+	// say how it is read; one the engine cannot read is ErrUnreadable
+	// unless every profile in p is best effort. An empty p passes through.
+	Open(p Profile, b Body) (Stream, error)
 }
 
 // ErrNoEngine says masking was asked for and no engine can do it.
@@ -61,7 +74,7 @@ var ErrNoEngine = errors.New("no masking engine is configured")
 type None struct{}
 
 // Open returns a pass-through stream for an empty profile.
-func (None) Open(p Profile) (Stream, error) {
+func (None) Open(p Profile, _ Body) (Stream, error) {
 	if !p.Empty() {
 		return nil, fmt.Errorf("masking profile %s: %w", p, ErrNoEngine)
 	}
@@ -72,14 +85,20 @@ func (None) Open(p Profile) (Stream, error) {
 // that would be refused at its response is refused before it reaches the
 // upstream.
 func Masks(e Engine, p Profile) error {
-	_, err := e.Open(p)
-	return err
+	s, err := e.Open(p, Body{})
+	if err != nil {
+		return err
+	}
+	s.Close()
+	return nil
 }
 
 type passThrough struct{}
 
 func (passThrough) Mask(chunk []byte, _ bool) ([]byte, error) { return chunk, nil }
 func (passThrough) Report() Report                            { return nil }
+func (passThrough) Details() Details                          { return Details{} }
+func (passThrough) Close()                                    {}
 
 func containsString(s []string, v string) bool {
 	for _, x := range s {

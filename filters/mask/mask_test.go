@@ -16,13 +16,13 @@ func TestProfileIsAUnion(t *testing.T) {
 }
 
 func TestNoneNeverServesAMaskedBodyUnmasked(t *testing.T) {
-	if _, err := (None{}).Open(NewProfile("pci")); !errors.Is(err, ErrNoEngine) {
+	if _, err := (None{}).Open(NewProfile("pci"), Body{}); !errors.Is(err, ErrNoEngine) {
 		t.Fatalf("Open(pci) = %v, want ErrNoEngine", err)
 	}
 	if err := Masks(None{}, NewProfile("pii")); err == nil {
 		t.Fatal("Masks accepted a profile no engine can apply")
 	}
-	s, err := (None{}).Open(Profile{})
+	s, err := (None{}).Open(Profile{}, Body{})
 	if err != nil {
 		t.Fatal(err)
 	}
