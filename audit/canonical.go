@@ -41,7 +41,11 @@ func (o *object) str(key, s string) {
 // encode appends o to b. If o holds a hole, holeAt is set to its offset in
 // the result.
 func (o object) encode(b []byte, holeAt *int) []byte {
-	sort.Slice(o, func(i, j int) bool { return lessUTF16(o[i].key, o[j].key) })
+	less := func(i, j int) bool { return lessUTF16(o[i].key, o[j].key) }
+	// Event builders add keys in order; sort only what is not (maps).
+	if !sort.SliceIsSorted(o, less) {
+		sort.Slice(o, less)
+	}
 	b = append(b, '{')
 	for i, m := range o {
 		if i > 0 {

@@ -27,7 +27,6 @@ type checkpointer struct {
 	demand chan struct{}
 	stopc  chan struct{}
 	done   chan struct{}
-	err    error
 }
 
 func (c *checkpointer) start() {

@@ -234,7 +234,7 @@ func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 func (e *Event) object(withHole bool) object {
 	act, actName := e.activity()
 	st, stName := e.status()
-	var o object
+	o := make(object, 0, 20)
 	o.add("class_uid", int64(ClassAPIActivity))
 	o.add("class_name", "API Activity")
 	o.add("category_uid", int64(CategoryApplication))
@@ -279,7 +279,7 @@ func (e *Event) object(withHole bool) object {
 		o.add("end_time", formatTime(e.Finished))
 	}
 
-	var c object
+	c := make(object, 0, 16)
 	c.add("kind", string(e.Kind))
 	c.add("log_id", e.LogID)
 	if withHole {

@@ -18,10 +18,10 @@ func TestEventCanonicalJSON(t *testing.T) {
 	e := audit.Event{
 		Kind: audit.Response, Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("x", 3600)),
 		LogID: "replica-1", Index: 42, SessionID: "sid", Session: "nightly", RequestID: "r-1", Connection: "customers",
-		Actor:    audit.Actor{UID: "https://issuer/agent", Type: "workload", Groups: []string{"b", "a"}},
-		Request:  &audit.HTTPRequest{Method: "GET", Path: "/7\"<\x01é"},
-		Response: &audit.HTTPResponse{Code: 200},
-		Masking:  &audit.Masking{Profile: "pci", Counts: map[string]int{"iban": 1, "card": 3}},
+		Actor:      audit.Actor{UID: "https://issuer/agent", Type: "workload", Groups: []string{"b", "a"}},
+		Request:    &audit.HTTPRequest{Method: "GET", Path: "/7\"<\x01é"},
+		Response:   &audit.HTTPResponse{Code: 200},
+		Masking:    &audit.Masking{Profile: "pci", Counts: map[string]int{"iban": 1, "card": 3}},
 		BodySHA256: fmt.Sprintf("%x", sha256.Sum256(nil)),
 	}
 	want := `{"activity_id":2,"activity_name":"Read","actor":{"user":{"groups":[{"name":"b"},{"name":"a"}],"type":"workload","uid":"https://issuer/agent"}},"category_uid":6,"class_name":"API Activity","class_uid":6003,"custos":{"body_sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","connection":"customers","index":42,"kind":"response","log_id":"replica-1","masking":{"counts":{"card":3,"iban":1},"profile":"pci"},"request_id":"r-1","session":"nightly","session_id":"sid"},"http_request":{"http_method":"GET","url":{"path":"/7\"<\u0001é"}},"http_response":{"code":200},"metadata":{"log_name":"replica-1","product":{"name":"custos","vendor_name":"custos"},"version":"1.3.0"},"severity_id":1,"status":"Success","status_id":1,"time":"2026-01-02T02:04:05.000000006Z","type_uid":600302}`
