@@ -146,6 +146,9 @@ func printDevBanner(g *globals, cfg *config.Config, st *stack.Stack, path string
 			fmt.Fprintf(w, "  curl -si %s\n", url)
 		} else {
 			token := "custos token --sub nightly-etl"
+			if cfg.Policy.Bundle == config.BuiltinBundle {
+				token += " --groups customers-readers" // the default bundle's readers
+			}
 			if path != "" {
 				token += " --config " + path
 			}
