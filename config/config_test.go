@@ -169,6 +169,15 @@ func TestParseErrors(t *testing.T) {
 		{name: "profile duplicate entity", src: "masking:\n  profiles:\n    cards-only:\n      entities: [card, card]\n", path: "masking.profiles.cards-only.entities[1]", line: 4, msg: `duplicate entity "card"`},
 		{name: "profile unknown key", src: "masking:\n  profiles:\n    cards-only:\n      entites: [card]\n", path: "masking.profiles.cards-only.entites", line: 4, msg: `did you mean "entities"?`},
 
+		// policy.
+		{name: "policy bundle plain http", src: "policy:\n  bundle: http://bundles.example/b.tar.gz\n", path: "policy.bundle", line: 2, msg: "must use https"},
+		{name: "policy bundle unknown builtin", src: "policy:\n  bundle: builtin:strict\n", path: "policy.bundle", line: 2, msg: "is not a built-in bundle"},
+		{name: "policy poll too fast", src: "policy:\n  bundle: ./p\n  poll_interval: 1ms\n", path: "policy.poll_interval", line: 3, msg: "must be between 100ms and 1h0m0s"},
+		{name: "policy key id without key", src: "policy:\n  bundle: ./p\n  verification_key_id: k\n", path: "policy.verification_key_id", line: 3, msg: "is set without verification_key_file"},
+		{name: "policy key for builtin", src: "policy:\n  bundle: builtin:default\n  verification_key_file: k.pem\n", path: "policy.verification_key_file", line: 3, msg: "names no directory or bundle server"},
+		{name: "policy bad algorithm", src: "policy:\n  bundle: ./p\n  verification_key_file: k.pem\n  verification_algorithm: none\n", path: "policy.verification_algorithm", line: 4, msg: "is not a valid bundle signature algorithm"},
+		{name: "policy unknown key", src: "policy:\n  bundel: ./p\n", path: "policy.bundel", line: 2, msg: `did you mean "bundle"?`},
+
 		// audit and dev.
 		{name: "audit dir empty", src: "audit:\n  dir: \"\"\n", path: "audit.dir", line: 2, msg: "must not be empty"},
 		{name: "dev issuer not a bool", src: "dev:\n  issuer: 1\n", path: "dev.issuer", line: 2, msg: "expected a boolean (true or false), got integer 1"},
