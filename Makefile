@@ -42,3 +42,13 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 	@if command -v docker-compose >/dev/null 2>&1; then docker-compose -f compose.yaml config -q && echo "compose.yaml parses"; \
 	else echo "docker-compose not installed: compose.yaml not checked"; fi
+
+GUEST_WASM := filters/mask/guest/custos-mask.wasm
+
+.PHONY: wasm
+
+## wasm: rebuild the masking module the host embeds (commit it: a fresh clone
+## vets and builds without building it); TestGuestModuleIsReproducible checks
+## the committed module is what these flags build under go.mod's toolchain
+wasm:
+	GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 GOWASM= GOFLAGS= $(GO) build -trimpath -buildvcs=false -buildmode=c-shared -ldflags="-s -w -buildid=" -o $(GUEST_WASM) ./filters/mask/guest

@@ -57,28 +57,28 @@ const maxDepth = 512
 // Masker masks bodies. It holds scratch space reused across calls and is
 // not safe for concurrent use; one per goroutine (the guest has one).
 type Masker struct {
-	trig    uint8
-	before  byte
-	tail    []byte
-	matches []match
-	groups  []group
-	digits  []byte
-	ibanBuf []byte
-	window  []byte
-	norm    []byte
-	out     []byte
-	dec     []byte
-	val     []byte
-	scratch []byte
+	trig     uint8
+	before   byte
+	tail     []byte
+	matches  []match
+	groups   []group
+	digits   []byte
+	ibanBuf  []byte
+	window   []byte
+	norm     []byte
+	out      []byte
+	dec      []byte
+	val      []byte
+	scratch  []byte
 	scratch2 []byte
-	state   []byte
-	macs    map[*Profile]hash.Hash
-	sum     []byte
-	counts  [maxEntities][4]uint32
-	used    uint64
-	ptrs    []string
-	ptrBuf  []byte
-	dropped int
+	state    []byte
+	macs     map[*Profile]hash.Hash
+	sum      []byte
+	counts   [maxEntities][4]uint32
+	used     uint64
+	ptrs     []string
+	ptrBuf   []byte
+	dropped  int
 
 	js jsonState
 	cs csvState

@@ -1,0 +1,257 @@
+package mask
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/custos-dev/custos/filters/mask/engine"
+)
+
+// ErrFailed says the engine failed on a body (a trapped or runaway module,
+// a body that is not what its content type says): the response fails
+// closed, and every later call on the stream fails too.
+var ErrFailed = errors.New("masking failed")
+
+// sliceSize bounds the new bytes handed to the engine per call, so the
+// engine's memory stays bounded whatever size of chunk the proxy sends.
+const sliceSize = 256 << 10
+
+// maxPointers bounds the JSON pointers a stream's report keeps.
+const maxPointers = 1000
+
+// backend runs the engine: natively or in a WASM instance.
+type backend interface {
+	// call masks in (the stream's unconsumed bytes then new ones),
+	// appending the output to dst.
+	call(u *union, f engine.Format, state, in []byte, final bool, dst []byte) (out []byte, consumed int, next []byte, rep engine.Report, err error)
+}
+
+// core is what both engines share: the profiles and their unions.
+type core struct {
+	ps profiles
+	be backend
+
+	mu     sync.Mutex
+	unions map[string]*union
+	// compile readies a new union (the native engine compiles it).
+	compile func(*union) error
+}
+
+func (c *core) union(p Profile) (*union, error) {
+	key := p.String()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if u, ok := c.unions[key]; ok {
+		return u, nil
+	}
+	cfg, best, err := c.ps.union(p)
+	if err != nil {
+		return nil, err
+	}
+	js, err := configJSON(cfg)
+	if err != nil {
+		return nil, err
+	}
+	u := &union{id: len(c.unions) + 1, cfg: cfg, json: js, bestEffort: best}
+	if c.compile != nil {
+		if err := c.compile(u); err != nil {
+			return nil, fmt.Errorf("masking profile %s: %w", p, err)
+		}
+	}
+	if c.unions == nil {
+		c.unions = map[string]*union{}
+	}
+	c.unions[key] = u
+	return u, nil
+}
+
+// open starts a stream for p over body b.
+func (c *core) open(p Profile, b Body) (Stream, error) {
+	if p.Empty() {
+		return passThrough{}, nil
+	}
+	u, err := c.union(p)
+	if err != nil {
+		return nil, err
+	}
+	f, okf := format(b.ContentType)
+	enc, oke := contentEncoding(b.ContentEncoding)
+	if !okf || !oke {
+		if !u.bestEffort {
+			what := "content type " + quoteHeader(b.ContentType)
+			if !oke {
+				what = "content encoding " + quoteHeader(b.ContentEncoding)
+			}
+			return nil, fmt.Errorf("masking profile %s: %s: %w", p, what, ErrUnreadable)
+		}
+		return &stream{pass: true, details: Details{Unread: true}}, nil
+	}
+	s := &stream{c: c, u: u, f: f}
+	if enc != identity {
+		s.codec = newCodec(enc)
+		quit := s.codec.quit
+		runtime.AddCleanup(s, func(q chan struct{}) { closeOnce(q) }, quit)
+	}
+	return s, nil
+}
+
+// quoteHeader quotes a header value for an error message, bounded.
+func quoteHeader(v string) string {
+	if len(v) > 64 {
+		v = v[:64]
+	}
+	return fmt.Sprintf("%q", v)
+}
+
+// Details is a stream's full report: counts per entity and operator and the
+// JSON pointers of the masked values. Never a value.
+type Details struct {
+	// Counts maps entity → operator → values masked.
+	Counts map[string]map[string]int
+	// Pointers are the JSON pointers of the masked values (NDJSON: the
+	// line number first; CSV: /record/column), at most 1,000.
+	Pointers []string
+	// PointersDropped counts the pointers left out.
+	PointersDropped int
+	// Unread is set when a best-effort profile let an unreadable body pass.
+	Unread bool
+}
+
+// stream masks one body through a backend.
+type stream struct {
+	c       *core
+	u       *union
+	f       engine.Format
+	pass    bool
+	codec   *codec
+	pending []byte
+	state   []byte
+	out     []byte
+	details Details
+	err     error
+	done    bool
+}
+
+func (s *stream) Mask(chunk []byte, end bool) ([]byte, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	if s.pass {
+		return chunk, nil
+	}
+	if s.done {
+		return nil, s.fail(errors.New("masking: chunk after the end of the body"))
+	}
+	var out []byte
+	var err error
+	if s.codec != nil {
+		out, err = s.codec.mask(chunk, end, s.maskPlain)
+	} else {
+		out, err = s.maskPlain(nil, chunk, end)
+	}
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	if end {
+		s.done = true
+		s.Close()
+	}
+	return out, nil
+}
+
+func (s *stream) fail(err error) error {
+	s.err = fmt.Errorf("%w: %w", ErrFailed, err)
+	s.Close()
+	return s.err
+}
+
+// maskPlain masks decoded bytes, in slices of at most sliceSize new bytes.
+func (s *stream) maskPlain(dst, plain []byte, end bool) ([]byte, error) {
+	for {
+		k := len(plain)
+		if k > sliceSize {
+			k = sliceSize
+		}
+		s.pending = append(s.pending, plain[:k]...)
+		plain = plain[k:]
+		final := end && len(plain) == 0
+		out, consumed, next, rep, err := s.c.be.call(s.u, s.f, s.state, s.pending, final, dst)
+		if err != nil {
+			return nil, err
+		}
+		if consumed < 0 || consumed > len(s.pending) || (final && consumed != len(s.pending)) {
+			return nil, errors.New("masking: the module consumed more or less than it was given")
+		}
+		dst = out
+		s.state = append(s.state[:0], next...)
+		s.pending = append(s.pending[:0], s.pending[consumed:]...)
+		s.add(rep)
+		if len(plain) == 0 {
+			return dst, nil
+		}
+	}
+}
+
+func (s *stream) add(r engine.Report) {
+	for _, c := range r.Counts {
+		if s.details.Counts == nil {
+			s.details.Counts = map[string]map[string]int{}
+		}
+		if s.details.Counts[c.Entity] == nil {
+			s.details.Counts[c.Entity] = map[string]int{}
+		}
+		s.details.Counts[c.Entity][c.Operator] += c.N
+	}
+	for _, p := range r.Pointers {
+		if len(s.details.Pointers) >= maxPointers {
+			s.details.PointersDropped++
+			continue
+		}
+		s.details.Pointers = append(s.details.Pointers, p)
+	}
+	s.details.PointersDropped += r.Dropped
+}
+
+func (s *stream) Report() Report {
+	var r Report
+	for e, ops := range s.details.Counts {
+		for _, n := range ops {
+			if r == nil {
+				r = Report{}
+			}
+			r[e] += n
+		}
+	}
+	return r
+}
+
+func (s *stream) Details() Details { return s.details }
+
+func (s *stream) Close() {
+	if s.codec != nil {
+		s.codec.close()
+	}
+	s.pending = nil
+}
+
+// Header renders r as the x-custos-masked header value: entity=count,
+// sorted by entity ("card=3,iban=1").
+func (r Report) Header() string {
+	keys := make([]string, 0, len(r))
+	for k := range r {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s=%d", k, r[k])
+	}
+	return b.String()
+}
