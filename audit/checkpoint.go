@@ -108,7 +108,12 @@ func signCheckpoint(c Checkpoint, keys ...*SigningKey) ([]byte, error) {
 // valid signature suffices) and parses it.
 func OpenCheckpoint(msg []byte, keys ...string) (SignedCheckpoint, error) {
 	vs := make([]note.Verifier, 0, len(keys))
+	seen := map[string]bool{}
 	for _, k := range keys {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
 		v, err := note.NewVerifier(k)
 		if err != nil {
 			return SignedCheckpoint{}, fmt.Errorf("open checkpoint: bad verifier key: %w", err)

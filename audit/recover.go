@@ -273,6 +273,9 @@ func (l *Log) recoverHashes(n int64, last SignedCheckpoint) error {
 		return err
 	}
 	l.hashes = f
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return err
+	}
 	size, err := f.Size()
 	if err != nil {
 		return err
