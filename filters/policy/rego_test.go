@@ -92,7 +92,7 @@ func TestDocumentHoldsNoCredentials(t *testing.T) {
 }
 
 // writeBundle writes a bundle whose decision rule is rule.
-func writeBundle(t *testing.T, dir, rule string, manifest string) {
+func writeBundle(t testing.TB, dir, rule string, manifest string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Join(dir, "custos"), 0o755); err != nil {
 		t.Fatal(err)
