@@ -1,9 +1,12 @@
 package policy
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/custos-dev/custos/filters/request"
 )
@@ -96,4 +99,83 @@ func anyMap(m map[string]any) map[string]any {
 		return map[string]any{}
 	}
 	return m
+}
+
+// DocumentValue is Document built directly as an OPA value: what Decide
+// evaluates with, without the JSON round trip OPA makes of a Go map. It
+// equals ast.InterfaceToValue(Document(in)).
+func DocumentValue(in Input) (ast.Value, error) {
+	p := in.Principal
+	claims, err := ast.InterfaceToValue(anyMap(p.Claims))
+	if err != nil {
+		return nil, fmt.Errorf("principal claims: %w", err)
+	}
+	principal := ast.NewObject(
+		item("issuer", ast.StringTerm(p.Issuer)), item("subject", ast.StringTerm(p.Subject)), item("kind", ast.StringTerm(p.Kind)),
+		item("groups", strArray(p.Groups)), item("roles", strArray(p.Roles)), item("app", ast.StringTerm(p.App)),
+		item("actor", strArray(p.Actor)), item("claims", ast.NewTerm(claims)),
+		item("groups_unknown", ast.BooleanTerm(p.GroupsUnknown)), item("group_names", strArray(p.GroupNames)),
+	)
+	conn, req := ast.NullTerm(), ast.NullTerm()
+	if r := in.Request; r != nil {
+		labels := ast.NewObject()
+		for k, v := range r.Connection.Labels {
+			labels.Insert(ast.StringTerm(k), ast.StringTerm(v))
+		}
+		conn = ast.ObjectTerm(item("name", ast.StringTerm(r.Connection.Name)), item("kind", ast.StringTerm(r.Connection.Kind)), item("labels", ast.NewTerm(labels)))
+		headers := ast.NewObject()
+		for k, v := range r.Headers {
+			if !request.IsCredentialHeader(k) {
+				headers.Insert(ast.StringTerm(k), ast.StringTerm(v))
+			}
+		}
+		q := ast.NewObject()
+		if r.RawQuery != "" {
+			vals, _ := url.ParseQuery(r.RawQuery)
+			for k, vs := range vals {
+				terms := make([]*ast.Term, len(vs))
+				for i, v := range vs {
+					if credentialParams[strings.ToLower(k)] {
+						v = Redacted
+					}
+					terms[i] = ast.StringTerm(v)
+				}
+				q.Insert(ast.StringTerm(k), ast.ArrayTerm(terms...))
+			}
+		}
+		req = ast.ObjectTerm(
+			item("id", ast.StringTerm(r.ID)), item("method", ast.StringTerm(r.Method)), item("path", ast.StringTerm(r.Path)),
+			item("original_path", ast.StringTerm(r.OriginalPath)), item("query", ast.NewTerm(q)), item("headers", ast.NewTerm(headers)),
+			item("body_bytes", ast.IntNumberTerm(int(r.BodyBytes))),
+		)
+	}
+	action := ast.NewObject(item("kind", ast.StringTerm(in.Action.Kind)), item("risk", ast.StringTerm(string(in.Action.Risk))),
+		item("summary", ast.StringTerm(in.Action.Summary)))
+	if in.Action.Details != nil && in.Action.Kind != "" {
+		d, err := ast.InterfaceToValue(in.Action.Details)
+		if err != nil {
+			return nil, fmt.Errorf("action details: %w", err)
+		}
+		action.Insert(ast.StringTerm(in.Action.Kind), ast.NewTerm(d))
+	}
+	grants := make([]*ast.Term, len(in.Grants))
+	for i, g := range in.Grants {
+		grants[i] = ast.ObjectTerm(item("id", ast.StringTerm(g.ID)), item("scope", ast.StringTerm(g.Scope)),
+			item("expires", ast.StringTerm(g.Expires.UTC().Format(time.RFC3339))))
+	}
+	return ast.NewObject(
+		item("principal", ast.NewTerm(principal)), item("connection", conn), item("request", req),
+		item("action", ast.NewTerm(action)), item("grants", ast.ArrayTerm(grants...)),
+		item("time", ast.StringTerm(in.Time.UTC().Format(time.RFC3339Nano))),
+	), nil
+}
+
+func item(k string, v *ast.Term) [2]*ast.Term { return ast.Item(ast.StringTerm(k), v) }
+
+func strArray(s []string) *ast.Term {
+	terms := make([]*ast.Term, len(s))
+	for i, v := range s {
+		terms[i] = ast.StringTerm(v)
+	}
+	return ast.ArrayTerm(terms...)
 }

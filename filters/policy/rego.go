@@ -241,7 +241,11 @@ func definesDecision(b *bundle.Bundle) bool {
 // that does not parse is an error (503), never an allow.
 func (r *Rego) Decide(ctx context.Context, in Input) (Decision, error) {
 	c := r.cur.Load()
-	rs, err := c.pq.Eval(ctx, rego.EvalInput(Document(in)), rego.EvalTime(in.Time))
+	doc, err := DocumentValue(in)
+	if err != nil {
+		return Decision{}, fmt.Errorf("policy input: %w", err)
+	}
+	rs, err := c.pq.Eval(ctx, rego.EvalParsedInput(doc), rego.EvalTime(in.Time))
 	if err != nil {
 		return Decision{}, fmt.Errorf("policy %s: evaluation failed: %w", c.revision, err)
 	}

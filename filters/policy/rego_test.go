@@ -85,9 +85,28 @@ func TestDocumentHoldsNoCredentials(t *testing.T) {
 	if q := req["query"].(map[string]any); q["sig"].([]any)[0] != policy.Redacted || q["x"].([]any)[0] != "1" {
 		t.Fatalf("query %v", q)
 	}
-	// And it converts to a Rego value (every type is one OPA reads).
+	// And it converts to a Rego value (every type is one OPA reads), the
+	// value Decide builds directly.
 	if _, err := ast.InterfaceToValue(doc); err != nil {
 		t.Fatal(err)
+	}
+	in.Principal.Claims = map[string]any{"tid": "t-1", "amr": []any{"pwd"}}
+	in.Request.Connection.Labels = map[string]string{"env": "prod"}
+	in.Action.Details = map[string]any{"verb": "get"}
+	in.Action.Kind = "kubernetes"
+	in.Grants = []policy.Grant{{ID: "g-1", Scope: "request", Expires: time.Unix(1e9, 0)}}
+	for _, tc := range []policy.Input{input(nil, inspect.RiskRead), in} {
+		want, err := ast.InterfaceToValue(policy.Document(tc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := policy.DocumentValue(tc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Compare(want) != 0 {
+			t.Fatalf("DocumentValue differs from Document:\n%v\n%v", got, want)
+		}
 	}
 }
 

@@ -16,9 +16,9 @@ risk := input.action.risk
 
 who := sprintf("%s %q", [input.principal.kind, input.principal.subject])
 
-# The principal's groups, by id and by readable name: data.json may map
-# either.
-groups := {g | some g in input.principal.groups} | {g | some g in object.get(input.principal, "group_names", [])}
+# The connection's group map (data.json may name a group by id or by its
+# readable name).
+access := object.get(cfg.access, conn, {})
 
 ranks := {"read": 1, "write": 2, "admin": 3}
 
@@ -30,17 +30,22 @@ needs := {"read": 1, "write": 2, "destructive": 2, "unknown": 1, "admin": 3}
 # The groups that give the principal access to this connection, and its
 # level: the highest of theirs.
 granting[g] := ranks[lv] if {
-	some g in groups
-	lv := cfg.access[conn][g]
+	some g in input.principal.groups
+	lv := access[g]
+}
+
+granting[g] := ranks[lv] if {
+	some g in object.get(input.principal, "group_names", [])
+	lv := access[g]
 }
 
 default level := 0
 
-level := max({r | some r in granting})
+level := max([r | some r in granting]) if count(granting) > 0
 
 # The mapped groups of this connection, named in denials so the owner knows
 # what to ask for.
-mapped := concat(", ", sort(object.keys(object.get(cfg.access, conn, {}))))
+mapped := concat(", ", sort(object.keys(access)))
 
 # An action needs an approval by its risk.
 approval_risks := {"destructive", "admin", "unknown"}
@@ -106,17 +111,10 @@ allowed_by := sprintf("%s has %s access to %q through %s", [who, names[level], c
 
 # The decision (CONTRACT.md): denied with every reason; else allowed, with
 # an approval when the action's risk asks for one (Custos then holds the
-# request until a grant matches, whatever allow says).
+# request until a grant matches, whatever allow says). One else chain, so
+# only the branch that applies is evaluated.
 decision := object.union({"allow": false, "reasons": sort([m | some m in deny])}, masking) if {
 	count(deny) > 0
-}
-
-decision := object.union({"allow": true, "reasons": [allowed_by], "approval": approval}, masking) if {
-	count(deny) == 0
+} else := object.union({"allow": true, "reasons": [allowed_by], "approval": approval}, masking) if {
 	approval
-}
-
-decision := object.union({"allow": true, "reasons": [allowed_by]}, masking) if {
-	count(deny) == 0
-	not approval
-}
+} else := object.union({"allow": true, "reasons": [allowed_by]}, masking)
