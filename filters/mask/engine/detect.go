@@ -291,6 +291,10 @@ func (m *Masker) numeric(p *Profile, t []byte, i int, fc *fieldCtx, on uint64) i
 			return i
 		}
 	}
+	if lead != 0 && !m.boundaryBefore(t, start) {
+		// "0+4111…": the '+' or '(' leads nothing; the digits may
+		start, lead = i, 0
+	}
 	if !m.boundaryBefore(t, start) {
 		for i < n && isWord(t[i]) {
 			i++
