@@ -315,6 +315,9 @@ type Connection struct {
 	// Dialect is the SQL dialect, only for kind sql-http; it defaults to
 	// [DialectPostgres] for that kind.
 	Dialect string
+	// AuditOnFailure overrides audit.on_failure for this connection ("" for
+	// the global value).
+	AuditOnFailure string
 	// StatementFrom says where a sql-http request carries its statement:
 	// json:POINTER, query:PARAM, form:PARAM or body. Only for kind sql-http.
 	StatementFrom string
@@ -356,7 +359,49 @@ type Profile struct {
 type Audit struct {
 	// Dir is the directory audit records are written to.
 	Dir string
+	// SigningKeyFile is the checkpoint signing key (0600, kept apart from
+	// Dir); `custos dev` makes one on first run.
+	SigningKeyFile string
+	// Durability is one of [Durabilities] (default [DurabilityBeforeUpstream]).
+	Durability string
+	// OnFailure is one of [OnFailures] (default [OnFailureBlock]): whether a
+	// request whose decision cannot be recorded is refused.
+	OnFailure string
+	// Kafka ships the log to Kafka topics when set.
+	Kafka *AuditKafka
 }
+
+// AuditKafka configures shipping the audit log to Kafka.
+type AuditKafka struct {
+	Brokers          []string
+	EventsTopic      string
+	CheckpointsTopic string
+	// TLS, when set, connects to the brokers over TLS.
+	TLS *KafkaTLS
+}
+
+// KafkaTLS is the TLS of the Kafka client: the CA that signs the brokers'
+// certificates and, for mutual TLS, the client's certificate and key.
+type KafkaTLS struct {
+	CAFile, CertFile, KeyFile string
+}
+
+// Audit values.
+const (
+	DurabilityBeforeUpstream = "before_upstream"
+	DurabilityBeforeResponse = "before_response"
+	OnFailureBlock           = "block"
+	OnFailureAllow           = "allow"
+	DefaultEventsTopic       = "custos.audit.events"
+	DefaultCheckpointsTopic  = "custos.audit.checkpoints"
+)
+
+// Durabilities and OnFailures list the valid audit.durability and
+// audit.on_failure values.
+var (
+	Durabilities = []string{DurabilityBeforeUpstream, DurabilityBeforeResponse}
+	OnFailures   = []string{OnFailureBlock, OnFailureAllow}
+)
 
 // Dev configures the local development mode.
 type Dev struct {
@@ -382,7 +427,7 @@ func Default() *Config {
 			Timeout: DefaultApprovalTimeout,
 		},
 		Policy: Policy{PollInterval: DefaultPolicyPollInterval},
-		Audit:  Audit{Dir: DefaultAuditDir},
+		Audit:  Audit{Dir: DefaultAuditDir, Durability: DurabilityBeforeUpstream, OnFailure: OnFailureBlock},
 	}
 }
 

@@ -178,6 +178,16 @@ func TestParseErrors(t *testing.T) {
 		{name: "policy bad algorithm", src: "policy:\n  bundle: ./p\n  verification_key_file: k.pem\n  verification_algorithm: none\n", path: "policy.verification_algorithm", line: 4, msg: "is not a valid bundle signature algorithm"},
 		{name: "policy unknown key", src: "policy:\n  bundel: ./p\n", path: "policy.bundel", line: 2, msg: `did you mean "bundle"?`},
 
+		// audit.
+		{name: "audit durability", src: "audit:\n  durability: eventually\n", path: "audit.durability", line: 2, msg: "is not a valid durability"},
+		{name: "audit on_failure", src: "audit:\n  on_failure: ignore\n", path: "audit.on_failure", line: 2, msg: "is not a valid on_failure"},
+		{name: "audit key inside the log", src: "audit:\n  dir: /var/log/custos\n  signing_key_file: /var/log/custos/keys/a.key\n", path: "audit.signing_key_file", line: 3, msg: "must be kept apart from audit.dir"},
+		{name: "audit kafka no brokers", src: "audit:\n  kafka:\n    events_topic: e\n", path: "audit.kafka.brokers", msg: "at least one broker"},
+		{name: "audit kafka bad broker", src: "audit:\n  kafka:\n    brokers: [kafka]\n", path: "audit.kafka.brokers[0]", line: 3, msg: "is not a host:port"},
+		{name: "audit kafka bad topic", src: "audit:\n  kafka:\n    brokers: [k:9092]\n    events_topic: \"a b\"\n", path: "audit.kafka.events_topic", line: 4, msg: "is not a Kafka topic name"},
+		{name: "audit kafka same topics", src: "audit:\n  kafka:\n    brokers: [k:9092]\n    events_topic: t\n    checkpoints_topic: t\n", path: "audit.kafka.checkpoints_topic", line: 5, msg: "must differ"},
+		{name: "connection audit_on_failure", src: "connections:\n  - name: c\n    upstream: http://127.0.0.1:1\n    audit_on_failure: maybe\n", path: "connections[0].audit_on_failure", line: 4, msg: "is not a valid audit_on_failure"},
+
 		// audit and dev.
 		{name: "audit dir empty", src: "audit:\n  dir: \"\"\n", path: "audit.dir", line: 2, msg: "must not be empty"},
 		{name: "dev issuer not a bool", src: "dev:\n  issuer: 1\n", path: "dev.issuer", line: 2, msg: "expected a boolean (true or false), got integer 1"},

@@ -486,7 +486,32 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 		}},
 		{"masking", d.masking(&c.Masking)},
 		{"audit", func(p string, v *yaml.Node) {
-			d.mapping(p, v, []field{{"dir", d.stringField(&c.Audit.Dir)}})
+			d.mapping(p, v, []field{
+				{"dir", d.stringField(&c.Audit.Dir)},
+				{"signing_key_file", d.stringField(&c.Audit.SigningKeyFile)},
+				{"durability", d.stringField(&c.Audit.Durability)},
+				{"on_failure", d.stringField(&c.Audit.OnFailure)},
+				{"kafka", func(p string, v *yaml.Node) {
+					k := &AuditKafka{EventsTopic: DefaultEventsTopic, CheckpointsTopic: DefaultCheckpointsTopic}
+					if d.mapping(p, v, []field{
+						{"brokers", d.stringList(&k.Brokers)},
+						{"events_topic", d.stringField(&k.EventsTopic)},
+						{"checkpoints_topic", d.stringField(&k.CheckpointsTopic)},
+						{"tls", func(p string, v *yaml.Node) {
+							t := &KafkaTLS{}
+							if d.mapping(p, v, []field{
+								{"ca_file", d.stringField(&t.CAFile)},
+								{"cert_file", d.stringField(&t.CertFile)},
+								{"key_file", d.stringField(&t.KeyFile)},
+							}) {
+								k.TLS = t
+							}
+						}},
+					}) {
+						c.Audit.Kafka = k
+					}
+				}},
+			})
 		}},
 		{"dev", func(p string, v *yaml.Node) {
 			dev := &Dev{}
@@ -565,6 +590,7 @@ func (d *decoder) connections(dst *[]Connection) func(string, *yaml.Node) {
 				{"labels", d.stringMap(&c.Labels)},
 				{"dialect", d.stringField(&c.Dialect)},
 				{"statement_from", d.stringField(&c.StatementFrom)},
+				{"audit_on_failure", d.stringField(&c.AuditOnFailure)},
 			})
 			// Every element is kept, even a malformed one, so that indexes
 			// in later messages match the file.

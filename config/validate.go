@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -31,10 +32,47 @@ func validate(c *Config, t *tracker) {
 	v.connections(c)
 	v.approvals(c)
 	v.masking(c)
+	v.audit(c)
+}
+
+func (v *validator) audit(c *Config) {
+	ap := v.child("", "audit")
 	if c.Audit.Dir == "" {
-		v.errorf(v.child(v.child("", "audit"), "dir"), "must not be empty")
+		v.errorf(v.child(ap, "dir"), "must not be empty")
+	}
+	v.oneOf(v.child(ap, "durability"), "durability", c.Audit.Durability, Durabilities)
+	v.oneOf(v.child(ap, "on_failure"), "on_failure", c.Audit.OnFailure, OnFailures)
+	if k := c.Audit.SigningKeyFile; k != "" && c.Audit.Dir != "" {
+		if rel, err := filepath.Rel(filepath.Clean(c.Audit.Dir), filepath.Clean(k)); err == nil && !strings.HasPrefix(rel, "..") {
+			v.errorf(v.child(ap, "signing_key_file"), "must be kept apart from audit.dir (whoever can rewrite the log must not hold the key)")
+		}
+	}
+	if k := c.Audit.Kafka; k != nil {
+		kp := v.child(ap, "kafka")
+		if len(k.Brokers) == 0 {
+			v.errorf(v.child(kp, "brokers"), "at least one broker (host:port) is required")
+		}
+		for i, b := range k.Brokers {
+			if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+				v.errorf(v.elem(v.child(kp, "brokers"), i), "%s is not a host:port", quote(b))
+			}
+		}
+		for _, t := range []struct{ key, val string }{{"events_topic", k.EventsTopic}, {"checkpoints_topic", k.CheckpointsTopic}} {
+			if !topicRE.MatchString(t.val) {
+				v.errorf(v.child(kp, t.key), "%s is not a Kafka topic name (1-249 of letters, digits, . _ -)", quote(t.val))
+			}
+		}
+		if k.EventsTopic == k.CheckpointsTopic {
+			v.errorf(v.child(kp, "checkpoints_topic"), "must differ from events_topic")
+		}
+		if t := k.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
+			v.errorf(v.child(v.child(kp, "tls"), "key_file"), "cert_file and key_file go together")
+		}
 	}
 }
+
+// topicRE is Kafka's rule for topic names.
+var topicRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 
 // errorf records a problem at path unless path could not be decoded.
 func (v *validator) errorf(path, format string, args ...any) {
@@ -393,6 +431,9 @@ func (v *validator) connections(c *Config) {
 
 		kindOK := v.oneOf(v.child(p, "kind"), "kind", conn.Kind, Kinds)
 		v.oneOf(v.child(p, "policy_mode"), "policy_mode", conn.PolicyMode, PolicyModes)
+		if conn.AuditOnFailure != "" {
+			v.oneOf(v.child(p, "audit_on_failure"), "audit_on_failure", conn.AuditOnFailure, OnFailures)
+		}
 
 		if conn.Masking != "" {
 			if _, defined := c.Masking.Profiles[conn.Masking]; !defined && !BuiltinProfile(conn.Masking) {
