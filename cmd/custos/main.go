@@ -69,6 +69,7 @@ services and the xDS configuration that wires them in.`,
 		newCertsCmd(g),
 		newTokenCmd(g),
 		newPolicyCmd(g),
+		newAuditCmd(g),
 		newVersionCmd(g),
 	)
 	return root
