@@ -91,6 +91,7 @@ type instance struct {
 	handles                              map[int]int32
 	in, inCap                            uint32
 	st, stCap                            uint32
+	res                                  uint32 // custos_result's address, fixed for the instance
 	stack                                [8]uint64
 }
 
@@ -230,12 +231,16 @@ func (w *WASM) instantiate(ctx context.Context) (*instance, error) {
 
 // get borrows an instance, creating one when the pool has room.
 func (w *WASM) get() (*instance, error) {
-	t := time.NewTimer(w.acquire)
-	defer t.Stop()
 	select {
 	case w.slots <- struct{}{}:
-	case <-t.C:
-		return nil, errors.New("masking: no module instance free in time")
+	default:
+		t := time.NewTimer(w.acquire)
+		defer t.Stop()
+		select {
+		case w.slots <- struct{}{}:
+		case <-t.C:
+			return nil, errors.New("masking: no module instance free in time")
+		}
 	}
 	select {
 	case in := <-w.idle:
@@ -346,11 +351,14 @@ func (w *WASM) message(ctx context.Context, in *instance) string {
 
 func (w *WASM) results(ctx context.Context, in *instance) ([9]uint32, error) {
 	var r [9]uint32
-	p, err := w.callFn(ctx, in, in.result)
-	if err != nil {
-		return r, err
+	if in.res == 0 {
+		p, err := w.callFn(ctx, in, in.result)
+		if err != nil {
+			return r, err
+		}
+		in.res = uint32(p)
 	}
-	b, ok := in.mem.Read(uint32(p), 36)
+	b, ok := in.mem.Read(in.res, 36)
 	if !ok {
 		return r, errors.New("masking module: result out of range")
 	}
