@@ -132,7 +132,7 @@ func selectEvents(r *audit.Reader, q selection) (*selected, error) {
 			switch {
 			case e.Kind == audit.PolicyChanged || e.Kind == audit.ConfigChanged:
 				out.changes = append(out.changes, le)
-			case e.SessionID != "" || e.RequestID != "":
+			case e.SessionID != "" || e.RequestID != "" || e.Approval != nil:
 				out.events = append(out.events, le)
 			}
 			return nil

@@ -283,6 +283,10 @@ func buildReport(dir string, q selection, keys []string) (*report, error) {
 	if len(sel.events) > 0 {
 		rep.Sessions = buildSessions(r.ID(), sel.events)
 	}
+	if q.session != "" && len(rep.Sessions) == 1 {
+		s := rep.Sessions[0]
+		rep.Title = fmt.Sprintf("Audit evidence: session %q (custos.session_id %s)", s.Session, s.SessionID)
+	}
 	rep.authorization(sel.changes)
 	rep.control()
 	if err := rep.evidence(r, append(sel.events, sel.changes...), sum); err != nil {
