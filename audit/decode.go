@@ -68,6 +68,11 @@ type wire struct {
 			Digest   string `json:"digest"`
 			Source   string `json:"source"`
 		} `json:"change"`
+		Claimed *struct {
+			Issuer  string `json:"issuer"`
+			Subject string `json:"subject"`
+			KeyID   string `json:"key_id"`
+		} `json:"claimed"`
 		Detail string `json:"detail"`
 	} `json:"custos"`
 }
@@ -141,6 +146,9 @@ func DecodeEvent(b []byte) (Event, error) {
 	}
 	if ch := c.Change; ch != nil {
 		e.Change = &Change{Revision: ch.Revision, Previous: ch.Previous, Digest: ch.Digest, Source: ch.Source}
+	}
+	if cl := c.Claimed; cl != nil {
+		e.Claimed = &Claimed{Issuer: cl.Issuer, Subject: cl.Subject, KeyID: cl.KeyID}
 	}
 	return e, nil
 }

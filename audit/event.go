@@ -84,6 +84,9 @@ type Event struct {
 	BodySHA256 string
 	// Change describes a policy or configuration load.
 	Change *Change
+	// Claimed is what a refused token said about its caller, unverified
+	// (auth_failed events).
+	Claimed *Claimed
 	// Started and Finished bound an exchange (response, aborted).
 	Started  time.Time
 	Finished time.Time
@@ -159,6 +162,12 @@ type Change struct {
 	// Digest is the hex SHA-256 of what was loaded.
 	Digest string
 	Source string
+}
+
+// Claimed is custos.claimed: the unverified iss, sub and kid of a refused
+// token. Evidence of who tried, never of who it was.
+type Claimed struct {
+	Issuer, Subject, KeyID string
 }
 
 // Position is where an event sits in a log: LOG_ID/INDEX, the value of the
@@ -331,6 +340,13 @@ func (e *Event) object(withHole bool) object {
 		co.str("digest", ch.Digest)
 		co.str("source", ch.Source)
 		c.add("change", co)
+	}
+	if cl := e.Claimed; cl != nil {
+		co := object{}
+		co.str("issuer", cl.Issuer)
+		co.str("subject", cl.Subject)
+		co.str("key_id", cl.KeyID)
+		c.add("claimed", co)
 	}
 	c.str("detail", e.Detail)
 	o.add("custos", c)

@@ -73,8 +73,8 @@ func TestFromRecord(t *testing.T) {
 		want []string
 	}{
 		{record.Event{Kind: record.Decided, RequestID: "r", SessionID: "s", Session: "n", Principal: "iss/sub", Method: "DELETE", Path: "/x",
-			DecisionID: "d", Allow: false, Status: 403, Reasons: []string{"no"}, Revision: "rev", Action: "DELETE /x", Risk: "destructive", Started: start},
-			[]string{`"kind":"decision"`, `"decision":{"allow":false,"id":"d","policy_revision":"rev","reasons":["no"]}`, `"action":{"kind":"","risk":"destructive","summary":"DELETE /x"}`, `"activity_id":4`, `"status_id":2`, `"uid":"iss/sub"`}},
+			DecisionID: "d", Allow: false, Status: 403, Reasons: []string{"no"}, Revision: "rev", Action: "http", Summary: "DELETE /x", Risk: "destructive", Started: start},
+			[]string{`"kind":"decision"`, `"decision":{"allow":false,"id":"d","policy_revision":"rev","reasons":["no"]}`, `"action":{"kind":"http","risk":"destructive","summary":"DELETE /x"}`, `"activity_id":4`, `"status_id":2`, `"uid":"iss/sub"`}},
 		{record.Event{Kind: record.Completed, RequestID: "r", Status: 200, MaskProfile: "pci", Masked: map[string]int{"card": 2}, Started: start, Finished: start.Add(time.Second)},
 			[]string{`"kind":"response"`, `"http_response":{"code":200}`, `"masking":{"counts":{"card":2},"profile":"pci"}`, `"end_time":"2026-01-01T00:00:01Z"`}},
 		{record.Event{Kind: record.Aborted, RequestID: "r", Detail: "client left", Finished: start},

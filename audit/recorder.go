@@ -36,8 +36,11 @@ func FromRecord(e record.Event) Event {
 		Session:    e.Session,
 		RequestID:  e.RequestID,
 		Connection: e.Connection,
-		Actor:      Actor{UID: e.Principal},
+		Actor:      Actor{UID: e.Principal, Type: e.PrincipalKind, Groups: e.Groups, Roles: e.Roles, App: e.App},
 		Detail:     e.Detail,
+	}
+	if c := e.Claimed; c != nil {
+		a.Claimed = &Claimed{Issuer: c.Issuer, Subject: c.Subject, KeyID: c.KeyID}
 	}
 	if a.Time.IsZero() {
 		a.Time = e.Started
@@ -46,10 +49,19 @@ func FromRecord(e record.Event) Event {
 		a.Request = &HTTPRequest{Method: e.Method, Path: e.Path}
 	}
 	switch e.Kind {
+	case record.AuthFailed:
+		if e.Status != 0 {
+			a.Response = &HTTPResponse{Code: e.Status}
+		}
+	case record.PolicyChanged:
+		a.Change = &Change{Revision: e.Revision}
 	case record.Decided:
-		a.Decision = &DecisionInfo{ID: e.DecisionID, Allow: e.Allow, Reasons: e.Reasons, PolicyRevision: e.Revision}
+		a.Decision = &DecisionInfo{ID: e.DecisionID, Allow: e.Allow, Reasons: e.Reasons, PolicyRevision: e.Revision, Shadow: e.Shadow != ""}
+		if e.Shadow != "" {
+			a.Detail = "shadow mode: enforcing would have answered " + e.Shadow
+		}
 		if e.Action != "" || e.Risk != "" {
-			a.Action = &Action{Risk: e.Risk, Summary: e.Action}
+			a.Action = &Action{Kind: e.Action, Risk: e.Risk, Summary: e.Summary}
 		}
 		if e.Status != 0 {
 			a.Response = &HTTPResponse{Code: e.Status}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/devissuer"
 	"github.com/custos-dev/custos/extproc"
@@ -41,6 +42,10 @@ type ControlPlane struct {
 	// DevIssuer is the dev OIDC issuer on listen.http when dev.issuer is
 	// set (nil otherwise); every pipeline trusts it.
 	DevIssuer *devissuer.Issuer
+	// Audit is the audit log when audit.signing_key_file is set (nil
+	// otherwise); every pipeline records to it.
+	Audit     *audit.Log
+	auditKey  *audit.SigningKey
 	serving   atomic.Bool
 	stages    StagesFunc
 	errc      chan error
@@ -52,6 +57,9 @@ func (cp *ControlPlane) pipeline(cfg *config.Config) (*extproc.Pipeline, error) 
 	st, err := cp.stages(cfg, cp.log)
 	if err != nil {
 		return nil, fmt.Errorf("build stages: %w", err)
+	}
+	if cp.Audit != nil {
+		st.Record = &auditRecorder{log: cp.Audit, next: st.Record, cfg: cfg, logger: cp.logger()}
 	}
 	p, err := extproc.NewPipeline(cfg, st, cp.log)
 	if err != nil {
@@ -106,6 +114,18 @@ func StartWith(ctx context.Context, cfg *config.Config, grpcAdvertise string, lo
 		closeAll()
 		return nil, err
 	}
+	if err := cp.openAudit(cfg); err != nil {
+		closeAll()
+		return nil, err
+	}
+	closeAll = func() {
+		grpcLis.Close()
+		xdsLis.Close()
+		httpLis.Close()
+		if cp.Audit != nil {
+			cp.Audit.Close()
+		}
+	}
 	pipeline, err := cp.pipeline(cfg)
 	if err != nil {
 		closeAll()
@@ -113,11 +133,10 @@ func StartWith(ctx context.Context, cfg *config.Config, grpcAdvertise string, lo
 	}
 
 	cp.Services = extproc.New(pipeline, logger)
+	closeAudit := closeAll
 	closeAll = func() {
-		grpcLis.Close()
-		xdsLis.Close()
-		httpLis.Close()
 		pipeline.Close()
+		closeAudit()
 	}
 	var opts []grpc.ServerOption
 	if t := cfg.Listen.TLS; t != nil {
@@ -146,6 +165,7 @@ func StartWith(ctx context.Context, cfg *config.Config, grpcAdvertise string, lo
 	mux.HandleFunc("GET /readyz", cp.readyz)
 	cp.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
+	cp.recordConfig(pipeline, "loaded")
 	go func() { cp.errc <- serveErr("grpc", cp.grpcSrv.Serve(grpcLis)) }()
 	go func() { cp.errc <- serveErr("xds", cp.xdsSrv.Serve(xdsLis)) }()
 	go func() { cp.errc <- serveErr("http", cp.httpSrv.Serve(httpLis)) }()
@@ -163,6 +183,13 @@ func serveErr(what string, err error) error {
 // readyz answers 200 once xDS holds a snapshot and the gRPC services serve.
 func (cp *ControlPlane) readyz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("content-type", "text/plain")
+	if cp.Audit != nil {
+		if err := cp.Audit.Err(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready: the audit log stopped acknowledging")
+			return
+		}
+	}
 	if !cp.serving.Load() || cp.XDS.Version() == "" {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintln(w, "not ready")
@@ -193,6 +220,7 @@ func (cp *ControlPlane) Apply(ctx context.Context, cfg *config.Config) error {
 	old := cp.Services.Pipeline()
 	cp.Services.SetPipeline(p)
 	old.Close()
+	cp.recordConfig(p, "reloaded")
 	return nil
 }
 
@@ -223,4 +251,26 @@ func (cp *ControlPlane) Shutdown() {
 		cp.xdsSrv.Stop()
 	}
 	cp.Services.Pipeline().Close()
+	if cp.Audit != nil {
+		if err := cp.Audit.Close(); err != nil {
+			cp.logger().Error("close the audit log", "error", err)
+		}
+	}
+}
+
+// recordConfig records a config_changed event; a failure is logged (the
+// configuration is in force either way).
+func (cp *ControlPlane) recordConfig(p *extproc.Pipeline, what string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.RecordConfig(ctx, what); err != nil {
+		cp.logger().Error("record config_changed", "error", err)
+	}
+}
+
+func (cp *ControlPlane) logger() *slog.Logger {
+	if cp.log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return cp.log
 }

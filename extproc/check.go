@@ -63,6 +63,10 @@ func (p *Pipeline) recordDecision(ctx context.Context, o *outcome, started time.
 			err = errRecordPanic
 		}
 	}()
+	if r, ok := p.stages.Record.(record.Receipter); ok {
+		o.evidence, err = r.RecordReceipt(ctx, e)
+		return err
+	}
 	return p.stages.Record.Record(ctx, e)
 }
 

@@ -28,6 +28,9 @@ type outcome struct {
 	conn *config.Connection
 	// event is the decision as the record stage gets it.
 	event record.Event
+	// evidence is where the decision was recorded ("" when the record
+	// stage gives no receipt).
+	evidence string
 }
 
 // deny makes o a denial with r.
@@ -107,6 +110,11 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 		return o.unavailable("identity", err)
 	}
 	o.v.Principal, o.v.Groups = pr.ID(), pr.Groups
+	o.event.PrincipalKind, o.event.Roles, o.event.App = pr.Kind, pr.Roles, pr.App
+	o.event.Groups = pr.Groups
+	if len(pr.GroupNames) == len(pr.Groups) && len(pr.Groups) > 0 {
+		o.event.Groups = pr.GroupNames
+	}
 	supplied := req.Session
 	if supplied == "" {
 		supplied = pr.Session // derived from the token
@@ -123,7 +131,7 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 	if err != nil {
 		return o.unavailable("inspect", err)
 	}
-	o.event.Action, o.event.Risk = act.Kind, string(act.Risk)
+	o.event.Action, o.event.Risk, o.event.Summary = act.Kind, string(act.Risk), act.Summary
 
 	// grants the agent names are offered to policy
 	// The fingerprint hashes the whole body: computed once, and only for a

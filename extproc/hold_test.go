@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,7 +120,11 @@ func TestApprovalWithoutAStoreIsRefusedNotAllowed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if body := deniedBody(t, resp, 503); body["error"] != CodeUnavailable {
+	// Until an approval store is configured, the agent is told the request
+	// needs an approval nobody here can give: refused, never allowed, never
+	// held forever.
+	if body := deniedBody(t, resp, 403); body["error"] != CodeApprovalRequired || body["approval_id"] != nil ||
+		!strings.Contains(body["message"].(string), "no approval store") {
 		t.Fatalf("body %v", body)
 	}
 }

@@ -124,6 +124,24 @@ func NewPipeline(cfg *config.Config, st Stages, logger *slog.Logger) (*Pipeline,
 	return p, nil
 }
 
+// RecordConfig records that this pipeline's configuration was loaded (a
+// config_changed event); what says how it was loaded ("loaded",
+// "reloaded").
+func (p *Pipeline) RecordConfig(ctx context.Context, what string) error {
+	names := make([]string, len(p.cfg.Connections))
+	for i, c := range p.cfg.Connections {
+		names[i] = c.Name
+	}
+	bundle := p.cfg.Policy.Bundle
+	if bundle == "" {
+		bundle = "none (allow by connection)"
+	}
+	now := time.Now()
+	return p.stages.Record.Record(ctx, record.Event{Kind: record.ConfigChanged, Started: now, Finished: now,
+		Detail: fmt.Sprintf("configuration %s: %d connection(s) [%s], %d issuer(s), policy bundle %s, approvals %s",
+			what, len(names), strings.Join(names, ", "), len(p.cfg.Identity.Issuers), bundle, p.cfg.Approvals.Mode)})
+}
+
 // policyChanged records a bundle load (the first, each new revision, each
 // bundle refused) as a policy_changed event.
 func (p *Pipeline) policyChanged(c policy.Change) {

@@ -18,7 +18,16 @@ import (
 // allow with the verdict in dynamic metadata, or Custos' own reply.
 func checkResponse(o *outcome, rawHeaders map[string]string) *authv3.CheckResponse {
 	if o.reply != nil {
-		return o.reply.denied(o.v)
+		r := o.reply.denied(o.v)
+		if o.evidence != "" {
+			d := r.GetDeniedResponse()
+			d.Headers = append(d.Headers, setHeader(names.EvidenceHeader, o.evidence))
+		}
+		return r
+	}
+	respHeaders := []*corev3.HeaderValueOption{setHeader(names.RequestIDHeader, o.v.RequestID)}
+	if o.evidence != "" {
+		respHeaders = append(respHeaders, setHeader(names.EvidenceHeader, o.evidence))
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(code.Code_OK)},
@@ -28,7 +37,7 @@ func checkResponse(o *outcome, rawHeaders map[string]string) *authv3.CheckRespon
 			// id Custos records, whatever the agent sent.
 			Headers:              []*corev3.HeaderValueOption{setHeader(names.EnvoyRequestIDHeader, o.v.RequestID)},
 			HeadersToRemove:      headersToRemove(o.conn, rawHeaders),
-			ResponseHeadersToAdd: []*corev3.HeaderValueOption{setHeader(names.RequestIDHeader, o.v.RequestID)},
+			ResponseHeadersToAdd: respHeaders,
 		}},
 		DynamicMetadata: o.v.Struct(),
 	}

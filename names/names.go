@@ -87,6 +87,9 @@ const (
 const (
 	// RequestIDHeader is the response header that carries the request id.
 	RequestIDHeader = "x-custos-request-id"
+	// EvidenceHeader is the response header that carries where the
+	// request's decision was recorded (LOG_ID/INDEX).
+	EvidenceHeader = "x-custos-evidence"
 	// SessionHeader names the agent's run; an agent may send it.
 	SessionHeader = "x-custos-session"
 	// ApprovalIDHeader names an approval the agent retries with; an agent may send it.

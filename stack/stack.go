@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/custos-dev/custos/config"
@@ -86,10 +87,11 @@ type Stack struct {
 	// (nil when the configuration has listen.tls or listen.insecure).
 	PKI *mtls.PKI
 
-	cancel  context.CancelFunc
-	done    chan struct{}
-	tmpDir  string
-	dpFiles *mtls.Files // the data plane's client certificate and CA
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	done      chan struct{}
+	tmpDir    string
+	dpFiles   *mtls.Files // the data plane's client certificate and CA
 }
 
 // Start starts the control plane, then the data plane as its xDS client, and
@@ -271,8 +273,10 @@ func (s *Stack) Done() <-chan struct{} { return s.done }
 
 // Close stops the data plane (its listener drains), then the control plane.
 func (s *Stack) Close() {
-	s.cancel()
-	<-s.done
-	s.CP.Shutdown()
-	s.removeTmp()
+	s.closeOnce.Do(func() {
+		s.cancel()
+		<-s.done
+		s.CP.Shutdown()
+		s.removeTmp()
+	})
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/controlplane"
 	"github.com/custos-dev/custos/envoy/launch"
@@ -61,6 +64,21 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 				demoSrv = &http.Server{Handler: demo.Handler(), ReadHeaderTimeout: 10 * time.Second}
 				go func() { _ = demoSrv.Serve(lis) }()
 				defer demoSrv.Close()
+			}
+
+			// Dev keeps evidence like production: the audit log's signing
+			// key is made on first run beside the audit directory (never in
+			// it: whoever can rewrite the log must not hold the key).
+			if cfg.Audit.SigningKeyFile == "" {
+				cfg.Audit.SigningKeyFile = filepath.Join(filepath.Dir(cfg.Audit.Dir), "keys", "audit.key")
+			}
+			if _, err := audit.LoadSigningKey(cfg.Audit.SigningKeyFile); errors.Is(err, fs.ErrNotExist) {
+				_, err = audit.LoadOrCreateSigningKey(cfg.Audit.SigningKeyFile, controlplane.DefaultLogID(), true)
+				if err != nil {
+					return err
+				}
+			} else if err != nil {
+				return err
 			}
 
 			// Without listen.tls or listen.insecure, dev makes a private CA
@@ -135,6 +153,9 @@ func printDevBanner(g *globals, cfg *config.Config, st *stack.Stack, path string
 	}
 	for _, c := range cfg.Connections {
 		fmt.Fprintf(w, "  connection %-9s /%s/ -> %s\n", c.Name, c.Name, c.Upstream)
+	}
+	if cp.Audit != nil {
+		fmt.Fprintf(w, "  audit log            %s (log %s, key %s; `custos audit key` prints the verifier key)\n", cfg.Audit.Dir, cp.Audit.ID(), cfg.Audit.SigningKeyFile)
 	}
 	if is := cp.DevIssuer; is != nil {
 		fmt.Fprintf(w, "  dev OIDC issuer      %s (audience %s; dev secret in %s)\n", is.URL(), is.Audience(), is.SecretFile())

@@ -33,6 +33,9 @@ const (
 	// PolicyChanged: a policy bundle was loaded (Revision) or refused
 	// (Detail says why; Revision is the one still deciding).
 	PolicyChanged Kind = "policy_changed"
+	// ConfigChanged: a configuration was loaded (at start and on each
+	// reload); Detail summarises it.
+	ConfigChanged Kind = "config_changed"
 )
 
 // Claimed is what a refused token said about its caller, unverified: who
@@ -51,7 +54,13 @@ type Event struct {
 	SessionID  string
 	Session    string
 	Principal  string
-	Connection string
+	// PrincipalKind, Groups (readable names where the issuer gives them,
+	// else ids), Roles and App describe the principal for the evidence.
+	PrincipalKind string
+	Groups        []string
+	Roles         []string
+	App           string
+	Connection    string
 	Method     string
 	// Path is the path the upstream receives (prefix stripped), without the
 	// query, which may carry credentials such as SAS signatures.
@@ -67,6 +76,9 @@ type Event struct {
 	Revision string
 	Action   string
 	Risk     string
+	// Summary is the action's one line for a human (masked before it gets
+	// here).
+	Summary string
 	// Shadow is what an enforcing policy would have answered on a
 	// connection in shadow mode ("forbidden", "approval_required: rule R"),
 	// "" when the decision was enforced or allowed.
@@ -90,6 +102,14 @@ type Event struct {
 // caller fails the request.
 type Recorder interface {
 	Record(ctx context.Context, e Event) error
+}
+
+// Receipter is a Recorder that says where it recorded an event: the
+// receipt the agent gets (x-custos-evidence), such as an audit log's
+// LOG_ID/INDEX.
+type Receipter interface {
+	Recorder
+	RecordReceipt(ctx context.Context, e Event) (receipt string, err error)
 }
 
 // Log records events as structured log lines.

@@ -12,9 +12,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"testing"
 
+	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/controlplane"
 	"github.com/custos-dev/custos/envoy/envoytest"
@@ -89,6 +91,17 @@ func Start(t *testing.T, dp stack.DataPlane, opts Options) *Fixture {
 	cfg, err := build(up.URL)
 	if err != nil {
 		t.Fatalf("config: %v", err)
+	}
+	if cfg.Audit.SigningKeyFile == "" {
+		// Every stack keeps real evidence: an audit log and its signing key
+		// in the test's own directories.
+		c := *cfg
+		c.Audit.Dir = filepath.Join(t.TempDir(), "audit")
+		c.Audit.SigningKeyFile = filepath.Join(t.TempDir(), "keys", "audit.key")
+		if _, err := audit.LoadOrCreateSigningKey(c.Audit.SigningKeyFile, "custos-test", true); err != nil {
+			t.Fatal(err)
+		}
+		cfg = &c
 	}
 	logs := &Buffer{}
 	events := &Events{}

@@ -1,0 +1,92 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/filters/record"
+)
+
+// DefaultLogID names a log whose signing key `custos dev` makes: custos-
+// and the host name, so that each replica's log has its own id.
+func DefaultLogID() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		h = "local"
+	}
+	var b strings.Builder
+	b.WriteString("custos-")
+	for _, r := range strings.ToLower(h) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// openAudit opens the audit log when audit.signing_key_file is set, with
+// the key there (`custos dev` makes one on first run; `custos serve`
+// expects the operator's).
+func (cp *ControlPlane) openAudit(cfg *config.Config) error {
+	if cfg.Audit.SigningKeyFile == "" {
+		return nil
+	}
+	// The key's name is the log id, whoever made it.
+	key, err := audit.LoadSigningKey(cfg.Audit.SigningKeyFile)
+	if err != nil {
+		return fmt.Errorf("audit.signing_key_file: %w", err)
+	}
+	l, err := audit.Open(audit.Options{Dir: cfg.Audit.Dir, Key: key})
+	if err != nil {
+		return fmt.Errorf("audit.dir: %w", err)
+	}
+	cp.Audit = l
+	cp.auditKey = key
+	return nil
+}
+
+// auditRecorder appends every event to the audit log before handing it to
+// the next recorder (the structured log line), and gives the log position
+// as the receipt. Under on_failure block (the default, per connection
+// overridable) a failed append is the request's failure: no evidence, no
+// access; under allow it is logged and the request goes on.
+type auditRecorder struct {
+	log    *audit.Log
+	next   record.Recorder
+	cfg    *config.Config
+	logger *slog.Logger
+}
+
+var _ record.Receipter = (*auditRecorder)(nil)
+
+func (a *auditRecorder) Record(ctx context.Context, e record.Event) error {
+	_, err := a.RecordReceipt(ctx, e)
+	return err
+}
+
+func (a *auditRecorder) RecordReceipt(ctx context.Context, e record.Event) (string, error) {
+	pos, err := a.log.Append(ctx, audit.FromRecord(e))
+	if err != nil {
+		if a.onFailure(e.Connection) == config.OnFailureAllow {
+			a.logger.Error("audit append failed; the request goes on (on_failure: allow)", "kind", e.Kind, "request_id", e.RequestID, "error", err)
+			return "", a.next.Record(ctx, e)
+		}
+		return "", fmt.Errorf("audit: %w", err)
+	}
+	if err := a.next.Record(ctx, e); err != nil {
+		a.logger.Warn("record after the audit log", "error", err)
+	}
+	return pos.String(), nil
+}
+
+func (a *auditRecorder) onFailure(connection string) string {
+	if c, ok := a.cfg.Connection(connection); ok && c.AuditOnFailure != "" {
+		return c.AuditOnFailure
+	}
+	return a.cfg.Audit.OnFailure
+}
