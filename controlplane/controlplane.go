@@ -44,11 +44,11 @@ type ControlPlane struct {
 	DevIssuer *devissuer.Issuer
 	// Audit is the audit log when audit.signing_key_file is set (nil
 	// otherwise); every pipeline records to it.
-	Audit     *audit.Log
-	auditKey  *audit.SigningKey
-	serving   atomic.Bool
-	stages    StagesFunc
-	errc      chan error
+	Audit    *audit.Log
+	auditKey *audit.SigningKey
+	serving  atomic.Bool
+	stages   StagesFunc
+	errc     chan error
 }
 
 // pipeline builds the stages and the pipeline for cfg.

@@ -51,9 +51,9 @@ type Event struct {
 	RequestID string
 	// SessionID is the session namespaced by principal; Session is the name
 	// the agent gave or the derived one.
-	SessionID  string
-	Session    string
-	Principal  string
+	SessionID string
+	Session   string
+	Principal string
 	// PrincipalKind, Groups (readable names where the issuer gives them,
 	// else ids), Roles and App describe the principal for the evidence.
 	PrincipalKind string
@@ -61,7 +61,7 @@ type Event struct {
 	Roles         []string
 	App           string
 	Connection    string
-	Method     string
+	Method        string
 	// Path is the path the upstream receives (prefix stripped), without the
 	// query, which may carry credentials such as SAS signatures.
 	Path string
