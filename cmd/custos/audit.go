@@ -15,6 +15,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/audit/ship"
 	"github.com/custos-dev/custos/config"
 )
 
@@ -25,7 +26,7 @@ func newAuditCmd(g *globals) *cobra.Command {
 		Long: `Work with the audit log (audit.dir): every decision, approval and response
 as an event in a Merkle tree whose checkpoints are signed.
 
-  custos audit key --key-file FILE         the verifier key, to hold apart from the log
+  custos audit key --config FILE           the verifier key, to hold apart from the log
   custos audit verify --dir DIR --key K    every event and checkpoint, from the bytes
   custos audit proof --dir DIR --index N   one event, its inclusion proof, its checkpoint
   custos audit replay --dir DIR --session S    one session as a timeline
@@ -48,12 +49,13 @@ holding one; never the signing key.`,
 func newAuditKeyCmd(g *globals) *cobra.Command {
 	var keyFile, cfgPath string
 	cmd := &cobra.Command{
-		Use:   "key (--key-file FILE | --config FILE)",
+		Use:   "key (--config FILE | --key-file FILE)",
 		Short: "Print the checkpoint verifier key, to hold apart from the log",
 		Long: `Print the public verifier key of the audit signing key (audit.signing_key_file)
 on one line: LOG_ID+HASH+KEY. Give it to the examiner, who keeps it apart from
 the log and passes it to ` + "`custos audit verify --key`" + `. The signing key itself is
-never printed; the key file must be mode 0600.`,
+never printed; the key file must be mode 0600. --config reads
+audit.signing_key_file from a configuration; --key-file names the file.`,
 		Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			if (keyFile == "") == (cfgPath == "") {
@@ -82,12 +84,11 @@ never printed; the key file must be mode 0600.`,
 }
 
 // configSigningKeyFile returns audit.signing_key_file of cfg.
-//
-// The config package does not have that key yet (issue 11, item 8): until it
-// does, --config is refused and --key-file names the file. Once
-// config.Audit.SigningKeyFile exists, this returns it.
-func configSigningKeyFile(*config.Config) (string, error) {
-	return "", errors.New("audit.signing_key_file is not a configuration key yet: use --key-file FILE")
+func configSigningKeyFile(cfg *config.Config) (string, error) {
+	if cfg.Audit.SigningKeyFile == "" {
+		return "", errors.New("audit.signing_key_file is not set")
+	}
+	return cfg.Audit.SigningKeyFile, nil
 }
 
 // kafkaTopics names what `custos audit verify --kafka` reads.
@@ -98,16 +99,26 @@ type kafkaTopics struct {
 }
 
 // verifyKafka verifies the logs shipped to Kafka with the trusted verifier
-// keys: every checkpoint first, then every event in (log id, index) order
-// through audit.Checker (never in topic or partition order). It returns a
-// summary per log id and the signed checkpoints it read, by log id, which
-// --dir then checks the directory against (that is how a rewritten
-// directory is caught). A failure is an *audit.VerifyError.
-//
-// It is nil in a binary built without the Kafka shipper (audit/ship), and
-// --kafka is then refused; the shipper's wiring sets it from an init
-// function in its own file in this package.
-var verifyKafka func(ctx context.Context, t kafkaTopics, keys []string) (sums []*audit.Summary, checkpoints map[string][][]byte, err error)
+// keys and the extra checkpoints (the log directory's, with --dir): every
+// checkpoint first, then every event in (log id, index) order through
+// audit.Checker (never in topic or partition order). It returns a summary
+// per log id and the signed checkpoints it read, by log id, which --dir then
+// checks the directory against (that is how a rewritten directory is
+// caught). A failure in a log is an *audit.VerifyError. It is a variable so
+// that a binary could be built without the shipper; --kafka is refused when
+// it is nil.
+var verifyKafka = func(ctx context.Context, t kafkaTopics, keys []string, extra [][]byte) ([]*audit.Summary, map[string][][]byte, error) {
+	s, err := ship.ReadTopics(ctx, ship.Topics{Brokers: t.Brokers, EventsTopic: t.Events, CheckpointsTopic: t.Checkpoints})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the Kafka topics: %w", err)
+	}
+	cps := map[string][][]byte{}
+	for id := range s.Logs {
+		cps[id] = s.CheckpointsOf(id)
+	}
+	sums, err := s.Verify(keys, extra...)
+	return sums, cps, err
+}
 
 func newAuditVerifyCmd(g *globals) *cobra.Command {
 	var (
@@ -151,7 +162,13 @@ index and why otherwise.`,
 				}
 				topics.Brokers = splitList(brokers)
 				topics.Events, topics.Checkpoints = evTopic, cpTop
-				sums, cps, err := verifyKafka(cmd.Context(), topics, keys)
+				var extra [][]byte
+				if dir != "" {
+					if extra, err = audit.Checkpoints(nil, dir); err != nil {
+						return fmt.Errorf("read the checkpoints of %s: %w", dir, err)
+					}
+				}
+				sums, cps, err := verifyKafka(cmd.Context(), topics, keys, extra)
 				if err != nil {
 					return fmt.Errorf("NOT intact (kafka %s): %w", brokers, err)
 				}
@@ -190,8 +207,8 @@ index and why otherwise.`,
 	cmd.Flags().StringVar(&dir, "dir", "", "the log directory (audit.dir)")
 	cmd.Flags().StringArrayVar(&keyArgs, "key", nil, "a trusted verifier key, or @FILE holding one (repeatable: one per log id)")
 	cmd.Flags().StringVar(&brokers, "kafka", "", "comma-separated Kafka brokers to read the shipped log from")
-	cmd.Flags().StringVar(&evTopic, "events-topic", "custos.audit.events", "the Kafka topic of events")
-	cmd.Flags().StringVar(&cpTop, "checkpoints-topic", "custos.audit.checkpoints", "the Kafka topic of checkpoints")
+	cmd.Flags().StringVar(&evTopic, "events-topic", ship.DefaultEventsTopic, "the Kafka topic of events")
+	cmd.Flags().StringVar(&cpTop, "checkpoints-topic", ship.DefaultCheckpointsTopic, "the Kafka topic of checkpoints")
 	return cmd
 }
 
