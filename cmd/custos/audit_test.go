@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/audit/ship"
 )
 
 // auditLog is a real log written by audit.Open: two sessions of the same
@@ -459,5 +462,66 @@ func TestAuditReport(t *testing.T) {
 	}
 	if _, _, err := run(ctx, "audit", "report", "--dir", lg.dir, "--from", "2027-01-01T00:00:00Z", "--to", "2027-01-02T00:00:00Z"); err == nil || !strings.Contains(err.Error(), "no event") {
 		t.Errorf("empty period: %v", err)
+	}
+}
+
+func TestAuditVerifyKafka(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topics := ship.Topics{Brokers: c.ListenAddrs()}
+	if err := ship.CreateTopics(ctx, topics, ship.TopicSettings{Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := audit.GenerateSigningKey("replica-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	l, err := audit.Open(audit.Options{Dir: dir, Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := l.Append(ctx, audit.Event{Kind: audit.Decision, SessionID: "s", RequestID: "r", Request: &audit.HTTPRequest{Method: "GET", Path: "/" + strings.Repeat("x", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ship.New(l, ship.Options{Dir: dir, Topics: topics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	cps, _ := audit.Checkpoints(nil, dir)
+	for ev, n := s.Shipped(); ev < 20 || n < int64(len(cps)); ev, n = s.Shipped() {
+		if ctx.Err() != nil {
+			t.Fatal("the shipper did not drain")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.Close()
+	<-done
+	l.Close()
+
+	brokers := strings.Join(c.ListenAddrs(), ",")
+	out, _, err := run(ctx, "audit", "verify", "--kafka", brokers, "--key", key.VerifierKey())
+	if err != nil || !strings.Contains(out, "log replica-1: intact. 20 events") || !strings.Contains(out, "kafka topics") {
+		t.Fatalf("--kafka: %v\n%s", err, out)
+	}
+	out, _, err = run(ctx, "audit", "verify", "--kafka", brokers, "--dir", dir, "--key", key.VerifierKey())
+	if err != nil || strings.Count(out, "intact") != 2 {
+		t.Fatalf("--kafka --dir: %v\n%s", err, out)
+	}
+	other, _, _ := audit.GenerateSigningKey("replica-1")
+	if _, _, err := run(ctx, "audit", "verify", "--kafka", brokers, "--key", other.VerifierKey()); err == nil || !strings.Contains(err.Error(), "NOT intact") {
+		t.Fatalf("--kafka with another key: %v", err)
 	}
 }
