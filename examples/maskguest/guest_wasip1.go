@@ -1,5 +1,7 @@
 //go:build wasip1
 
+//lint:file-ignore U1000 the host calls these through //go:wasmexport
+
 package main
 
 import (
@@ -102,7 +104,7 @@ func mask(h, format, flags, statePtr, stateLen, inPtr, inLen int32) int32 {
 	}
 	switch {
 	case p.fault == "loop":
-		for {
+		for { //lint:ignore SA5002 a runaway module, on purpose
 		}
 	case p.fault == "trap" && int(calls) >= p.after:
 		panic("maskguest: trap on purpose")

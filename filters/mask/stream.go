@@ -130,7 +130,6 @@ type stream struct {
 	codec   *codec
 	pending []byte
 	state   []byte
-	out     []byte
 	details Details
 	err     error
 	done    bool
