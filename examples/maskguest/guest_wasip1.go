@@ -104,7 +104,8 @@ func mask(h, format, flags, statePtr, stateLen, inPtr, inLen int32) int32 {
 	}
 	switch {
 	case p.fault == "loop":
-		for { //lint:ignore SA5002 a runaway module, on purpose
+		//lint:ignore SA5002 a runaway module, on purpose
+		for {
 		}
 	case p.fault == "trap" && int(calls) >= p.after:
 		panic("maskguest: trap on purpose")
