@@ -163,6 +163,7 @@ func StartWith(ctx context.Context, cfg *config.Config, grpcAdvertise string, lo
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", cp.readyz)
+	mux.HandleFunc("GET "+ProofPath, cp.proof)
 	cp.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	cp.recordConfig(pipeline, "loaded")

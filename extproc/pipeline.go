@@ -165,6 +165,9 @@ func (p *Pipeline) policyChanged(c policy.Change) {
 // with it finish normally.
 func (p *Pipeline) Close() { p.stages.Close() }
 
+// Identity is the pipeline's identity stage, for the HTTP API's callers.
+func (p *Pipeline) Identity() identity.Verifier { return p.stages.Identity }
+
 // Config is the configuration the pipeline was built from.
 func (p *Pipeline) Config() *config.Config { return p.cfg }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -77,6 +79,54 @@ dev:
 				t.Fatalf("%s: proof: %v", name, err)
 			}
 		}
+		// GET /v1/audit/proof: the principal the event is about, or an
+		// auditor; anyone else 403, no token 401.
+		resp, body := get(t, s.URL+"/customers/1", map[string]string{"authorization": "Bearer " + tok})
+		if resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		pos, _ := audit.ParsePosition(resp.Header.Get("x-custos-evidence"))
+		proofURL := fmt.Sprintf("http://%s/v1/audit/proof?log=%s&index=%d", s.CP.HTTPAddr, pos.LogID, pos.Index)
+		mint := func(sub string, roles ...string) string {
+			tk, _, err := s.CP.DevIssuer.Mint(devissuer.Claims{Subject: sub, Roles: roles})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return "Bearer " + tk
+		}
+		for name, tc := range map[string]struct {
+			auth   string
+			status int
+		}{
+			"the principal": {"Bearer " + tok, 200},
+			"an auditor":    {mint("examiner", "auditor"), 200},
+			"someone else":  {mint("other-agent"), 403},
+			"no token":      {"", 401},
+			"a bad token":   {"Bearer " + tok[:len(tok)-4] + "AAAA", 401},
+		} {
+			h := map[string]string{}
+			if tc.auth != "" {
+				h["authorization"] = tc.auth
+			}
+			resp, body := get(t, proofURL, h)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("proof for %s: %d %s", name, resp.StatusCode, body)
+			}
+			if tc.status != 200 {
+				continue
+			}
+			var p audit.Proof
+			if err := json.Unmarshal(body, &p); err != nil {
+				t.Fatal(err)
+			}
+			if e, _, err := audit.VerifyProof(&p, key.VerifierKey()); err != nil || e.Index != pos.Index || e.Actor.UID == "" {
+				t.Fatalf("proof for %s: %v", name, err)
+			}
+		}
+		if resp, _ := get(t, fmt.Sprintf("http://%s/v1/audit/proof?log=%s&index=%d", s.CP.HTTPAddr, pos.LogID, 1<<40), map[string]string{"authorization": "Bearer " + tok}); resp.StatusCode != 404 {
+			t.Fatalf("an index past the end: %d", resp.StatusCode)
+		}
+
 		s.Close() // the last checkpoint covers everything
 		sum, err := audit.Verify(s.Config.Audit.Dir, audit.VerifyOptions{Keys: []string{key.VerifierKey()}})
 		if err != nil {
