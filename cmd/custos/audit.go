@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/audit/ship"
 	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/controlplane"
 )
 
 func newAuditCmd(g *globals) *cobra.Command {
@@ -47,15 +49,21 @@ holding one; never the signing key.`,
 }
 
 func newAuditKeyCmd(g *globals) *cobra.Command {
-	var keyFile, cfgPath string
+	var keyFile, cfgPath, logID string
+	var generate bool
 	cmd := &cobra.Command{
-		Use:   "key (--config FILE | --key-file FILE)",
+		Use:   "key (--config FILE | --key-file FILE) [--generate [--log-id ID]]",
 		Short: "Print the checkpoint verifier key, to hold apart from the log",
 		Long: `Print the public verifier key of the audit signing key (audit.signing_key_file)
 on one line: LOG_ID+HASH+KEY. Give it to the examiner, who keeps it apart from
 the log and passes it to ` + "`custos audit verify --key`" + `. The signing key itself is
 never printed; the key file must be mode 0600. --config reads
-audit.signing_key_file from a configuration; --key-file names the file.`,
+audit.signing_key_file from a configuration; --key-file names the file.
+
+--generate makes the signing key first when the file does not exist yet
+(mode 0600, its directory 0700), named --log-id (default custos- and the host
+name; each replica keeps its own log and key), and then prints its verifier
+key. An existing key file is never replaced.`,
 		Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			if (keyFile == "") == (cfgPath == "") {
@@ -70,6 +78,20 @@ audit.signing_key_file from a configuration; --key-file names the file.`,
 					return fmt.Errorf("%s: %w", cfgPath, err)
 				}
 			}
+			if generate {
+				if logID == "" {
+					logID = controlplane.DefaultLogID()
+				}
+				if _, err := audit.LoadSigningKey(keyFile); errors.Is(err, fs.ErrNotExist) {
+					if _, err := audit.LoadOrCreateSigningKey(keyFile, logID, true); err != nil {
+						return err
+					}
+				} else if err != nil {
+					return err
+				}
+			} else if logID != "" {
+				return usageError{errors.New("--log-id goes with --generate")}
+			}
 			vkey, err := audit.VerifierKeyFile(keyFile)
 			if err != nil {
 				return err
@@ -80,6 +102,8 @@ audit.signing_key_file from a configuration; --key-file names the file.`,
 	}
 	cmd.Flags().StringVar(&keyFile, "key-file", "", "the audit signing key file (audit.signing_key_file)")
 	cmd.Flags().StringVar(&cfgPath, "config", "", "a configuration file: its audit.signing_key_file")
+	cmd.Flags().BoolVar(&generate, "generate", false, "make the signing key when the file does not exist")
+	cmd.Flags().StringVar(&logID, "log-id", "", "the log id of a generated key (default custos-HOSTNAME)")
 	return cmd
 }
 

@@ -42,6 +42,9 @@ production.`,
 			if err := requireTLSChoice(cfg); err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
+			if err := requireAuditKey(cfg); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
 			if cfg.Listen.Insecure {
 				log.Warn("listen.insecure: the gRPC services and ADS are plain text; any peer that reaches them can ask for decisions, make Custos record exchanges that never happened and read the configuration. Use listen.tls in production.")
 			}
@@ -53,7 +56,7 @@ production.`,
 			defer cp.Shutdown()
 			log.Info("custos serving", "grpc", cp.GRPCAddr, "xds", cp.XDSAddr, "http", cp.HTTPAddr, "connections", len(cfg.Connections))
 			r := &controlplane.Reloader{Path: path, Check: func(c *config.Config) error {
-				return errors.Join(refuseDev(c), requireTLSChoice(c))
+				return errors.Join(refuseDev(c), requireTLSChoice(c), requireAuditKey(c))
 			}, Apply: cp.Apply, Log: log}
 			go func() {
 				if err := r.Run(ctx); err != nil {
@@ -79,6 +82,16 @@ production.`,
 func requireTLSChoice(cfg *config.Config) error {
 	if cfg.Listen.TLS == nil && !cfg.Listen.Insecure {
 		return errors.New("listen.tls is required: the gRPC services and ADS need mutual TLS with Envoy (cert_file, key_file, client_ca_file, allowed_clients); set listen.insecure: true to serve plain text, never in production")
+	}
+	return nil
+}
+
+// requireAuditKey rejects a configuration without audit.signing_key_file:
+// in production every decision goes to the signed audit log before the
+// upstream is reached (no evidence, no access).
+func requireAuditKey(cfg *config.Config) error {
+	if cfg.Audit.SigningKeyFile == "" {
+		return errors.New("audit.signing_key_file is required: every decision is recorded in the signed audit log before the upstream is reached; make a key with `custos audit key --generate --key-file FILE` and keep it apart from audit.dir")
 	}
 	return nil
 }

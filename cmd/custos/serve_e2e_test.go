@@ -38,6 +38,11 @@ func TestServeWithRealEnvoyFromTheBootstrap(t *testing.T) {
 	if _, _, err := run(context.Background(), "certs", "--dir", tlsDir); err != nil {
 		t.Fatal(err)
 	}
+	// The audit signing key, made as an operator makes it.
+	keyFile := filepath.Join(t.TempDir(), "keys", "audit.key")
+	if out, _, err := run(context.Background(), "audit", "key", "--generate", "--key-file", keyFile, "--log-id", "custos-serve-test"); err != nil || !strings.HasPrefix(out, "custos-serve-test+") {
+		t.Fatalf("audit key --generate: %v %q", err, out)
+	}
 	cfgPath := writeFile(t, "custos.yaml", `listen:
   grpc: 127.0.0.1:0
   xds: `+xdsAddr+`
@@ -51,6 +56,9 @@ func TestServeWithRealEnvoyFromTheBootstrap(t *testing.T) {
 connections:
   - name: customers
     upstream: `+up.URL+`
+audit:
+  dir: `+filepath.Join(envoyDir, "audit")+`
+  signing_key_file: `+keyFile+`
 `)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -100,6 +108,14 @@ connections:
 	}
 	if up.Count() != before {
 		t.Fatal("with Custos stopped the request reached the upstream")
+	}
+}
+
+func TestServeRequiresAnAuditKey(t *testing.T) {
+	p := writeFile(t, "custos.yaml", "listen:\n  insecure: true\nconnections: []\n")
+	_, _, err := run(context.Background(), "serve", "--config", p)
+	if err == nil || !strings.Contains(err.Error(), "audit.signing_key_file is required") {
+		t.Fatalf("err %v, want audit.signing_key_file required", err)
 	}
 }
 
