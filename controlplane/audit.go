@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/config"
@@ -83,6 +85,45 @@ func (a *auditRecorder) RecordReceipt(ctx context.Context, e record.Event) (stri
 	}
 	return pos.String(), nil
 }
+
+var _ record.Deferred = (*auditRecorder)(nil)
+
+// RecordDeferred starts the append at once; wait returns when it is
+// durable (on_failure applies then).
+func (a *auditRecorder) RecordDeferred(e record.Event) func(context.Context) (string, error) {
+	type result struct {
+		receipt string
+		err     error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// Bounded like Check's own record; the caller's wait has its own
+		// deadline.
+		ctx, cancel := context.WithTimeout(context.Background(), deferredRecordTimeout)
+		defer cancel()
+		r, err := a.RecordReceipt(ctx, e)
+		done <- result{r, err}
+	}()
+	var once sync.Once
+	var res result
+	return func(ctx context.Context) (string, error) {
+		var err error
+		once.Do(func() {
+			select {
+			case res = <-done:
+			case <-ctx.Done():
+				res = result{err: fmt.Errorf("audit: the decision was not durable in time: %w", ctx.Err())}
+			}
+		})
+		if err == nil {
+			err = res.err
+		}
+		return res.receipt, err
+	}
+}
+
+// deferredRecordTimeout bounds a deferred append.
+const deferredRecordTimeout = 30 * time.Second
 
 func (a *auditRecorder) onFailure(connection string) string {
 	if c, ok := a.cfg.Connection(connection); ok && c.AuditOnFailure != "" {

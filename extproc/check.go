@@ -8,6 +8,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/filters/record"
 	"github.com/custos-dev/custos/names"
 )
@@ -27,7 +28,7 @@ func (s *Service) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.C
 	started := time.Now()
 	in := requestFrom(cr, newRequestID())
 	o := p.decide(ctx, in)
-	if err := p.recordDecision(ctx, o, started); err != nil {
+	if err := s.recordDecision(ctx, p, o, started); err != nil {
 		s.log.Error("record decision", "request_id", o.v.RequestID, "error", err)
 		o.v.Hold = nil
 		o.deny(Reply{Status: 503, Code: CodeUnavailable, Message: "the request could not be recorded; nothing was forwarded"})
@@ -35,10 +36,24 @@ func (s *Service) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.C
 	return checkResponse(o, in.rawHeader), nil
 }
 
-// recordDecision hands the decision to the record stage (an auth_failed
-// event for a refused token), under recover: a recorder that panics is a
-// record that failed.
-func (p *Pipeline) recordDecision(ctx context.Context, o *outcome, started time.Time) (err error) {
+// recordDecision records the decision: durable before Check answers
+// (audit.durability before_upstream, and always for a request Check
+// refuses or a route without ext_proc), or, with before_response on an
+// ext_proc route, started now and waited for by Process before the
+// response goes back.
+func (s *Service) recordDecision(ctx context.Context, p *Pipeline, o *outcome, started time.Time) error {
+	d, ok := p.stages.Record.(record.Deferred)
+	if !ok || o.reply != nil || !o.v.ExtProc || o.v.Hold != nil || p.cfg.Audit.Durability != config.DurabilityBeforeResponse {
+		return p.recordDecision(ctx, o, started)
+	}
+	wait := d.RecordDeferred(p.decisionEvent(o, started))
+	s.pending.put(o.v.RequestID, wait)
+	o.v.EvidencePending = true
+	return nil
+}
+
+// decisionEvent is the event that records o.
+func (p *Pipeline) decisionEvent(o *outcome, started time.Time) record.Event {
 	e := o.event
 	if e.Kind != record.AuthFailed {
 		e.Kind = record.Decided
@@ -55,6 +70,14 @@ func (p *Pipeline) recordDecision(ctx context.Context, o *outcome, started time.
 	}
 	e.MaskProfile = joinProfile(o.v.MaskProfile)
 	e.Started, e.Finished = started, time.Now()
+	return e
+}
+
+// recordDecision hands the decision to the record stage (an auth_failed
+// event for a refused token) and waits until it is recorded, under
+// recover: a recorder that panics is a record that failed.
+func (p *Pipeline) recordDecision(ctx context.Context, o *outcome, started time.Time) (err error) {
+	e := p.decisionEvent(o, started)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkRecordTimeout)
 	defer cancel()
 	defer func() {

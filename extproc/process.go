@@ -36,7 +36,7 @@ const recordTimeout = names.MessageTimeout / 2
 // request closed. The exchange is recorded exactly once, by end, at
 // whichever message is its last.
 func (s *Service) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err error) {
-	ex := &exchange{p: s.pipeline.Load(), log: s.log, stream: stream, ctx: stream.Context(), started: time.Now(),
+	ex := &exchange{p: s.pipeline.Load(), log: s.log, stream: stream, ctx: stream.Context(), started: time.Now(), pending: &s.pending,
 		// Custos' xDS sends no response body unless a phase asks for it;
 		// Envoy's protocol_config, on the first message, says for sure.
 		respBodyMode: procfilterv3.ProcessingMode_NONE}
@@ -86,6 +86,30 @@ type exchange struct {
 	done        bool
 	// localReply is set when the stream carries a reply Envoy made itself.
 	localReply bool
+	// pending are the decisions Check is making durable; evidence is this
+	// request's, taken at its request headers (before_response), waited for
+	// before the response goes back.
+	pending  *pendingRecords
+	evidence func(context.Context) (string, error)
+}
+
+// awaitEvidence waits until the decision Check started recording is
+// durable and returns its receipt ("" when Check waited itself). No
+// evidence, no response: an error fails the exchange.
+func (ex *exchange) awaitEvidence() (string, error) {
+	if ex.evidence == nil {
+		return "", nil
+	}
+	wait := ex.evidence
+	ex.evidence = nil
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ex.ctx), recordTimeout)
+	defer cancel()
+	receipt, err := wait(ctx)
+	if err != nil {
+		ex.log.Error("the decision was not recorded", "request_id", ex.v.RequestID, "error", err)
+		return "", status.Error(codes.Unavailable, "ext_proc: the decision could not be recorded")
+	}
+	return receipt, nil
 }
 
 // passLocalReply answers each message of a local reply's stream unchanged.
@@ -154,6 +178,13 @@ func (ex *exchange) requestHeaders(req *extprocv3.ProcessingRequest) (*extprocv3
 		return nil, status.Error(codes.FailedPrecondition, "ext_proc: "+err.Error())
 	}
 	ex.v, ex.haveV = v, true
+	if v.EvidencePending {
+		if ex.evidence = ex.pending.take(v.RequestID); ex.evidence == nil {
+			// Check ran on another replica, or this request id was seen
+			// already: the decision's durability cannot be vouched for.
+			return nil, status.Error(codes.FailedPrecondition, "ext_proc: the decision's record is not held here (before_response needs Check and ext_proc on the same custos)")
+		}
+	}
 	if v.Hold != nil {
 		return ex.hold(*v.Hold)
 	}
@@ -251,17 +282,25 @@ func (ex *exchange) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.Proces
 		}
 		ex.masker = m
 	}
+	// No evidence, no response: the decision is durable before the
+	// response headers go back (before_response waits here).
+	receipt, err := ex.awaitEvidence()
+	if err != nil {
+		return nil, err
+	}
 	if !bodyFollows {
-		// No evidence, no response: a record that fails fails the exchange.
+		// A record that fails fails the exchange.
 		if err := ex.end(record.Completed, ""); err != nil {
 			return nil, err
 		}
 	}
+	set := []*corev3.HeaderValueOption{rawHeader(names.RequestIDHeader, ex.v.RequestID)}
+	if receipt != "" {
+		set = append(set, rawHeader(names.EvidenceHeader, receipt))
+	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
-				rawHeader(names.RequestIDHeader, ex.v.RequestID),
-			}},
+			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: set},
 		}}}}, nil
 }
 
@@ -310,6 +349,10 @@ func (ex *exchange) end(kind record.Kind, detail string) error {
 		return nil
 	}
 	ex.done = true
+	// The decision goes in the log before how the exchange ended.
+	if _, err := ex.awaitEvidence(); err != nil {
+		return err
+	}
 	e := record.Event{Kind: kind, Status: ex.status, Detail: detail, MaskProfile: joinProfile(ex.v.MaskProfile)}
 	if ex.masker != nil {
 		e.Masked = ex.masker.Report()

@@ -34,6 +34,9 @@ type Service struct {
 	pipeline atomic.Pointer[Pipeline]
 	log      *slog.Logger
 	health   *health.Server
+	// pending are the decisions Check is still making durable
+	// (before_response), by request id, until Process takes them.
+	pending pendingRecords
 }
 
 // New returns a Service deciding with p.

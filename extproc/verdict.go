@@ -37,6 +37,10 @@ type Verdict struct {
 	ExtProc bool
 	// Denied is true when Check answered the request itself.
 	Denied bool
+	// EvidencePending is true when Check started recording the decision
+	// without waiting (audit.durability before_response): Process holds the
+	// response until it is durable.
+	EvidencePending bool
 }
 
 // Hold is a request held in Process for an approval.
@@ -159,6 +163,7 @@ var verdictFields = []field{
 	listField("mask_profile", func(v *Verdict) *[]string { return &v.MaskProfile }),
 	holdField,
 	boolField("extproc", func(v *Verdict) *bool { return &v.ExtProc }),
+	boolField("evidence_pending", func(v *Verdict) *bool { return &v.EvidencePending }),
 	// Denied is written on every verdict: the listener's local reply
 	// mappers read it (names.DeniedKey) to leave Custos' own JSON alone.
 	boolField(names.DeniedKey, func(v *Verdict) *bool { return &v.Denied }),

@@ -139,3 +139,39 @@ dev:
 		}
 	})
 }
+
+// audit.durability before_response: the decision's append overlaps the
+// upstream call, and the response still carries its durable position.
+func TestBeforeResponseDurabilityThroughBothDataPlanes(t *testing.T) {
+	stacktest.ForEachDataPlane(t, func(t *testing.T, dp stack.DataPlane) {
+		s := stacktest.Start(t, dp, stacktest.Options{Extra: "dev:\n  issuer: true\n"})
+		// The stack fills in the audit log; durability is set on the same
+		// configuration, reloaded.
+		cfg := *s.Config
+		cfg.Audit.Durability = "before_response"
+		if err := s.Apply(context.Background(), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		tok, _, err := s.CP.DevIssuer.Mint(devissuer.Claims{Subject: "nightly-etl"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			resp, body := get(t, s.URL+"/customers/1", map[string]string{"authorization": "Bearer " + tok})
+			if resp.StatusCode != 200 {
+				t.Fatalf("%d %s", resp.StatusCode, body)
+			}
+			pos, err := audit.ParsePosition(resp.Header.Get("x-custos-evidence"))
+			if err != nil {
+				t.Fatalf("x-custos-evidence %q: %v", resp.Header.Get("x-custos-evidence"), err)
+			}
+			raw, err := s.CP.Audit.Read(pos.Index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e, err := audit.DecodeEvent(raw); err != nil || e.Kind != audit.Decision || e.RequestID != resp.Header.Get("x-custos-request-id") {
+				t.Fatalf("event %+v %v", e, err)
+			}
+		}
+	})
+}

@@ -112,6 +112,17 @@ type Receipter interface {
 	RecordReceipt(ctx context.Context, e Event) (receipt string, err error)
 }
 
+// Deferred is a Receipter that can start recording an event and let the
+// caller wait for it later: the append is ordered at once and its fsync
+// overlaps whatever the caller does next (audit.durability
+// before_response).
+type Deferred interface {
+	Receipter
+	// RecordDeferred starts recording e; wait returns once it is durable
+	// (or failed), with its receipt.
+	RecordDeferred(e Event) (wait func(ctx context.Context) (receipt string, err error))
+}
+
 // Log records events as structured log lines.
 type Log struct {
 	Logger *slog.Logger
