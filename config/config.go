@@ -343,16 +343,56 @@ type Approvals struct {
 	Timeout time.Duration
 }
 
-// Masking holds the user-defined masking profiles.
+// Masking configures the masking engine and the user-defined profiles.
 type Masking struct {
 	// Profiles maps a profile name to its definition.
 	Profiles map[string]Profile
+	// Module is a WASM module implementing docs/masking-abi.md that
+	// replaces the built-in engine; "" for the built-in one.
+	Module string
+	// HMACKeyFile or HMACKeyEnv hold the key of the hmac operator.
+	HMACKeyFile, HMACKeyEnv string
+	// PoolSize bounds the engine instances alive at once (0: one per CPU).
+	PoolSize int
+	// CallTimeout bounds each call into the engine (0: the engine's
+	// default, 2s).
+	CallTimeout time.Duration
 }
+
+// Masking operators.
+var Operators = []string{"redact", "last4", "hmac", "null"}
 
 // Profile is a user-defined masking profile.
 type Profile struct {
 	// Entities are the entity names the profile masks, from [Entities].
 	Entities []string
+	// Operators maps an entity (or "*") to its operator, from [Operators];
+	// redact when absent.
+	Operators map[string]string
+	// AccountFields are the field names whose values are account numbers
+	// (case-insensitive); empty means the engine's defaults.
+	AccountFields []string
+	// IgnoreFields maps a field name to the entities not detected in its
+	// values ({order_id: [card]}).
+	IgnoreFields map[string][]string
+	// Fields mask every value at a JSON path.
+	Fields []FieldRule
+	// Patterns are custom detectors (Go RE2 syntax).
+	Patterns []Pattern
+	// BestEffort lets a body the engine cannot read pass unmasked (strict,
+	// the default, refuses it).
+	BestEffort bool
+}
+
+// FieldRule masks every value at Path, a JSON pointer whose segments may be
+// "*".
+type FieldRule struct {
+	Path, Entity, Operator string
+}
+
+// Pattern is a custom masking detector.
+type Pattern struct {
+	Name, Regex, Operator string
 }
 
 // Audit configures the audit log.

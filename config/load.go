@@ -398,6 +398,24 @@ func (d *decoder) boolField(dst *bool) func(string, *yaml.Node) {
 	}
 }
 
+// intField decodes an optional integer into dst; null leaves dst alone.
+func (d *decoder) intField(dst *int) func(string, *yaml.Node) {
+	return func(p string, v *yaml.Node) {
+		v = resolve(v)
+		if isNull(v) {
+			return
+		}
+		if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!int" {
+			var n int64
+			if err := v.Decode(&n); err == nil && n >= -1<<31 && n < 1<<31 {
+				*dst = int(n)
+				return
+			}
+		}
+		d.typeError(p, v, "an integer")
+	}
+}
+
 // durationField decodes an optional Go duration string into dst; null
 // leaves dst alone.
 func (d *decoder) durationField(dst *time.Duration) func(string, *yaml.Node) {
@@ -608,6 +626,41 @@ func (d *decoder) masking(m *Masking) func(string, *yaml.Node) {
 					var prof Profile
 					d.mapping(ep, val, []field{
 						{"entities", d.stringList(&prof.Entities)},
+						{"operators", d.stringMap(&prof.Operators)},
+						{"account_fields", d.stringList(&prof.AccountFields)},
+						{"ignore_fields", func(p string, v *yaml.Node) {
+							out := map[string][]string{}
+							if d.entries(p, v, func(fp, key string, _, val *yaml.Node) {
+								var list []string
+								d.stringList(&list)(fp, val)
+								out[key] = list
+							}) {
+								prof.IgnoreFields = out
+							}
+						}},
+						{"fields", func(p string, v *yaml.Node) {
+							d.sequence(p, v, func(fp string, _ int, e *yaml.Node) {
+								var f FieldRule
+								d.mapping(fp, e, []field{
+									{"path", d.stringField(&f.Path)},
+									{"entity", d.stringField(&f.Entity)},
+									{"operator", d.stringField(&f.Operator)},
+								})
+								prof.Fields = append(prof.Fields, f)
+							})
+						}},
+						{"patterns", func(p string, v *yaml.Node) {
+							d.sequence(p, v, func(fp string, _ int, e *yaml.Node) {
+								var pt Pattern
+								d.mapping(fp, e, []field{
+									{"name", d.stringField(&pt.Name)},
+									{"regex", d.stringField(&pt.Regex)},
+									{"operator", d.stringField(&pt.Operator)},
+								})
+								prof.Patterns = append(prof.Patterns, pt)
+							})
+						}},
+						{"best_effort", d.boolField(&prof.BestEffort)},
 					})
 					profiles[name] = prof
 				}) {
@@ -617,6 +670,11 @@ func (d *decoder) masking(m *Masking) func(string, *yaml.Node) {
 					m.Profiles = profiles
 				}
 			}},
+			{"module", d.stringField(&m.Module)},
+			{"hmac_key_file", d.stringField(&m.HMACKeyFile)},
+			{"hmac_key_env", d.stringField(&m.HMACKeyEnv)},
+			{"pool_size", d.intField(&m.PoolSize)},
+			{"call_timeout", d.durationField(&m.CallTimeout)},
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // nameRE is the syntax of connection and masking profile names; a connection
@@ -611,6 +612,60 @@ func (v *validator) masking(c *Config) {
 			}
 			seen[e] = true
 		}
+		po := v.child(p, "operators")
+		for ent, op := range prof.Operators {
+			if ent != "*" && !KnownEntity(ent) {
+				v.errorf(v.child(po, ent), "unknown entity %s (use an entity name or \"*\")", quote(ent))
+			}
+			v.oneOf(v.child(po, ent), "operator", op, Operators)
+		}
+		pf := v.child(p, "fields")
+		for j, f := range prof.Fields {
+			pj := v.elem(pf, j)
+			if !strings.HasPrefix(f.Path, "/") {
+				v.errorf(v.child(pj, "path"), "%s is not a JSON pointer (it starts with /; a segment may be *)", quote(f.Path))
+			}
+			if f.Operator != "" {
+				v.oneOf(v.child(pj, "operator"), "operator", f.Operator, Operators)
+			}
+		}
+		pp2 := v.child(p, "patterns")
+		for j, pt := range prof.Patterns {
+			pj := v.elem(pp2, j)
+			if !nameRE.MatchString(pt.Name) {
+				v.errorf(v.child(pj, "name"), "%s is not a valid entity name (%s)", quote(pt.Name), nameRule)
+			}
+			if _, err := regexp.Compile(pt.Regex); err != nil || pt.Regex == "" {
+				v.errorf(v.child(pj, "regex"), "not a regular expression (Go RE2 syntax)")
+			}
+			if pt.Operator != "" {
+				v.oneOf(v.child(pj, "operator"), "operator", pt.Operator, Operators)
+			}
+		}
+		uses := func(op string) bool { return op == "hmac" }
+		hmac := false
+		for _, op := range prof.Operators {
+			hmac = hmac || uses(op)
+		}
+		for _, f := range prof.Fields {
+			hmac = hmac || uses(f.Operator)
+		}
+		for _, pt := range prof.Patterns {
+			hmac = hmac || uses(pt.Operator)
+		}
+		if hmac && c.Masking.HMACKeyFile == "" && c.Masking.HMACKeyEnv == "" {
+			v.errorf(p, "uses the hmac operator: set masking.hmac_key_file or masking.hmac_key_env")
+		}
+	}
+	mp := v.child("", "masking")
+	if c.Masking.HMACKeyFile != "" && c.Masking.HMACKeyEnv != "" {
+		v.errorf(v.child(mp, "hmac_key_env"), "give one of hmac_key_file and hmac_key_env")
+	}
+	if n := c.Masking.PoolSize; n < 0 || n > 1024 {
+		v.errorf(v.child(mp, "pool_size"), "%d must be between 0 (one per CPU) and 1024", n)
+	}
+	if t := c.Masking.CallTimeout; t < 0 || t > time.Minute {
+		v.errorf(v.child(mp, "call_timeout"), "%s must be between 0 (the default, 2s) and 1m", t)
 	}
 }
 

@@ -624,3 +624,19 @@ connections:
 		}
 	}
 }
+
+func TestPinEncodingsKeepsOnlyWhatTheEngineReads(t *testing.T) {
+	for in, want := range map[string]string{
+		"br, gzip;q=0.5, zstd": "gzip",
+		"gzip, deflate, br":    "gzip, deflate",
+		"br":                   "identity",
+		"*":                    "identity",
+		"GZIP":                 "gzip",
+		"gzip;q=0, deflate":    "deflate",
+		"":                     "identity",
+	} {
+		if got := pinEncodings(in); got != want {
+			t.Errorf("pinEncodings(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -61,9 +61,18 @@ func DefaultStages(cfg *config.Config, logger *slog.Logger) (Stages, error) {
 		Mask:     mask.None{},
 		Record:   record.Log{Logger: logger},
 	}
+	if needsMasking(cfg) {
+		w, err := NewMaskStage(cfg)
+		if err != nil {
+			return Stages{}, err
+		}
+		st.Mask = w
+		st.Owned = append(st.Owned, closer(w.Close))
+	}
 	if cfg.Policy.Bundle != "" {
 		r, err := NewRegoStage(cfg.Policy, logger)
 		if err != nil {
+			st.Close()
 			return Stages{}, err
 		}
 		st.Policy = r

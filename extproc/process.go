@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/custos-dev/custos/filters/approval"
 	"github.com/custos-dev/custos/filters/mask"
@@ -246,7 +247,10 @@ func (ex *exchange) immediate(r Reply) (*extprocv3.ProcessingResponse, error) {
 			}},
 			Body:    r.Body(),
 			Details: "custos_" + r.Code,
-		}}}, nil
+		}},
+		// Marks the reply as Custos' own, so the listener's local reply
+		// mappers keep its JSON (a 502 would otherwise be rewritten).
+		DynamicMetadata: deniedMarker()}, nil
 }
 
 func (ex *exchange) requestBody(*extprocv3.HttpBody) (*extprocv3.ProcessingResponse, error) {
@@ -270,18 +274,30 @@ func (ex *exchange) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.Proces
 			ex.status, _ = strconv.Atoi(v)
 		}
 	}
-	bodyFollows := !h.GetEndOfStream() && ex.respBodyMode != procfilterv3.ProcessingMode_NONE
+	var override *procfilterv3.ProcessingMode
 	if profile := mask.NewProfile(ex.v.MaskProfile...); !profile.Empty() && !h.GetEndOfStream() {
-		if !bodyFollows {
-			// The body would go to the agent without passing the engine.
-			return nil, status.Error(codes.FailedPrecondition, "ext_proc: a masked response whose body is not sent for masking")
-		}
 		m, err := ex.p.stages.Mask.Open(profile, responseBody(h))
 		if err != nil {
-			return nil, status.Error(codes.Unavailable, "ext_proc: masking could not start")
+			// A body the engine cannot read (strict), or no engine: the
+			// response is withheld, never passed unmasked.
+			ex.log.Warn("response withheld: it cannot be masked", "request_id", ex.v.RequestID, "profile", profile.String(), "error", err)
+			if _, err := ex.awaitEvidence(); err != nil {
+				return nil, err
+			}
+			return ex.immediate(Reply{Status: 502, Code: CodeResponseWithheld,
+				Message: "the upstream's response could not be masked (profile " + profile.String() + "); it was withheld"})
 		}
 		ex.masker = m
+		if ex.respBodyMode == procfilterv3.ProcessingMode_NONE {
+			// The route sends no response body by default: ask for this one,
+			// streamed, so that it passes the engine chunk by chunk (Envoy
+			// drops content-length for a streamed body).
+			override = &procfilterv3.ProcessingMode{ResponseHeaderMode: procfilterv3.ProcessingMode_SEND,
+				ResponseBodyMode: procfilterv3.ProcessingMode_STREAMED, ResponseTrailerMode: procfilterv3.ProcessingMode_SKIP}
+			ex.respBodyMode = procfilterv3.ProcessingMode_STREAMED
+		}
 	}
+	bodyFollows := !h.GetEndOfStream() && ex.respBodyMode != procfilterv3.ProcessingMode_NONE
 	// No evidence, no response: the decision is durable before the
 	// response headers go back (before_response waits here).
 	receipt, err := ex.awaitEvidence()
@@ -298,10 +314,13 @@ func (ex *exchange) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.Proces
 	if receipt != "" {
 		set = append(set, rawHeader(names.EvidenceHeader, receipt))
 	}
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
-		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: set},
-		}}}}, nil
+	mut := &extprocv3.HeaderMutation{SetHeaders: set}
+	if ex.masker != nil {
+		// The masked body's length differs from the upstream's.
+		mut.RemoveHeaders = []string{"content-length"}
+	}
+	return &extprocv3.ProcessingResponse{ModeOverride: override, Response: &extprocv3.ProcessingResponse_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{HeaderMutation: mut}}}}, nil
 }
 
 func (ex *exchange) responseBody(b *extprocv3.HttpBody) (*extprocv3.ProcessingResponse, error) {
@@ -309,6 +328,9 @@ func (ex *exchange) responseBody(b *extprocv3.HttpBody) (*extprocv3.ProcessingRe
 	if ex.masker != nil {
 		out, err := ex.masker.Mask(b.GetBody(), b.GetEndOfStream())
 		if err != nil {
+			// The headers are gone: the stream is reset, and the agent has
+			// a broken response, never the unmasked rest.
+			ex.log.Error("masking failed mid-response; the stream is reset", "request_id", ex.v.RequestID, "error", err)
 			return nil, status.Error(codes.Internal, "ext_proc: masking failed")
 		}
 		common.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}}
@@ -356,6 +378,7 @@ func (ex *exchange) end(kind record.Kind, detail string) error {
 	e := record.Event{Kind: kind, Status: ex.status, Detail: detail, MaskProfile: joinProfile(ex.v.MaskProfile)}
 	if ex.masker != nil {
 		e.Masked = ex.masker.Report()
+		ex.masker.Close()
 	}
 	return ex.record(e)
 }
@@ -406,4 +429,13 @@ func responseBody(h *extprocv3.HttpHeaders) mask.Body {
 		}
 	}
 	return b
+}
+
+// deniedMarker is the dynamic metadata that marks Process's own replies.
+func deniedMarker() *structpb.Struct {
+	return &structpb.Struct{Fields: map[string]*structpb.Value{
+		names.ReceivingNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			names.DeniedKey: structpb.NewBoolValue(true),
+		}}),
+	}}
 }

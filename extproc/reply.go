@@ -15,6 +15,10 @@ const (
 	CodeApprovalDenied   = "approval_denied"
 	CodeTooLarge         = "request_too_large"
 	CodeUnavailable      = "unavailable"
+	// CodeResponseWithheld: the upstream answered, but its response could
+	// not be masked (a body the engine cannot read under a strict profile),
+	// so it was withheld (502).
+	CodeResponseWithheld = "response_withheld"
 )
 
 // Reply is a response Custos itself produces for an agent: JSON with a stable

@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -25,6 +26,21 @@ func checkResponse(o *outcome, rawHeaders map[string]string) *authv3.CheckRespon
 		}
 		return r
 	}
+	reqHeaders := []*corev3.HeaderValueOption{setHeader(names.EnvoyRequestIDHeader, o.v.RequestID)}
+	remove := headersToRemove(o.conn, rawHeaders)
+	if len(o.v.MaskProfile) > 0 {
+		// Masking cannot be sidestepped: no byte ranges (a range cuts values
+		// apart), and only encodings the engine decodes and re-encodes.
+		for _, k := range []string{"range", "if-range"} {
+			if _, ok := rawHeaders[k]; ok {
+				remove = append(remove, k)
+			}
+		}
+		sort.Strings(remove)
+		if ae, ok := rawHeaders["accept-encoding"]; ok {
+			reqHeaders = append(reqHeaders, setHeader("accept-encoding", pinEncodings(ae)))
+		}
+	}
 	respHeaders := []*corev3.HeaderValueOption{setHeader(names.RequestIDHeader, o.v.RequestID)}
 	if o.evidence != "" {
 		respHeaders = append(respHeaders, setHeader(names.EvidenceHeader, o.evidence))
@@ -35,12 +51,36 @@ func checkResponse(o *outcome, rawHeaders map[string]string) *authv3.CheckRespon
 			// Custos' request id replaces x-request-id, so that the upstream,
 			// Envoy's access log and Envoy's own later replies all carry the
 			// id Custos records, whatever the agent sent.
-			Headers:              []*corev3.HeaderValueOption{setHeader(names.EnvoyRequestIDHeader, o.v.RequestID)},
-			HeadersToRemove:      headersToRemove(o.conn, rawHeaders),
+			Headers:              reqHeaders,
+			HeadersToRemove:      remove,
 			ResponseHeadersToAdd: respHeaders,
 		}},
 		DynamicMetadata: o.v.Struct(),
 	}
+}
+
+// pinEncodings keeps of an agent's Accept-Encoding only the encodings the
+// masking engine decodes and re-encodes (gzip, deflate), and identity when
+// none of those is left: a compressed body the engine could not read would
+// otherwise reach the agent unmasked (or be refused).
+func pinEncodings(ae string) string {
+	var keep []string
+	for _, part := range strings.Split(ae, ",") {
+		tok := strings.ToLower(strings.TrimSpace(strings.SplitN(part, ";", 2)[0]))
+		switch tok {
+		case "gzip", "x-gzip", "deflate":
+			if q := strings.SplitN(part, ";", 2); len(q) == 2 && strings.ReplaceAll(strings.TrimSpace(q[1]), " ", "") == "q=0" {
+				continue
+			}
+			if !slices.Contains(keep, tok) {
+				keep = append(keep, tok)
+			}
+		}
+	}
+	if len(keep) == 0 {
+		return "identity"
+	}
+	return strings.Join(keep, ", ")
 }
 
 const envoyHeaderPrefix = "x-envoy-"

@@ -232,6 +232,9 @@ func (b builder) extProc() *extprocv3.ExternalProcessor {
 			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
 			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
 		},
+		// A masked response asks for its body, streamed, in the reply to its
+		// headers (policy may add masking to any request).
+		AllowModeOverride: true,
 		MessageTimeout:    durationpb.New(names.MessageTimeout),
 		MaxMessageTimeout: durationpb.New(b.holdTimeout()),
 		MetadataOptions: &extprocv3.MetadataOptions{
@@ -266,15 +269,16 @@ var localReplies = []localReply{
 	{504, 503, "unavailable", "a stage or the upstream timed out (%RESPONSE_CODE_DETAILS%)", nil},
 }
 
-// notDeniedByCustos matches replies Check did not make: Envoy stores a
-// denial's dynamic metadata too, so a reply with custos_denied true is
-// Custos' own JSON and keeps its body. Without the key (Check never ran) the
-// filter matches.
-func notDeniedByCustos() *accesslogv3.AccessLogFilter {
+// notDeniedByCustos matches replies Custos did not make, by the marker in
+// namespace: Envoy stores a denial's dynamic metadata too (ext_authz's for
+// Check, the receiving namespace for Process's immediate replies), so a
+// reply with custos_denied true is Custos' own JSON and keeps its body.
+// Without the key (Custos never answered) the filter matches.
+func notDeniedByCustos(namespace string) *accesslogv3.AccessLogFilter {
 	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_MetadataFilter{
 		MetadataFilter: &accesslogv3.MetadataFilter{
 			Matcher: &matcherv3.MetadataMatcher{
-				Filter: names.ExtAuthzFilter,
+				Filter: namespace,
 				Path:   []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: names.DeniedKey}}},
 				Value:  &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_BoolMatch{BoolMatch: false}},
 			},
@@ -309,7 +313,10 @@ func localReplyConfig() *hcmv3.LocalReplyConfig {
 		}}
 		m := &hcmv3.ResponseMapper{
 			Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_AndFilter{
-				AndFilter: &accesslogv3.AndFilter{Filters: []*accesslogv3.AccessLogFilter{status, notDeniedByCustos()}},
+				// Neither Check's replies (ext_authz metadata) nor Process's
+				// (its immediate replies mark the receiving namespace).
+				AndFilter: &accesslogv3.AndFilter{Filters: []*accesslogv3.AccessLogFilter{status,
+					notDeniedByCustos(names.ExtAuthzFilter), notDeniedByCustos(names.ReceivingNamespace)}},
 			}},
 			BodyFormatOverride: &corev3.SubstitutionFormatString{
 				Format:      &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: body},

@@ -208,8 +208,9 @@ func TestListenerConnectionManagerSettings(t *testing.T) {
 	codes := map[uint32]bool{}
 	for _, m := range hcm.GetLocalReplyConfig().GetMappers() {
 		and := m.GetFilter().GetAndFilter().GetFilters()
-		if len(and) != 2 || and[1].GetMetadataFilter().GetMatcher().GetFilter() != names.ExtAuthzFilter {
-			t.Fatalf("mapper filter %v: want status and not-denied-by-Custos", m.GetFilter())
+		if len(and) != 3 || and[1].GetMetadataFilter().GetMatcher().GetFilter() != names.ExtAuthzFilter ||
+			and[2].GetMetadataFilter().GetMatcher().GetFilter() != names.ReceivingNamespace {
+			t.Fatalf("mapper filter %v: want status and not denied by Check nor by Process", m.GetFilter())
 		}
 		codes[and[0].GetStatusCodeFilter().GetComparison().GetValue().GetDefaultValue()] = true
 	}

@@ -69,13 +69,15 @@ type Options struct {
 // masking fails closed.
 type WASM struct {
 	core
-	rt       wazero.Runtime
-	cache    wazero.CompilationCache
-	compiled wazero.CompiledModule
-	timeout  time.Duration
-	acquire  time.Duration
-	idle     chan *instance
-	slots    chan struct{}
+	rt    wazero.Runtime
+	cache wazero.CompilationCache
+	// sharedCache marks the process-wide cache, which Close leaves open.
+	sharedCache bool
+	compiled    wazero.CompiledModule
+	timeout     time.Duration
+	acquire     time.Duration
+	idle        chan *instance
+	slots       chan struct{}
 
 	mu      sync.Mutex
 	closed  bool
@@ -127,7 +129,10 @@ func NewWASM(ctx context.Context, o Options) (*WASM, error) {
 			return nil, fmt.Errorf("masking module cache %s: %w", o.CacheDir, err)
 		}
 	} else {
-		w.cache = wazero.NewCompilationCache()
+		// One in-memory cache for the process: a configuration reload
+		// builds a new engine, and compiling the module again would cost
+		// seconds.
+		w.cache, w.sharedCache = processCache(), true
 	}
 	pages := uint32((o.MemoryLimit + 65535) / 65536)
 	cfg := wazero.NewRuntimeConfig().
@@ -175,7 +180,7 @@ func (w *WASM) Close(ctx context.Context) error {
 	w.closed = true
 	w.mu.Unlock()
 	err := w.rt.Close(ctx)
-	if w.cache != nil {
+	if w.cache != nil && !w.sharedCache {
 		_ = w.cache.Close(ctx)
 	}
 	return err
@@ -445,4 +450,16 @@ func (w *WASM) callIn(inst *instance, u *union, f engine.Format, state, in []byt
 		return fail(err)
 	}
 	return append(dst, o...), int(r[2]), append([]byte(nil), s...), rep, nil, false
+}
+
+var (
+	processCacheOnce sync.Once
+	processCacheVal  wazero.CompilationCache
+)
+
+// processCache is the in-memory compilation cache every engine without a
+// CacheDir shares.
+func processCache() wazero.CompilationCache {
+	processCacheOnce.Do(func() { processCacheVal = wazero.NewCompilationCache() })
+	return processCacheVal
 }
