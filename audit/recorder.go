@@ -71,6 +71,7 @@ func FromRecord(e record.Event) Event {
 		}
 	case record.Completed, record.Aborted:
 		a.Started, a.Finished = e.Started, e.Finished
+		a.BodySHA256 = e.BodySHA256
 		if e.Status != 0 {
 			a.Response = &HTTPResponse{Code: e.Status}
 		}

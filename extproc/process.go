@@ -2,8 +2,11 @@ package extproc
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"strconv"
@@ -92,6 +95,8 @@ type exchange struct {
 	// before the response goes back.
 	pending  *pendingRecords
 	evidence func(context.Context) (string, error)
+	// bodyHash hashes the body the agent receives, when it passes Custos.
+	bodyHash hash.Hash
 }
 
 // awaitEvidence waits until the decision Check started recording is
@@ -288,6 +293,7 @@ func (ex *exchange) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.Proces
 				Message: "the upstream's response could not be masked (profile " + profile.String() + "); it was withheld"})
 		}
 		ex.masker = m
+		ex.bodyHash = sha256.New()
 		if ex.respBodyMode == procfilterv3.ProcessingMode_NONE {
 			// The route sends no response body by default: ask for this one,
 			// streamed, so that it passes the engine chunk by chunk (Envoy
@@ -334,6 +340,7 @@ func (ex *exchange) responseBody(b *extprocv3.HttpBody) (*extprocv3.ProcessingRe
 			return nil, status.Error(codes.Internal, "ext_proc: masking failed")
 		}
 		common.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}}
+		ex.bodyHash.Write(out)
 	}
 	if b.GetEndOfStream() {
 		if err := ex.end(record.Completed, ""); err != nil {
@@ -379,6 +386,9 @@ func (ex *exchange) end(kind record.Kind, detail string) error {
 	if ex.masker != nil {
 		e.Masked = ex.masker.Report()
 		ex.masker.Close()
+		if kind == record.Completed {
+			e.BodySHA256 = hex.EncodeToString(ex.bodyHash.Sum(nil))
+		}
 	}
 	return ex.record(e)
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -109,8 +111,9 @@ func TestMaskingThroughBothDataPlanes(t *testing.T) {
 			t.Fatal("no card was redacted")
 		}
 		d := s.Events.Of(record.Completed, resp.Header.Get("x-custos-request-id"))
-		if len(d) != 1 || d[0].Masked["card"] == 0 || d[0].MaskProfile != "pci" {
-			t.Fatalf("response event %+v", d)
+		sum := sha256.Sum256(body)
+		if len(d) != 1 || d[0].Masked["card"] == 0 || d[0].MaskProfile != "pci" || d[0].BodySHA256 != hex.EncodeToString(sum[:]) {
+			t.Fatalf("response event %+v: want the counts and the SHA-256 of the body the agent received", d)
 		}
 
 		// gzip: decoded, masked, encoded again.

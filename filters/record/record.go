@@ -28,6 +28,8 @@ const (
 	Held Kind = "approval_requested"
 	// Approved: a held request's approval was resolved.
 	Approved Kind = "approval_resolved"
+	// Voted: an approver voted on an approval.
+	Voted Kind = "approval_voted"
 	// AuthFailed: a request's token was refused (401).
 	AuthFailed Kind = "auth_failed"
 	// PolicyChanged: a policy bundle was loaded (Revision) or refused
@@ -87,6 +89,9 @@ type Event struct {
 	MaskProfile string
 	// Masked counts what was masked per entity type (Completed).
 	Masked map[string]int
+	// BodySHA256 is the hex SHA-256 of the body the agent received, after
+	// masking, when Custos saw the body (Completed).
+	BodySHA256 string
 
 	// Claimed is set on AuthFailed: the refused token's own claims, never
 	// verified, and never the token.
