@@ -32,7 +32,18 @@ type Grant struct {
 	// Scope is "request" (one-shot, bound to a fingerprint) or "window".
 	Scope   string
 	Expires time.Time
+	// Rule is the policy rule the grant was approved for, and Risk the
+	// highest risk it covers: the caller may check that the decision asks
+	// for the same rule.
+	Rule string
+	Risk string
 }
+
+// Scopes of a grant.
+const (
+	ScopeRequest = "request"
+	ScopeWindow  = "window"
+)
 
 // Lookup is what a grant must match.
 type Lookup struct {
@@ -50,15 +61,31 @@ type Lookup struct {
 
 // Request is an approval request to open.
 type Request struct {
-	Requester    identity.Principal
-	Connection   string
-	Summary      string
-	Fingerprint  string
-	Rule         string
+	Requester  identity.Principal
+	Connection string
+	// Summary is the action's one line and Details its kind-specific text
+	// (the SQL statement, the exec command), both masked by the caller:
+	// they are stored, shown to approvers and sent in webhooks.
+	Summary     string
+	Details     string
+	Fingerprint string
+	Rule        string
+	// Reasons are the policy's reasons, shown to approvers.
+	Reasons      []string
 	Approvers    []string
 	MinApprovals int
 	Scope        string
-	Expires      time.Time
+	// Risk is the action's risk: the highest a window grant covers.
+	Risk string
+	// Expires is when a pending request expires; TTL bounds the grant once
+	// approved (0: the store's default).
+	Expires time.Time
+	TTL     time.Duration
+	// RequestID, Method and Path name the request that asked, for the
+	// evidence and the approver (Path without its query).
+	RequestID string
+	Method    string
+	Path      string
 }
 
 // Pending is an opened approval request.
