@@ -18,8 +18,10 @@ package approvals
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
-	"strings"
+	"encoding/hex"
+	"fmt"
 	"time"
 
 	"github.com/custos-dev/custos/filters/approval"
@@ -139,7 +141,11 @@ func dedupeKey(a *Approval) string {
 	} else {
 		parts = append(parts, a.Fingerprint)
 	}
-	return strings.Join(parts, "\x00")
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s;", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // risks orders the risks a window may cover; unknown is not among them.

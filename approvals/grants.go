@@ -153,8 +153,11 @@ func grantOf(a *Approval) approval.Grant {
 // ends first, the state is "pending" and the error ctx's.
 func (s *Service) Await(ctx context.Context, id string) (string, error) {
 	a, err := s.Wait(ctx, id)
+	if err != nil && ctx.Err() != nil {
+		return StatePending, ctx.Err()
+	}
 	if err != nil {
-		return a.State, err
+		return "", err
 	}
 	if a.State != StateApproved || a.Scope == approval.ScopeWindow {
 		return a.State, nil

@@ -59,3 +59,10 @@ func signal(ch chan struct{}) {
 	default:
 	}
 }
+
+// count is how many waiters id has.
+func (w *watchers) count(id string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.m[id])
+}
