@@ -2,6 +2,7 @@ package inspect
 
 import (
 	"context"
+	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
@@ -45,3 +46,7 @@ func inspectOK(t testing.TB, in Inspector, r *request.Request) Action {
 }
 
 func mustEscape(s string) string { return url.QueryEscape(s) }
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -81,19 +81,19 @@ func TestKubernetesExecCommand(t *testing.T) {
 
 func TestKubernetesUnknown(t *testing.T) {
 	for _, c := range []struct{ method, target, body string }{
-		{"GET", "/api/v1/namespaces/prod/Secrets", ""},            // case: not a resource the API server has
-		{"GET", "/api/v1/namespaces/prod/secrets./db", ""},        // trailing dot
-		{"GET", "/api/v1/namespaces/prod/ѕecrets", ""},            // Cyrillic s
-		{"GET", "/api/v1/namespaces/prod/pods%2Fexec", ""},        // encoded slash
-		{"GET", "/api/v1/namespaces/prod/%2e%2e/secrets", ""},     // encoded dot segment
-		{"GET", "/api/v1/namespaces/prod/pods/a/exec/extra", ""},  // parts after a subresource
-		{"GET", "/../api/v1/secrets", ""},                         // above the root
-		{"BREW", "/api/v1/namespaces/prod/pods", ""},              // not a verb
-		{"GET", "/metrics/cadvisor", ""},                          // not an API path
-		{"POST", "/api/v1/namespaces/prod/pods", `{"spec":`},      // body cut
-		{"POST", "/api/v1/namespaces/prod/pods", "\x0a\x02k8s"},   // protobuf without content type
-		{"GET", "/apis/Apps/v1/deployments", ""},                  // group case
-		{"GET", "/api/v1/namespaces/prod/pods%00/x", ""},          // NUL
+		{"GET", "/api/v1/namespaces/prod/Secrets", ""},           // case: not a resource the API server has
+		{"GET", "/api/v1/namespaces/prod/secrets./db", ""},       // trailing dot
+		{"GET", "/api/v1/namespaces/prod/ѕecrets", ""},           // Cyrillic s
+		{"GET", "/api/v1/namespaces/prod/pods%2Fexec", ""},       // encoded slash
+		{"GET", "/api/v1/namespaces/prod/%2e%2e/secrets", ""},    // encoded dot segment
+		{"GET", "/api/v1/namespaces/prod/pods/a/exec/extra", ""}, // parts after a subresource
+		{"GET", "/../api/v1/secrets", ""},                        // above the root
+		{"BREW", "/api/v1/namespaces/prod/pods", ""},             // not a verb
+		{"GET", "/metrics/cadvisor", ""},                         // not an API path
+		{"POST", "/api/v1/namespaces/prod/pods", `{"spec":`},     // body cut
+		{"POST", "/api/v1/namespaces/prod/pods", "\x0a\x02k8s"},  // protobuf without content type
+		{"GET", "/apis/Apps/v1/deployments", ""},                 // group case
+		{"GET", "/api/v1/namespaces/prod/pods%00/x", ""},         // NUL
 		{"POST", "/api/v1/namespaces/p/pods", "{\"spec\":{}}{}"}, // two documents
 	} {
 		r := req("kubernetes", kubeUp, c.method, c.target, c.body)
