@@ -70,6 +70,7 @@ services and the xDS configuration that wires them in.`,
 		newTokenCmd(g),
 		newPolicyCmd(g),
 		newAuditCmd(g),
+		newApprovalsCmd(g),
 		newVersionCmd(g),
 	)
 	return root
