@@ -343,3 +343,5 @@ func relPath(r *request.Request) string {
 func unknown(kind string, r *request.Request, why string) Action {
 	return Action{Kind: kind, Risk: RiskUnknown, Summary: oneLine(kind + " " + r.Method + " " + r.Path + " on " + r.Connection.Name + ": not understood (" + why + ")")}
 }
+
+func validUTF8(b []byte) bool { return utf8.Valid(b) }
