@@ -11,6 +11,7 @@ import (
 
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/filters/mask"
 	"github.com/custos-dev/custos/filters/record"
 )
 
@@ -71,7 +72,54 @@ func (a *auditRecorder) Record(ctx context.Context, e record.Event) error {
 	return err
 }
 
+// scrub masks, with profile all, what an event carries of the request in
+// text: the path, the action's summary (a statement, a command), the
+// reasons (policy quotes the summary) and the detail. Statements are data
+// too: a card number in a WHERE clause or a path never enters the log.
+func scrub(e record.Event) record.Event {
+	e.Path = maskText(e.Path)
+	e.Summary = maskText(e.Summary)
+	e.Detail = maskText(e.Detail)
+	if len(e.Reasons) > 0 {
+		r := make([]string, len(e.Reasons))
+		for i, s := range e.Reasons {
+			r[i] = maskText(s)
+		}
+		e.Reasons = r
+	}
+	return e
+}
+
+var (
+	textMaskerOnce sync.Once
+	textMasker     *mask.Native
+	textMaskerErr  error
+)
+
+// maskText masks s with profile all; text the engine cannot mask is
+// replaced whole (never kept unmasked).
+func maskText(s string) string {
+	if s == "" {
+		return s
+	}
+	textMaskerOnce.Do(func() { textMasker, textMaskerErr = mask.NewNative(mask.NativeOptions{}) })
+	if textMaskerErr != nil {
+		return "[REDACTED:UNMASKABLE]"
+	}
+	st, err := textMasker.Open(mask.NewProfile("all"), mask.Body{ContentType: "text/plain"})
+	if err != nil {
+		return "[REDACTED:UNMASKABLE]"
+	}
+	defer st.Close()
+	out, err := st.Mask([]byte(s), true)
+	if err != nil {
+		return "[REDACTED:UNMASKABLE]"
+	}
+	return string(out)
+}
+
 func (a *auditRecorder) RecordReceipt(ctx context.Context, e record.Event) (string, error) {
+	e = scrub(e)
 	pos, err := a.log.Append(ctx, audit.FromRecord(e))
 	if err != nil {
 		if a.onFailure(e.Connection) == config.OnFailureAllow {
