@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // The embedded store is a bbolt file: a single-file B+tree with
@@ -174,7 +175,7 @@ func (s *FileStore) Watch(id string) (<-chan struct{}, func()) { return s.w.watc
 
 // Close implements Store.
 func (s *FileStore) Close() error {
-	if err := s.db.Close(); err != nil && !errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if err := s.db.Close(); err != nil && !errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return err
 	}
 	return nil
