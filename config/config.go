@@ -402,6 +402,10 @@ type Audit struct {
 	// SigningKeyFile is the checkpoint signing key (0600, kept apart from
 	// Dir); `custos dev` makes one on first run.
 	SigningKeyFile string
+	// PreviousSigningKeyFile, during a key rotation, is the key that signed
+	// the log so far: Custos hands the log over with a checkpoint both keys
+	// sign, so verify follows the chain.
+	PreviousSigningKeyFile string
 	// Durability is one of [Durabilities] (default [DurabilityBeforeUpstream]).
 	Durability string
 	// OnFailure is one of [OnFailures] (default [OnFailureBlock]): whether a

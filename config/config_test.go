@@ -182,6 +182,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "audit durability", src: "audit:\n  durability: eventually\n", path: "audit.durability", line: 2, msg: "is not a valid durability"},
 		{name: "audit on_failure", src: "audit:\n  on_failure: ignore\n", path: "audit.on_failure", line: 2, msg: "is not a valid on_failure"},
 		{name: "audit key inside the log", src: "audit:\n  dir: /var/log/custos\n  signing_key_file: /var/log/custos/keys/a.key\n", path: "audit.signing_key_file", line: 3, msg: "must be kept apart from audit.dir"},
+		{name: "audit previous key alone", src: "audit:\n  previous_signing_key_file: old.key\n", path: "audit.previous_signing_key_file", line: 2, msg: "is set without signing_key_file"},
 		{name: "audit kafka no brokers", src: "audit:\n  kafka:\n    events_topic: e\n", path: "audit.kafka.brokers", msg: "at least one broker"},
 		{name: "audit kafka bad broker", src: "audit:\n  kafka:\n    brokers: [kafka]\n", path: "audit.kafka.brokers[0]", line: 3, msg: "is not a host:port"},
 		{name: "audit kafka bad topic", src: "audit:\n  kafka:\n    brokers: [k:9092]\n    events_topic: \"a b\"\n", path: "audit.kafka.events_topic", line: 4, msg: "is not a Kafka topic name"},

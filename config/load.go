@@ -507,6 +507,7 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 			d.mapping(p, v, []field{
 				{"dir", d.stringField(&c.Audit.Dir)},
 				{"signing_key_file", d.stringField(&c.Audit.SigningKeyFile)},
+				{"previous_signing_key_file", d.stringField(&c.Audit.PreviousSigningKeyFile)},
 				{"durability", d.stringField(&c.Audit.Durability)},
 				{"on_failure", d.stringField(&c.Audit.OnFailure)},
 				{"kafka", func(p string, v *yaml.Node) {

@@ -48,6 +48,9 @@ func (v *validator) audit(c *Config) {
 			v.errorf(v.child(ap, "signing_key_file"), "must be kept apart from audit.dir (whoever can rewrite the log must not hold the key)")
 		}
 	}
+	if c.Audit.PreviousSigningKeyFile != "" && c.Audit.SigningKeyFile == "" {
+		v.errorf(v.child(ap, "previous_signing_key_file"), "is set without signing_key_file (the key that takes over)")
+	}
 	if k := c.Audit.Kafka; k != nil {
 		kp := v.child(ap, "kafka")
 		if len(k.Brokers) == 0 {

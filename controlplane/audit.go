@@ -44,7 +44,13 @@ func (cp *ControlPlane) openAudit(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("audit.signing_key_file: %w", err)
 	}
-	l, err := audit.Open(audit.Options{Dir: cfg.Audit.Dir, Key: key})
+	o := audit.Options{Dir: cfg.Audit.Dir, Key: key}
+	if f := cfg.Audit.PreviousSigningKeyFile; f != "" {
+		if o.PreviousKey, err = audit.LoadSigningKey(f); err != nil {
+			return fmt.Errorf("audit.previous_signing_key_file: %w", err)
+		}
+	}
+	l, err := audit.Open(o)
 	if err != nil {
 		return fmt.Errorf("audit.dir: %w", err)
 	}
