@@ -2,6 +2,8 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/audit/ship"
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/filters/mask"
 	"github.com/custos-dev/custos/filters/record"
@@ -56,7 +59,55 @@ func (cp *ControlPlane) openAudit(cfg *config.Config) error {
 	}
 	cp.Audit = l
 	cp.auditKey = key
+	if k := cfg.Audit.Kafka; k != nil {
+		topics := ship.Topics{Brokers: k.Brokers, EventsTopic: k.EventsTopic, CheckpointsTopic: k.CheckpointsTopic}
+		if k.TLS != nil {
+			tc, err := kafkaTLS(k.TLS)
+			if err != nil {
+				l.Close()
+				return fmt.Errorf("audit.kafka.tls: %w", err)
+			}
+			topics.TLS = tc
+		}
+		sh, err := ship.New(l, ship.Options{Dir: cfg.Audit.Dir, Topics: topics, Logger: cp.logger()})
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("audit.kafka: %w", err)
+		}
+		cp.Shipper = sh
+		go func() {
+			// Kafka down is not Custos down: the log keeps accepting and the
+			// backlog drains when Kafka returns. Run returns at Close.
+			if err := sh.Run(context.Background()); err != nil {
+				cp.logger().Error("audit shipper stopped", "error", err)
+			}
+		}()
+	}
 	return nil
+}
+
+// kafkaTLS is the client TLS of audit.kafka.tls.
+func kafkaTLS(t *config.KafkaTLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 // auditRecorder appends every event to the audit log before handing it to

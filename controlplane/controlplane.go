@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/custos-dev/custos/audit"
+	"github.com/custos-dev/custos/audit/ship"
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/devissuer"
 	"github.com/custos-dev/custos/extproc"
@@ -46,9 +47,11 @@ type ControlPlane struct {
 	// otherwise); every pipeline records to it.
 	Audit    *audit.Log
 	auditKey *audit.SigningKey
-	serving  atomic.Bool
-	stages   StagesFunc
-	errc     chan error
+	// Shipper copies the audit log to Kafka when audit.kafka is set.
+	Shipper *ship.Shipper
+	serving atomic.Bool
+	stages  StagesFunc
+	errc    chan error
 }
 
 // pipeline builds the stages and the pipeline for cfg.
@@ -122,6 +125,9 @@ func StartWith(ctx context.Context, cfg *config.Config, grpcAdvertise string, lo
 		grpcLis.Close()
 		xdsLis.Close()
 		httpLis.Close()
+		if cp.Shipper != nil {
+			_ = cp.Shipper.Close()
+		}
 		if cp.Audit != nil {
 			cp.Audit.Close()
 		}
@@ -252,6 +258,9 @@ func (cp *ControlPlane) Shutdown() {
 		cp.xdsSrv.Stop()
 	}
 	cp.Services.Pipeline().Close()
+	if cp.Shipper != nil {
+		_ = cp.Shipper.Close()
+	}
 	if cp.Audit != nil {
 		if err := cp.Audit.Close(); err != nil {
 			cp.logger().Error("close the audit log", "error", err)
