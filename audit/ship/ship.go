@@ -341,6 +341,17 @@ func (s *Shipper) write(ctx context.Context, w *kafka.Writer, msgs []kafka.Messa
 			n++
 		}
 	}
+	if len(we) > 0 {
+		// One line, not one error per message.
+		var first error
+		for _, e := range we {
+			if e != nil {
+				first = e
+				break
+			}
+		}
+		return n, fmt.Errorf("write %d messages to %s: %d refused, the first: %w", len(msgs), w.Topic, we.Count(), first)
+	}
 	return n, fmt.Errorf("write %d messages to %s: %w", len(msgs), w.Topic, err)
 }
 
