@@ -141,3 +141,26 @@ func TestSQLDetails(t *testing.T) {
 		t.Errorf("summary shows the password: %q", a.Summary)
 	}
 }
+
+// TestSQLiteConcurrent inspects from many goroutines at once: each
+// inspection has its own database and authorizer.
+func TestSQLiteConcurrent(t *testing.T) {
+	done := make(chan Action)
+	for i := range 16 {
+		go func() {
+			s := "SELECT name FROM customers WHERE id = 1"
+			if i%2 == 1 {
+				s = "DELETE FROM orders"
+			}
+			a, _ := SQL{}.Inspect(t.Context(), sqlReq("sqlite", "body", "POST", "/q", s))
+			done <- a
+		}()
+	}
+	counts := map[Risk]int{}
+	for range 16 {
+		counts[(<-done).Risk]++
+	}
+	if counts[RiskRead] != 8 || counts[RiskDestructive] != 8 {
+		t.Errorf("%v", counts)
+	}
+}
