@@ -173,3 +173,7 @@ func (s *Service) Wait(ctx context.Context, id string) (Approval, error) {
 		t.Stop()
 	}
 }
+
+// RecordsEvents reports whether the service records approval events
+// itself (it has a Recorder): the data plane's hold then records none.
+func (s *Service) RecordsEvents() bool { return s.recorder != nil }

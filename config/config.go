@@ -44,8 +44,12 @@ const (
 	// DefaultDataplaneAddr is the default address of the data plane listener
 	// used by `custos dev` and `custos dataplane` (listen.dataplane).
 	DefaultDataplaneAddr = "127.0.0.1:10000"
-	// DefaultApprovalTimeout is the default approvals.timeout.
-	DefaultApprovalTimeout = 5 * time.Minute
+	// DefaultApprovalTimeout is the default approvals.hold.
+	DefaultApprovalTimeout = 2 * time.Minute
+	// DefaultApprovalExpiry is the default approvals.expiry.
+	DefaultApprovalExpiry = 24 * time.Hour
+	// MaxApprovalExpiry is the largest approvals.expiry accepted.
+	MaxApprovalExpiry = 30 * 24 * time.Hour
 	// MaxApprovalTimeout is the largest approvals.timeout accepted.
 	MaxApprovalTimeout = 24 * time.Hour
 	// MaxHoldTimeout is the largest approvals.timeout in hold mode: a held
@@ -339,8 +343,26 @@ func (c Connection) UpstreamURL() *url.URL {
 type Approvals struct {
 	// Mode is one of [ApprovalModes]; it defaults to [ApprovalModeHold].
 	Mode string
-	// Timeout bounds how long an approval may stay pending.
+	// Timeout is approvals.hold (approvals.timeout is its older name): how
+	// long a request is held for its approval before the agent is told
+	// approval_required.
 	Timeout time.Duration
+	// Expiry is how long an approval stays pending for a later retry
+	// (default [DefaultApprovalExpiry]).
+	Expiry time.Duration
+	// Store is where approvals are kept: a postgres:// URL, or a file for
+	// the embedded store ("" means approvals.db beside audit.dir).
+	Store string
+	// Webhooks are told about every approval request and resolution.
+	Webhooks []Webhook
+
+	holdKey string // the key the hold came from, for messages
+}
+
+// Webhook is an approvals webhook: where to post and the HMAC secret that
+// signs each post (from a file or an environment variable).
+type Webhook struct {
+	URL, SecretFile, SecretEnv string
 }
 
 // Masking configures the masking engine and the user-defined profiles.
@@ -469,6 +491,7 @@ func Default() *Config {
 		Approvals: Approvals{
 			Mode:    ApprovalModeHold,
 			Timeout: DefaultApprovalTimeout,
+			Expiry:  DefaultApprovalExpiry,
 		},
 		Policy: Policy{PollInterval: DefaultPolicyPollInterval},
 		Audit:  Audit{Dir: DefaultAuditDir, Durability: DurabilityBeforeUpstream, OnFailure: OnFailureBlock},

@@ -160,6 +160,12 @@ func TestParseErrors(t *testing.T) {
 		{name: "timeout negative", src: "approvals:\n  timeout: -1m\n", path: "approvals.timeout", line: 2, msg: "must be greater than zero"},
 		{name: "timeout too long", src: "approvals:\n  timeout: 25h\n", path: "approvals.timeout", line: 2, msg: "exceeds the maximum of 24h"},
 		{name: "hold too long", src: "approvals:\n  timeout: 2h\n", path: "approvals.timeout", line: 2, msg: "exceeds the maximum of 59m for mode hold"},
+		{name: "hold key too long", src: "approvals:\n  hold: 2h\n", path: "approvals.hold", line: 2, msg: "exceeds the maximum of 59m for mode hold"},
+		{name: "hold and timeout", src: "approvals:\n  hold: 2m\n  timeout: 2m\n", path: "approvals.timeout", msg: "give one of them"},
+		{name: "expiry too long", src: "approvals:\n  expiry: 1000h\n", path: "approvals.expiry", line: 2, msg: "exceeds the maximum of 720h"},
+		{name: "store other URL", src: "approvals:\n  store: mysql://db/x\n", path: "approvals.store", line: 2, msg: "must be postgres://"},
+		{name: "webhook http", src: "approvals:\n  webhooks:\n    - url: http://hooks.example/x\n      secret_env: S\n", path: "approvals.webhooks[0].url", line: 3, msg: "must use https"},
+		{name: "webhook no secret", src: "approvals:\n  webhooks:\n    - url: https://hooks.example/x\n", path: "approvals.webhooks[0]", line: 3, msg: "give exactly one of secret_file and secret_env"},
 
 		// masking.
 		{name: "profile name invalid", src: "masking:\n  profiles:\n    Cards:\n      entities: [card]\n", path: "masking.profiles.Cards", line: 3, msg: `"Cards" is not a valid profile name`},
@@ -347,7 +353,7 @@ func TestLoadValid(t *testing.T) {
 		w.PolicyMode != PolicyModeEnforce || w.Masking != "" || w.Hosts != nil || w.Labels != nil {
 		t.Errorf("connections[1] = %+v", w)
 	}
-	if cfg.Approvals != (Approvals{Mode: ApprovalModeHold, Timeout: 5 * time.Minute}) {
+	if a := cfg.Approvals; a.Mode != ApprovalModeHold || a.Timeout != 5*time.Minute || a.Expiry != DefaultApprovalExpiry || a.Store != "" || a.Webhooks != nil {
 		t.Errorf("Approvals = %+v", cfg.Approvals)
 	}
 	wantMasking := Masking{Profiles: map[string]Profile{"cards-only": {Entities: []string{"card"}}}}
@@ -383,7 +389,7 @@ func TestDefaults(t *testing.T) {
 	if b.Kind != "sql-http" || b.Dialect != "postgres" {
 		t.Errorf("connections[1] defaults = %+v", b)
 	}
-	if cfg.Approvals.Mode != "hold" || cfg.Approvals.Timeout != 5*time.Minute {
+	if cfg.Approvals.Mode != "hold" || cfg.Approvals.Timeout != 2*time.Minute || cfg.Approvals.Expiry != 24*time.Hour {
 		t.Errorf("Approvals = %+v", cfg.Approvals)
 	}
 	if cfg.Audit.Dir != "./data/audit" {

@@ -497,10 +497,34 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 		}},
 		{"connections", d.connections(&c.Connections)},
 		{"approvals", func(p string, v *yaml.Node) {
+			var hold, timeout time.Duration
+			var sawHold, sawTimeout bool
 			d.mapping(p, v, []field{
 				{"mode", d.stringField(&c.Approvals.Mode)},
-				{"timeout", d.durationField(&c.Approvals.Timeout)},
+				{"hold", func(p string, v *yaml.Node) { sawHold = true; d.durationField(&hold)(p, v) }},
+				{"timeout", func(p string, v *yaml.Node) { sawTimeout = true; d.durationField(&timeout)(p, v) }},
+				{"expiry", d.durationField(&c.Approvals.Expiry)},
+				{"store", d.stringField(&c.Approvals.Store)},
+				{"webhooks", func(p string, v *yaml.Node) {
+					d.sequence(p, v, func(wp string, _ int, e *yaml.Node) {
+						var w Webhook
+						d.mapping(wp, e, []field{
+							{"url", d.stringField(&w.URL)},
+							{"secret_file", d.stringField(&w.SecretFile)},
+							{"secret_env", d.stringField(&w.SecretEnv)},
+						})
+						c.Approvals.Webhooks = append(c.Approvals.Webhooks, w)
+					})
+				}},
 			})
+			switch {
+			case sawHold && sawTimeout:
+				d.fail(p+".timeout", v.Line, "approvals.timeout is the older name of approvals.hold: give one of them")
+			case sawHold:
+				c.Approvals.Timeout, c.Approvals.holdKey = hold, "hold"
+			case sawTimeout:
+				c.Approvals.Timeout, c.Approvals.holdKey = timeout, "timeout"
+			}
 		}},
 		{"masking", d.masking(&c.Masking)},
 		{"audit", func(p string, v *yaml.Node) {

@@ -566,7 +566,11 @@ func (v *validator) policy(c *Config) {
 func (v *validator) approvals(c *Config) {
 	ap := v.child("", "approvals")
 	v.oneOf(v.child(ap, "mode"), "mode", c.Approvals.Mode, ApprovalModes)
-	pt := v.child(ap, "timeout")
+	key := c.Approvals.holdKey
+	if key == "" {
+		key = "hold"
+	}
+	pt := v.child(ap, key)
 	switch t := c.Approvals.Timeout; {
 	case t <= 0:
 		v.errorf(pt, "%s must be greater than zero", t)
@@ -575,6 +579,43 @@ func (v *validator) approvals(c *Config) {
 	case t > MaxHoldTimeout && c.Approvals.Mode == ApprovalModeHold:
 		v.errorf(pt, "%s exceeds the maximum of 59m for mode hold (Envoy holds a request at most 1h); use mode async for longer approvals", t)
 	}
+	pe := v.child(ap, "expiry")
+	switch e := c.Approvals.Expiry; {
+	case e <= 0:
+		v.errorf(pe, "%s must be greater than zero", e)
+	case e > MaxApprovalExpiry:
+		v.errorf(pe, "%s exceeds the maximum of 720h (30 days)", e)
+	}
+	if s := c.Approvals.Store; strings.Contains(s, "://") && !strings.HasPrefix(s, "postgres://") && !strings.HasPrefix(s, "postgresql://") {
+		v.errorf(v.child(ap, "store"), "a URL store must be postgres:// (anything else is a file path)")
+	}
+	pw := v.child(ap, "webhooks")
+	for i, w := range c.Approvals.Webhooks {
+		p := v.elem(pw, i)
+		if u, problem := absoluteURLWithQuery(w.URL); problem != "" {
+			v.errorf(v.child(p, "url"), "%s", problem)
+		} else if u.Scheme != "https" && !loopbackHost(u.Hostname()) {
+			v.errorf(v.child(p, "url"), "%s must use https (http only on loopback)", showURL(w.URL))
+		}
+		if (w.SecretFile == "") == (w.SecretEnv == "") {
+			v.errorf(p, "give exactly one of secret_file and secret_env (the HMAC key that signs each post)")
+		}
+	}
+}
+
+// absoluteURLWithQuery parses s as an absolute http(s) URL with a host
+// (a query is allowed), or says what is wrong.
+func absoluteURLWithQuery(s string) (*url.URL, string) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return nil, fmt.Sprintf("%s is not an absolute http(s) URL without credentials", showURL(s))
+	}
+	return u, ""
+}
+
+func loopbackHost(h string) bool {
+	ip := net.ParseIP(h)
+	return h == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 func (v *validator) masking(c *Config) {

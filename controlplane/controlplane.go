@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/custos-dev/custos/approvals"
 	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/audit/ship"
 	"github.com/custos-dev/custos/config"
@@ -49,9 +50,14 @@ type ControlPlane struct {
 	auditKey *audit.SigningKey
 	// Shipper copies the audit log to Kafka when audit.kafka is set.
 	Shipper *ship.Shipper
-	serving atomic.Bool
-	stages  StagesFunc
-	errc    chan error
+	// Approvals holds approval requests and grants and takes votes; every
+	// pipeline asks it for grants.
+	Approvals     *approvals.Service
+	approvalStore approvals.Store
+	approvalsCfg  config.Approvals
+	serving       atomic.Bool
+	stages        StagesFunc
+	errc          chan error
 }
 
 // pipeline builds the stages and the pipeline for cfg.
@@ -64,11 +70,18 @@ func (cp *ControlPlane) pipeline(cfg *config.Config) (*extproc.Pipeline, error) 
 	if cp.Audit != nil {
 		st.Record = &auditRecorder{log: cp.Audit, next: st.Record, cfg: cfg, logger: cp.logger()}
 	}
+	if cp.Approvals != nil {
+		st.Grants = cp.Approvals
+	}
 	p, err := extproc.NewPipeline(cfg, st, cp.log)
 	if err != nil {
 		st.Close()
+		return nil, err
 	}
-	return p, err
+	if cp.HTTPAddr != "" {
+		p.SetAPIBase(HTTPBase(cp.HTTPAddr))
+	}
+	return p, nil
 }
 
 // StagesFunc builds the per-request stages for a configuration; the
@@ -121,10 +134,21 @@ func StartWith(ctx context.Context, cfg *config.Config, grpcAdvertise string, lo
 		closeAll()
 		return nil, err
 	}
+	if err := cp.openApprovals(ctx, cfg, mux); err != nil {
+		closeAll()
+		if cp.Shipper != nil {
+			_ = cp.Shipper.Close()
+		}
+		if cp.Audit != nil {
+			cp.Audit.Close()
+		}
+		return nil, err
+	}
 	closeAll = func() {
 		grpcLis.Close()
 		xdsLis.Close()
 		httpLis.Close()
+		cp.closeApprovals()
 		if cp.Shipper != nil {
 			_ = cp.Shipper.Close()
 		}
@@ -216,6 +240,9 @@ func (cp *ControlPlane) Apply(ctx context.Context, cfg *config.Config) error {
 	if on := cfg.Dev != nil && cfg.Dev.Issuer; on != (cp.DevIssuer != nil) {
 		return errors.New("dev.issuer changes only on restart")
 	}
+	if err := cp.sameApprovalsSetup(cfg); err != nil {
+		return err
+	}
 	p, err := cp.pipeline(cfg)
 	if err != nil {
 		return err
@@ -258,6 +285,7 @@ func (cp *ControlPlane) Shutdown() {
 		cp.xdsSrv.Stop()
 	}
 	cp.Services.Pipeline().Close()
+	cp.closeApprovals()
 	if cp.Shipper != nil {
 		_ = cp.Shipper.Close()
 	}

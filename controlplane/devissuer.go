@@ -16,16 +16,20 @@ func DevIssuerDir(cfg *config.Config) string {
 }
 
 // DevIssuerURL is the dev issuer's URL on the bound listen.http address
-// httpAddr (an unspecified host becomes loopback, where it is reached).
-func DevIssuerURL(httpAddr string) string {
+// httpAddr.
+func DevIssuerURL(httpAddr string) string { return HTTPBase(httpAddr) + devissuer.Path }
+
+// HTTPBase is the base URL of listen.http at the bound address httpAddr
+// (an unspecified host becomes loopback, where it is reached).
+func HTTPBase(httpAddr string) string {
 	host, port, err := net.SplitHostPort(httpAddr)
 	if err != nil {
-		return "http://" + httpAddr + devissuer.Path
+		return "http://" + httpAddr
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port) + devissuer.Path
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // startDevIssuer mounts the dev OIDC issuer on mux when dev.issuer is set.

@@ -7,15 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/filters/approval"
 	"github.com/custos-dev/custos/filters/identity"
+	"github.com/custos-dev/custos/filters/inspect"
 	"github.com/custos-dev/custos/filters/mask"
 	"github.com/custos-dev/custos/filters/policy"
 	"github.com/custos-dev/custos/filters/record"
+	"github.com/custos-dev/custos/filters/request"
 	"github.com/custos-dev/custos/names"
 )
 
@@ -171,11 +174,15 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 	// whatever allow says; with a grant, allow decides. In shadow mode the
 	// request goes on and the record says what enforcing would have done.
 	shadow := rt.conn.PolicyMode == config.PolicyModeShadow
+	if dec.Approval != nil {
+		// A grant counts only for the rule that asks for approval now.
+		grants = slices.DeleteFunc(grants, func(g approval.Grant) bool { return g.Rule != "" && g.Rule != dec.Approval.Rule })
+	}
 	switch {
 	case dec.Approval != nil && len(grants) == 0 && shadow:
 		o.event.Shadow = "approval_required: rule " + dec.Approval.Rule
 	case dec.Approval != nil && len(grants) == 0:
-		return p.approvalFlow(ctx, o, pr, req.Connection.Name, act.Summary, fingerprint(), dec)
+		return p.approvalFlow(ctx, o, pr, req, act, fingerprint(), dec)
 	case !dec.Allow && shadow:
 		o.event.Shadow = "forbidden"
 	case !dec.Allow:
@@ -199,12 +206,13 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 
 // approvalFlow opens an approval request: held in Process on routes with
 // ext_proc in hold mode, otherwise the agent is told approval_required.
-func (p *Pipeline) approvalFlow(ctx context.Context, o *outcome, pr identity.Principal, conn, summary, fp string, dec policy.Decision) *outcome {
+func (p *Pipeline) approvalFlow(ctx context.Context, o *outcome, pr identity.Principal, req *request.Request, act inspect.Action, fp string, dec policy.Decision) *outcome {
 	a := dec.Approval
 	pend, err := p.stages.Grants.Request(ctx, approval.Request{
-		Requester: pr, Connection: conn, Summary: summary, Fingerprint: fp, Rule: a.Rule,
-		Approvers: a.Approvers, MinApprovals: a.MinApprovals, Scope: a.Scope,
-		Expires: time.Now().Add(p.cfg.Approvals.Timeout),
+		Requester: pr, Connection: req.Connection.Name, Summary: act.Summary, Fingerprint: fp, Rule: a.Rule,
+		Reasons: dec.Reasons, Approvers: a.Approvers, MinApprovals: a.MinApprovals, Scope: a.Scope,
+		Risk: string(act.Risk), TTL: a.TTL, RequestID: req.ID, Method: req.Method, Path: req.Path,
+		Expires: time.Now().Add(p.cfg.Approvals.Expiry),
 	})
 	if errors.Is(err, approval.ErrUnavailable) {
 		// No approval store: the request needs an approval nobody can give
@@ -220,8 +228,8 @@ func (p *Pipeline) approvalFlow(ctx context.Context, o *outcome, pr identity.Pri
 		o.v.Hold = &Hold{ApprovalID: pend.ID, Timeout: p.cfg.Approvals.Timeout}
 		return o
 	}
-	return o.deny(Reply{Status: 403, Code: CodeApprovalRequired, Message: "this request needs an approval",
-		Extra: map[string]any{"approval_id": pend.ID, "status": approval.StatePending}})
+	return o.deny(Reply{Status: 403, Code: CodeApprovalRequired, Message: "this request needs an approval; retry with " + names.ApprovalIDHeader + " once it is approved",
+		Extra: p.approvalLinks(pend.ID, map[string]any{"approval_id": pend.ID, "status": approval.StatePending})})
 }
 
 // unavailable denies with 503: the stage could not decide.

@@ -115,6 +115,22 @@ type Pipeline struct {
 	stages Stages
 	conns  connections
 	log    *slog.Logger
+	// apiBase is the approvals API's base URL (http://HOST:PORT), for the
+	// wait and approve links an agent is given; "" for none.
+	apiBase string
+}
+
+// SetAPIBase sets the base URL of the approvals API the pipeline's
+// approval_required replies link to. Call it before the pipeline serves.
+func (p *Pipeline) SetAPIBase(base string) { p.apiBase = base }
+
+// approvalLinks adds the approval's wait and approve URLs to extra.
+func (p *Pipeline) approvalLinks(id string, extra map[string]any) map[string]any {
+	if p.apiBase != "" && id != "" {
+		extra["wait_url"] = p.apiBase + "/v1/approvals/" + id + "/wait"
+		extra["approve_url"] = p.apiBase + "/v1/approvals/" + id + "/approve"
+	}
+	return extra
 }
 
 // NewPipeline compiles cfg for the stages st; every stage must be set.
@@ -173,6 +189,12 @@ func (p *Pipeline) policyChanged(c policy.Change) {
 // Close closes what the pipeline's stages own; requests still deciding
 // with it finish normally.
 func (p *Pipeline) Close() { p.stages.Close() }
+
+// Record hands e to the pipeline's record stage (for events outside a
+// request: votes, resolutions).
+func (p *Pipeline) Record(ctx context.Context, e record.Event) error {
+	return p.stages.Record.Record(ctx, e)
+}
 
 // Identity is the pipeline's identity stage, for the HTTP API's callers.
 func (p *Pipeline) Identity() identity.Verifier { return p.stages.Identity }

@@ -211,8 +211,14 @@ func (ex *exchange) hold(h Hold) (*extprocv3.ProcessingResponse, error) {
 	if err := ex.send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(override)}); err != nil {
 		return nil, err
 	}
-	if err := ex.record(record.Event{Kind: record.Held, Detail: "approval " + h.ApprovalID}); err != nil {
-		return nil, err
+	// The approval service, when it records its own events, has recorded
+	// the request already; otherwise the hold is recorded here.
+	rec, ok := ex.p.stages.Grants.(interface{ RecordsEvents() bool })
+	recordHere := !ok || !rec.RecordsEvents()
+	if recordHere {
+		if err := ex.record(record.Event{Kind: record.Held, Detail: "approval " + h.ApprovalID}); err != nil {
+			return nil, err
+		}
 	}
 	ctx, cancel := context.WithTimeout(ex.ctx, h.Timeout)
 	state, err := ex.p.stages.Grants.Await(ctx, h.ApprovalID)
@@ -221,8 +227,10 @@ func (ex *exchange) hold(h Hold) (*extprocv3.ProcessingResponse, error) {
 	if err != nil && !timedOut {
 		return nil, status.Error(codes.Unavailable, "ext_proc: the approval could not be awaited")
 	}
-	if err := ex.record(record.Event{Kind: record.Approved, Detail: "approval " + h.ApprovalID + " " + state}); err != nil {
-		return nil, err
+	if recordHere {
+		if err := ex.record(record.Event{Kind: record.Approved, Detail: "approval " + h.ApprovalID + " " + state}); err != nil {
+			return nil, err
+		}
 	}
 	switch {
 	case !timedOut && state == approval.StateApproved:
@@ -232,7 +240,7 @@ func (ex *exchange) hold(h Hold) (*extprocv3.ProcessingResponse, error) {
 			Extra: map[string]any{"approval_id": h.ApprovalID}})
 	default:
 		return ex.immediate(Reply{Status: 403, Code: CodeApprovalRequired, Message: "no approval within the hold; retry with " + names.ApprovalIDHeader,
-			Extra: map[string]any{"approval_id": h.ApprovalID, "status": approval.StatePending}})
+			Extra: ex.p.approvalLinks(h.ApprovalID, map[string]any{"approval_id": h.ApprovalID, "status": approval.StatePending})})
 	}
 }
 
