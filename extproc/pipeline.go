@@ -55,7 +55,7 @@ func DefaultStages(cfg *config.Config, logger *slog.Logger) (Stages, error) {
 	}
 	st := Stages{
 		Identity: verifier,
-		Inspect:  inspect.HTTP{},
+		Inspect:  inspect.NewByKind(),
 		Policy:   policy.AllowConnection{},
 		Grants:   approval.None{},
 		Mask:     mask.None{},

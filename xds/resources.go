@@ -429,13 +429,28 @@ func (b builder) connectionFilterConfig(c config.Connection, prefix, rewrite str
 		ext[names.ContextPrefix] = prefix
 		ext[names.ContextPrefixRewrite] = rewrite
 	}
-	authz, err := pack(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{
-		CheckSettings: &extauthzv3.CheckSettings{ContextExtensions: ext},
-	}})
+	cs := &extauthzv3.CheckSettings{ContextExtensions: ext}
+	if inspectsBody(c.Kind) {
+		// The inspectors read what the request does from its body: Check
+		// gets it whole (up to the limit; over it, 413), never a part.
+		cs.WithRequestBody = &extauthzv3.BufferSettings{MaxRequestBytes: names.BodyLimitBytes, AllowPartialMessage: false, PackAsBytes: true}
+	}
+	authz, err := pack(&extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{CheckSettings: cs}})
 	if err != nil {
 		return nil, err
 	}
 	return map[string]*anypb.Any{names.ExtAuthzFilter: authz}, nil
+}
+
+// inspectsBody reports whether connections of kind have their requests'
+// bodies inspected (filters/inspect.NeedsBody says the same; a test keeps
+// them in step).
+func inspectsBody(kind string) bool {
+	switch kind {
+	case config.KindSQLHTTP, config.KindKubernetes, config.KindCosmos, config.KindGraphQL:
+		return true
+	}
+	return false
 }
 
 func disabledFilters() (map[string]*anypb.Any, error) {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/filters/inspect"
 	"github.com/custos-dev/custos/names"
 )
 
@@ -352,5 +353,15 @@ func TestUpdateKeepsSnapshotOnError(t *testing.T) {
 	}
 	if s.Version() != v {
 		t.Fatal("a rejected configuration changed the version")
+	}
+}
+
+// The routes ask for request bodies exactly for the kinds whose inspectors
+// read them.
+func TestBodiesAreSentForTheKindsThatInspectThem(t *testing.T) {
+	for _, k := range config.Kinds {
+		if inspectsBody(k) != inspect.NeedsBody(k) {
+			t.Errorf("kind %s: xds sends the body %v, the inspector needs it %v", k, inspectsBody(k), inspect.NeedsBody(k))
+		}
 	}
 }

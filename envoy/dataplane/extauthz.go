@@ -25,7 +25,11 @@ import (
 func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 	var body []byte
 	partial := false
-	if b := cfg.withBody; b != nil && st.hasBody() {
+	withBody := cfg.withBody
+	if st.route != nil && st.route.withBody != nil {
+		withBody = st.route.withBody
+	}
+	if b := withBody; b != nil && st.hasBody() {
 		buf, rest, over, err := readUpTo(st.body, b.maxBytes)
 		if err != nil {
 			st.bodyReadFailed()
@@ -58,11 +62,11 @@ func (st *stream) extAuthz(cfg *extAuthzConfig) bool {
 	hr := req.GetAttributes().GetRequest().GetHttp()
 	// A client cannot claim a partial body (check_request_utils.cc).
 	delete(hr.Headers, "x-envoy-auth-partial-body")
-	if cfg.withBody != nil && body != nil {
+	if withBody != nil && body != nil {
 		// The header exists only in the CheckRequest, never upstream.
 		hr.Headers["x-envoy-auth-partial-body"] = strconv.FormatBool(partial)
 		hr.Size = int64(len(body))
-		if cfg.withBody.packAsBytes {
+		if withBody.packAsBytes {
 			hr.RawBody = body
 		} else {
 			// Envoy sanitises the string to UTF-8 too (sanitizeUtf8String);

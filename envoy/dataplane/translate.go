@@ -425,6 +425,9 @@ type route struct {
 	// per-filter settings
 	authzDisabled bool
 	contextExt    map[string]string
+	// withBody is the route's with_request_body (check_settings), which
+	// overrides the filter's; nil for none.
+	withBody *bodySettings
 	procDisabled  bool
 }
 
@@ -513,10 +516,17 @@ func translateRoute(r *routev3.Route) (*route, error) {
 				return nil, fmt.Errorf("route %q: %w", r.GetName(), err)
 			}
 			if cs := pb.GetCheckSettings(); cs != nil {
-				if err := onlyFields(cs, "context_extensions"); err != nil {
+				if err := onlyFields(cs, "context_extensions", "with_request_body"); err != nil {
 					return nil, fmt.Errorf("route %q: %w", r.GetName(), err)
 				}
 				rt.contextExt = cs.GetContextExtensions()
+				if b := cs.GetWithRequestBody(); b != nil {
+					// Overrides the filter's with_request_body on this route.
+					if err := onlyFields(b, "max_request_bytes", "allow_partial_message", "pack_as_bytes"); err != nil {
+						return nil, fmt.Errorf("route %q: %w", r.GetName(), err)
+					}
+					rt.withBody = &bodySettings{maxBytes: int(b.GetMaxRequestBytes()), allowPartial: b.GetAllowPartialMessage(), packAsBytes: b.GetPackAsBytes()}
+				}
 			}
 			rt.authzDisabled = pb.GetDisabled()
 		case extProcName:
