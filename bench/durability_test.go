@@ -54,9 +54,9 @@ func BenchmarkDurability(b *testing.B) {
 	defer up.Close()
 	for _, mode := range []string{"no-audit-log", "before_upstream", "before_response"} {
 		b.Run(mode, func(b *testing.B) {
-			extra := ""
+			dir := b.TempDir()
+			extra := fmt.Sprintf("audit:\n  dir: %s\n", filepath.Join(dir, "audit"))
 			if mode != "no-audit-log" {
-				dir := b.TempDir()
 				key := filepath.Join(dir, "keys", "audit.key")
 				if _, err := audit.LoadOrCreateSigningKey(key, "custos-bench", true); err != nil {
 					b.Fatal(err)

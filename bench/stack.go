@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/custos-dev/custos/stack"
@@ -27,6 +29,7 @@ type Stack struct {
 	UpstreamURL, DataPlaneAddr string
 
 	upstream *Upstream // closed by Close; nil when the caller runs it
+	state    string    // removed by Close
 }
 
 // StartStack starts the stack on the Go data plane; see StartStackOn.
@@ -57,11 +60,19 @@ func StartStackFor(ctx context.Context, dp stack.DataPlane, upstreamURL string) 
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	st, err := stack.Start(ctx, stack.Options{Config: cfg, NodeID: "bench", DataPlane: dp})
+	// Each stack keeps its state (the approval store) in a directory of
+	// its own: two stacks side by side, and nothing left behind.
+	state, err := os.MkdirTemp("", "custos-bench-")
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Stack: st, UpstreamURL: upstreamURL, DataPlaneAddr: st.Addr}
+	cfg.Audit.Dir = filepath.Join(state, "audit")
+	st, err := stack.Start(ctx, stack.Options{Config: cfg, NodeID: "bench", DataPlane: dp})
+	if err != nil {
+		os.RemoveAll(state)
+		return nil, err
+	}
+	s := &Stack{Stack: st, UpstreamURL: upstreamURL, DataPlaneAddr: st.Addr, state: state}
 	s.DirectURL = fmt.Sprintf("%s/%d", upstreamURL, CustomerID)
 	s.DataPlaneURL = fmt.Sprintf("http://%s/customers/%d", s.DataPlaneAddr, CustomerID)
 	return s, nil
@@ -72,6 +83,9 @@ func StartStackFor(ctx context.Context, dp stack.DataPlane, upstreamURL string) 
 // quick shutdown.
 func (s *Stack) Close() {
 	s.Stack.Close()
+	if s.state != "" {
+		os.RemoveAll(s.state)
+	}
 	if s.upstream != nil {
 		s.upstream.Close()
 	}

@@ -3,6 +3,7 @@ package stack_test
 import (
 	"context"
 	"net/http"
+	"path/filepath"
 	"testing"
 
 	"github.com/custos-dev/custos/config"
@@ -16,6 +17,7 @@ func TestStartServesAndCloseStops(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		cfg.Audit.Dir = filepath.Join(t.TempDir(), "audit") // the approval store goes beside it
 		st, err := stack.Start(context.Background(), stack.Options{Config: cfg, DataPlane: dp})
 		if err != nil {
 			t.Fatal(err)
