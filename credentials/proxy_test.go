@@ -69,7 +69,7 @@ type hooks struct {
 
 // startProxy serves a reverse proxy to upstream (http://HOST:PORT) on
 // loopback through an injectingProxy.
-func startProxy(t *testing.T, upstream string, inj credentials.Injector, h hooks) (*httptest.Server, *injectingProxy) {
+func startProxy(t testing.TB, upstream string, inj credentials.Injector, h hooks) (*httptest.Server, *injectingProxy) {
 	t.Helper()
 	target, err := url.Parse(upstream)
 	if err != nil {
