@@ -43,7 +43,6 @@ type oauth struct {
 	inflight chan struct{} // closed when the fetch in flight ends
 	lastErr  error
 	retryAt  time.Time
-	fetches  atomic.Int64
 }
 
 // token is one access token and when to stop using it.
@@ -90,10 +89,6 @@ func (o *oauth) Close() error {
 	o.wg.Wait()
 	return nil
 }
-
-// Fetches is how many token requests were made so far (for tests and
-// metrics).
-func (o *oauth) Fetches() int64 { return o.fetches.Load() }
 
 // Inject sets Authorization to a valid token of Custos' identity.
 func (o *oauth) Inject(ctx context.Context, req Outgoing) (Mutation, error) {
@@ -191,7 +186,6 @@ const maxTokenResponse = 1 << 20
 
 // fetch asks the token endpoint for a token.
 func (o *oauth) fetch(ctx context.Context) (*token, error) {
-	o.fetches.Add(1)
 	secret, err := o.secret.get()
 	if err != nil {
 		return nil, err
