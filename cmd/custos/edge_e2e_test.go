@@ -321,8 +321,10 @@ func TestEdgeStalledUploadsDoNotLockOthersOut(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		// Wait until the uploads hold their upstream requests.
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		// Wait until the uploads hold their upstream requests (each
+		// decision is made durable in the audit log first; under the race
+		// detector on 2 cores that takes a while for 1,100 of them).
+		ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 		defer cancel()
 		if err := s.Upstream.WaitCount(ctx, stalled); err != nil {
 			t.Fatalf("stalled uploads: %v", err)
