@@ -322,6 +322,9 @@ type Connection struct {
 	// AuditOnFailure overrides audit.on_failure for this connection ("" for
 	// the global value).
 	AuditOnFailure string
+	// Credentials is what Custos presents upstream instead of the agent's
+	// credentials (nil: nothing is injected).
+	Credentials *Credentials
 	// StatementFrom says where a sql-http request carries its statement:
 	// json:POINTER, query:PARAM, form:PARAM or body. Only for kind sql-http.
 	StatementFrom string
@@ -338,6 +341,35 @@ func (c Connection) UpstreamURL() *url.URL {
 	u := *c.upstreamURL
 	return &u
 }
+
+// Credentials is a connection's upstream credential: exactly one of the
+// fields is set. Secrets come from files or environment variables, never
+// inline.
+type Credentials struct {
+	AzureSharedKey         *AzureSharedKey
+	SAS                    *SASToken
+	OAuthClientCredentials *OAuthClientCredentials
+	Bearer                 *BearerToken
+}
+
+// AzureSharedKey signs each request with a storage account key.
+type AzureSharedKey struct {
+	Account, KeyFile, KeyEnv string
+	// Service is "", blob, queue, file or table: the signature variant
+	// ("" picks it from the host and the request).
+	Service string
+}
+
+// SASToken appends a shared access signature from a file to the query.
+type SASToken struct{ TokenFile string }
+
+// OAuthClientCredentials gets Custos' own token for the upstream.
+type OAuthClientCredentials struct {
+	TokenURL, ClientID, ClientSecretFile, Scope string
+}
+
+// BearerToken presents a static token from a file.
+type BearerToken struct{ TokenFile string }
 
 // Approvals configures human approval of requests.
 type Approvals struct {

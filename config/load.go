@@ -634,6 +634,43 @@ func (d *decoder) connections(dst *[]Connection) func(string, *yaml.Node) {
 				{"dialect", d.stringField(&c.Dialect)},
 				{"statement_from", d.stringField(&c.StatementFrom)},
 				{"audit_on_failure", d.stringField(&c.AuditOnFailure)},
+				{"credentials", func(p string, v *yaml.Node) {
+					cr := &Credentials{}
+					if d.mapping(p, v, []field{
+						{"azure_shared_key", func(p string, v *yaml.Node) {
+							k := &AzureSharedKey{}
+							if d.mapping(p, v, []field{
+								{"account", d.stringField(&k.Account)}, {"key_file", d.stringField(&k.KeyFile)},
+								{"key_env", d.stringField(&k.KeyEnv)}, {"service", d.stringField(&k.Service)},
+							}) {
+								cr.AzureSharedKey = k
+							}
+						}},
+						{"sas", func(p string, v *yaml.Node) {
+							k := &SASToken{}
+							if d.mapping(p, v, []field{{"token_file", d.stringField(&k.TokenFile)}}) {
+								cr.SAS = k
+							}
+						}},
+						{"oauth_client_credentials", func(p string, v *yaml.Node) {
+							k := &OAuthClientCredentials{}
+							if d.mapping(p, v, []field{
+								{"token_url", d.stringField(&k.TokenURL)}, {"client_id", d.stringField(&k.ClientID)},
+								{"client_secret_file", d.stringField(&k.ClientSecretFile)}, {"scope", d.stringField(&k.Scope)},
+							}) {
+								cr.OAuthClientCredentials = k
+							}
+						}},
+						{"bearer", func(p string, v *yaml.Node) {
+							k := &BearerToken{}
+							if d.mapping(p, v, []field{{"token_file", d.stringField(&k.TokenFile)}}) {
+								cr.Bearer = k
+							}
+						}},
+					}) {
+						c.Credentials = cr
+					}
+				}},
 			})
 			// Every element is kept, even a malformed one, so that indexes
 			// in later messages match the file.

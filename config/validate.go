@@ -438,6 +438,9 @@ func (v *validator) connections(c *Config) {
 		if conn.AuditOnFailure != "" {
 			v.oneOf(v.child(p, "audit_on_failure"), "audit_on_failure", conn.AuditOnFailure, OnFailures)
 		}
+		if cr := conn.Credentials; cr != nil {
+			v.credentials(v.child(p, "credentials"), conn, cr)
+		}
 
 		if conn.Masking != "" {
 			if _, defined := c.Masking.Profiles[conn.Masking]; !defined && !BuiltinProfile(conn.Masking) {
@@ -532,6 +535,51 @@ func checkStatementFrom(s string) string {
 		return ""
 	default:
 		return use
+	}
+}
+
+// credentials checks a connection's upstream credential at path.
+func (v *validator) credentials(path string, conn *Connection, cr *Credentials) {
+	n := 0
+	for _, set := range []bool{cr.AzureSharedKey != nil, cr.SAS != nil, cr.OAuthClientCredentials != nil, cr.Bearer != nil} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		v.errorf(path, "give exactly one of azure_shared_key, sas, oauth_client_credentials, bearer")
+		return
+	}
+	if conn.ForwardToken {
+		v.errorf(path, "credentials and forward_token: true exclude each other (the agent's token is never sent with injected credentials)")
+	}
+	need := func(key, val string) {
+		if strings.TrimSpace(val) == "" {
+			v.errorf(v.child(path, key), "is required")
+		}
+	}
+	switch {
+	case cr.AzureSharedKey != nil:
+		k, p := cr.AzureSharedKey, v.child(path, "azure_shared_key")
+		need("azure_shared_key.account", k.Account)
+		if (k.KeyFile == "") == (k.KeyEnv == "") {
+			v.errorf(p, "give exactly one of key_file and key_env")
+		}
+		if k.Service != "" {
+			v.oneOf(v.child(p, "service"), "storage service", k.Service, []string{"blob", "queue", "file", "table"})
+		}
+	case cr.SAS != nil:
+		need("sas.token_file", cr.SAS.TokenFile)
+	case cr.OAuthClientCredentials != nil:
+		k, p := cr.OAuthClientCredentials, v.child(path, "oauth_client_credentials")
+		if problem := checkIssuer(k.TokenURL); problem != "" {
+			v.errorf(v.child(p, "token_url"), "%s", problem)
+		}
+		need("oauth_client_credentials.client_id", k.ClientID)
+		need("oauth_client_credentials.client_secret_file", k.ClientSecretFile)
+		need("oauth_client_credentials.scope", k.Scope)
+	case cr.Bearer != nil:
+		need("bearer.token_file", cr.Bearer.TokenFile)
 	}
 }
 

@@ -28,12 +28,19 @@ func (s *Service) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.C
 	started := time.Now()
 	in := requestFrom(cr, newRequestID())
 	o := p.decide(ctx, in)
+	if err := p.inject(ctx, o, in); err != nil {
+		s.log.Error("upstream credential", "request_id", o.v.RequestID, "connection", o.v.Connection, "error", err)
+		o.event.Detail = "upstream credential: " + err.Error()
+		o.deny(Reply{Status: 503, Code: CodeUnavailable, Message: "the upstream credential could not be applied; nothing was forwarded"})
+	}
 	if err := s.recordDecision(ctx, p, o, started); err != nil {
 		s.log.Error("record decision", "request_id", o.v.RequestID, "error", err)
 		o.v.Hold = nil
 		o.deny(Reply{Status: 503, Code: CodeUnavailable, Message: "the request could not be recorded; nothing was forwarded"})
 	}
-	return checkResponse(o, in.rawHeader), nil
+	resp := checkResponse(o, in.rawHeader)
+	applyMutation(o.mutation, resp)
+	return resp, nil
 }
 
 // recordDecision records the decision: durable before Check answers

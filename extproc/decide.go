@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/credentials"
 	"github.com/custos-dev/custos/filters/approval"
 	"github.com/custos-dev/custos/filters/identity"
 	"github.com/custos-dev/custos/filters/inspect"
@@ -34,6 +35,9 @@ type outcome struct {
 	// evidence is where the decision was recorded ("" when the record
 	// stage gives no receipt).
 	evidence string
+	// mutation is the connection's upstream credential for an allowed
+	// request (nil for none).
+	mutation *credentials.Mutation
 }
 
 // deny makes o a denial with r.
@@ -90,7 +94,10 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 		return o.deny(Reply{Status: 400, Code: CodeBadRequest,
 			Message: "header names with underscores are refused: an upstream may read " + k + " as " + strings.ReplaceAll(k, "_", "-")})
 	}
-	if hasEscapedSlash(req.OriginalPath) {
+	// Azure Storage defines %2F in a blob name as the name's own slash (its
+	// SDKs send virtual directories so), and the container is always the
+	// first segment: azure connections take it as sent.
+	if hasEscapedSlash(req.OriginalPath) && rt.conn.Kind != config.KindAzure {
 		o.v.Connection, o.v.Path = rt.conn.Name, req.OriginalPath
 		return o.deny(Reply{Status: 400, Code: CodeBadRequest,
 			Message: "the path holds an escaped slash (%2F or %5C), which an upstream may read as a separator; refused"})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/credentials"
 	"github.com/custos-dev/custos/filters/approval"
 	"github.com/custos-dev/custos/filters/identity"
 	"github.com/custos-dev/custos/filters/inspect"
@@ -29,6 +30,10 @@ type Stages struct {
 	Grants   approval.Grants
 	Mask     mask.Engine
 	Record   record.Recorder
+	// Inject are the upstream credential injectors, by connection name
+	// (connections[].credentials); a connection without one sends no
+	// credential of Custos'.
+	Inject map[string]credentials.Injector
 	// Owned are what these stages started and nothing else uses (a policy
 	// bundle's poller): closed when the pipeline is replaced.
 	Owned []io.Closer
@@ -61,9 +66,18 @@ func DefaultStages(cfg *config.Config, logger *slog.Logger) (Stages, error) {
 		Mask:     mask.None{},
 		Record:   record.Log{Logger: logger},
 	}
+	inj, err := NewInjectors(cfg, credentials.Options{Logger: logger})
+	if err != nil {
+		return Stages{}, err
+	}
+	st.Inject = inj
+	for _, in := range inj {
+		st.Owned = append(st.Owned, in)
+	}
 	if needsMasking(cfg) {
 		w, err := NewMaskStage(cfg)
 		if err != nil {
+			st.Close()
 			return Stages{}, err
 		}
 		st.Mask = w
