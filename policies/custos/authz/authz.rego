@@ -1,11 +1,16 @@
 # The default policy of Custos: least privilege by group, deny by default.
 #
 # data.custos.config (custos/config/data.json) says which groups reach which
-# connection at which level (read, write or admin), who approves, and which
-# masking each connection adds. Reads need read, writes need write;
-# destructive, admin and unknown actions also need a human's approval from an
-# approver group (two approvals for admin). Workloads never read Kubernetes
-# secrets. Every reason is a sentence the agent's owner can act on.
+# connection at which level (read, write or admin), who approves, which
+# masking each connection adds, and which SQL tables are sensitive. Reads
+# need read, writes need write; destructive, admin and unknown actions also
+# need a human's approval from an approver group (two approvals for admin).
+# Per kind: statements touching a sensitive table need write even to read;
+# GraphQL mutations need write; Kubernetes exec, attach and port-forward
+# always need an approval, and workloads never read secrets nor
+# impersonate; Azure actions such as listKeys need two approvals. A rule for
+# a kind only ever adds to what the risk asks. Every reason is a sentence
+# the agent's owner can act on.
 package custos.authz
 
 cfg := data.custos.config
@@ -70,10 +75,27 @@ deny contains msg if {
 	msg := sprintf("the token of %s does not list its groups (too many for the token: group overage), so access to %q cannot be decided; give the workload an app role or fewer groups", [who, conn])
 }
 
+# What the action needs, and why: the risk's level, and any higher level a
+# rule for the action's kind asks for.
+requires[sprintf("this %s action (%s)", [risk, input.action.summary])] := needs[risk]
+
+requires[why] := n if {
+	some why, n in kind_requires
+	n > object.get(needs, risk, 0)
+}
+
+# The groups of the connection with at least level n, for the owner to ask
+# for.
+ask(n) := sprintf("; ask for one of: %s", [concat(", ", gs)]) if {
+	gs := sort([g | some g, lv in access; ranks[lv] >= n])
+	count(gs) > 0
+} else := ""
+
 deny contains msg if {
 	level > 0
-	level < needs[risk]
-	msg := sprintf("%s has %s access to %q; this %s action (%s) needs %s access", [who, names[level], conn, risk, input.action.summary, names[needs[risk]]])
+	some why, n in requires
+	level < n
+	msg := sprintf("%s has %s access to %q; %s needs %s access%s", [who, names[level], conn, why, names[n], ask(n)])
 }
 
 deny contains msg if {
@@ -90,18 +112,103 @@ deny contains msg if {
 
 approvers := object.get(cfg.approvers, conn, object.get(cfg.approvers, "default", []))
 
-approval := {
-	"rule": sprintf("%s-needs-approval", [risk]),
-	"approvers": approvers,
-	"min_approvals": min_approvals,
-	"scope": "request",
-} if {
+# The approvals an action asks for, rule name → approvals needed: one for
+# its risk, and any a rule for its kind adds.
+approvals_asked[sprintf("%s-needs-approval", [risk])] := n if {
+	risk in approval_risks
+	n := object.get({"admin": 2}, risk, 1)
+}
+
+approvals_asked[rule] := n if some rule, n in kind_approvals
+
+# The approval asked for is named after the rule for the kind when there is
+# one (what the approver reads), and needs the most approvals any rule
+# asks: combining never lowers what the risk needs.
+approval_rule := rules[0] if {
+	rules := sort(object.keys(kind_approvals))
+	count(rules) > 0
+} else := sprintf("%s-needs-approval", [risk]) if {
 	risk in approval_risks
 }
 
-default min_approvals := 1
+approval := {
+	"rule": approval_rule,
+	"approvers": approvers,
+	"min_approvals": max([n | some n in approvals_asked]),
+	"scope": "request",
+} if {
+	approval_rule
+}
 
-min_approvals := 2 if risk == "admin"
+# --- Rules per kind (action.kind and its block, CONTRACT.md) ---
+
+# sql: the tables of data.json's sensitive_tables for this connection, and
+# those the statements touch. Names compare without case and without a
+# schema qualifier (main.Accounts is accounts), so a spelling does not slip
+# past; a table named alike in another schema counts too.
+sensitive_tables := {bare(t) | some t in object.get(object.get(cfg, "sensitive_tables", {}), conn, [])}
+
+bare(t) := parts[count(parts) - 1] if parts := split(lower(t), ".")
+
+sensitive_touched contains bare(t) if {
+	input.action.kind == "sql"
+	some st in object.get(input.action, ["sql", "statements"], [])
+	some t in object.get(st, "tables", [])
+	bare(t) in sensitive_tables
+}
+
+kind_requires[why] := 2 if {
+	count(sensitive_touched) > 0
+	why := sprintf("touching sensitive table %s (%s)", [concat(", ", sort(sensitive_touched)), input.action.summary])
+}
+
+# graphql: a mutation writes, whatever risk it was given.
+mutations contains f if {
+	input.action.kind == "graphql"
+	some op in object.get(input.action, ["graphql", "operations"], [])
+	op.type == "mutation"
+	some f in object.get(op, "fields", [])
+}
+
+kind_requires[why] := 2 if {
+	input.action.kind == "graphql"
+	some op in object.get(input.action, ["graphql", "operations"], [])
+	op.type == "mutation"
+	why := sprintf("the GraphQL mutation %s (%s)", [concat(", ", sort(mutations)), input.action.summary])
+}
+
+# kubernetes: a shell in a pod, or a tunnel to it, is never unattended.
+kube_interactive := {"exec", "attach", "portforward"}
+
+kind_approvals[sprintf("kubernetes-%s-needs-approval", [sub])] := 1 if {
+	input.action.kind == "kubernetes"
+	sub := input.action.kubernetes.subresource
+	sub in kube_interactive
+}
+
+deny contains msg if {
+	input.principal.kind == "workload"
+	input.action.kind == "kubernetes"
+	object.get(input.action.kubernetes, "impersonate", "") != ""
+	msg := sprintf("workloads never impersonate in Kubernetes (%s as %s); give %s the access it needs under its own name", [input.action.summary, input.action.kubernetes.impersonate, who])
+}
+
+# azure: an ARM action (a POST such as listKeys, regenerateKey,
+# listClusterAdminCredential, runCommand) that is admin, or any list* action
+# (ARM's convention for actions that return secrets), needs two approvals.
+azure_action := lower(input.action.azure.action) if {
+	input.action.kind == "azure"
+	input.action.azure.service == "arm"
+	not input.action.azure.action in {"read", "write", "delete", ""}
+}
+
+kind_approvals[sprintf("azure-%s-needs-approval", [azure_action])] := 2 if {
+	risk == "admin"
+}
+
+kind_approvals[sprintf("azure-%s-needs-approval", [azure_action])] := 2 if {
+	startswith(azure_action, "list")
+}
 
 masking := {"mask_profile": cfg.masking[conn]} if {
 	cfg.masking[conn]

@@ -52,7 +52,7 @@ test_no_groups_is_denied if {
 }
 
 test_unmapped_connection_is_denied if {
-	d := authz.decision with input as object.union(base, {"connection": {"name": "warehouse", "kind": "http", "labels": {}}})
+	d := authz.decision with input as object.union(base, {"connection": {"name": "ledger", "kind": "http", "labels": {}}})
 	d.allow == false
 	contains(d.reasons[0], "mapped to no group")
 }
