@@ -9,6 +9,7 @@ import (
 	"reflect"
 
 	"github.com/custos-dev/custos/approvals"
+	"github.com/custos-dev/custos/approvals/ui"
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/filters/identity"
 	"github.com/custos-dev/custos/filters/record"
@@ -50,6 +51,10 @@ func (cp *ControlPlane) openApprovals(ctx context.Context, cfg *config.Config, m
 	h := approvals.NewHandler(svc, cp.authenticate)
 	mux.Handle(approvals.ListPath, h)
 	mux.Handle(approvals.PathPrefix, h)
+	if cp.DevIssuer != nil { // the page signs approvers in with the dev issuer only, for now
+		mux.Handle(ui.Path, ui.New(ui.Options{Service: svc, Authenticate: cp.authenticate,
+			Issuer: cp.DevIssuer.URL(), BaseURL: HTTPBase(cp.HTTPAddr), Logger: cp.logger()}))
+	}
 	return nil
 }
 
