@@ -87,7 +87,10 @@ type exchange struct {
 	sawResponse bool
 	status      int
 	masker      mask.Stream
-	done        bool
+	// bufferedMask is set when the masked body comes whole (small, of
+	// known length): its headers then carry x-custos-masked.
+	bufferedMask bool
+	done         bool
 	// localReply is set when the stream carries a reply Envoy made itself.
 	localReply bool
 	// pending are the decisions Check is making durable; evidence is this
@@ -303,12 +306,18 @@ func (ex *exchange) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.Proces
 		ex.masker = m
 		ex.bodyHash = sha256.New()
 		if ex.respBodyMode == procfilterv3.ProcessingMode_NONE {
-			// The route sends no response body by default: ask for this one,
-			// streamed, so that it passes the engine chunk by chunk (Envoy
-			// drops content-length for a streamed body).
+			// The route sends no response body by default: ask for this one.
+			// A small body of known length is buffered, so that its headers
+			// can say what was masked (x-custos-masked) and its right length;
+			// any other streams through the engine chunk by chunk, in bounded
+			// memory (Envoy drops content-length for a streamed body).
+			mode := procfilterv3.ProcessingMode_STREAMED
+			if n, ok := contentLength(h); ok && n <= maxBufferedMasking {
+				mode, ex.bufferedMask = procfilterv3.ProcessingMode_BUFFERED, true
+			}
 			override = &procfilterv3.ProcessingMode{ResponseHeaderMode: procfilterv3.ProcessingMode_SEND,
-				ResponseBodyMode: procfilterv3.ProcessingMode_STREAMED, ResponseTrailerMode: procfilterv3.ProcessingMode_SKIP}
-			ex.respBodyMode = procfilterv3.ProcessingMode_STREAMED
+				ResponseBodyMode: mode, ResponseTrailerMode: procfilterv3.ProcessingMode_SKIP}
+			ex.respBodyMode = mode
 		}
 	}
 	bodyFollows := !h.GetEndOfStream() && ex.respBodyMode != procfilterv3.ProcessingMode_NONE
@@ -329,7 +338,7 @@ func (ex *exchange) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.Proces
 		set = append(set, rawHeader(names.EvidenceHeader, receipt))
 	}
 	mut := &extprocv3.HeaderMutation{SetHeaders: set}
-	if ex.masker != nil {
+	if ex.masker != nil && !ex.bufferedMask {
 		// The masked body's length differs from the upstream's.
 		mut.RemoveHeaders = []string{"content-length"}
 	}
@@ -349,6 +358,15 @@ func (ex *exchange) responseBody(b *extprocv3.HttpBody) (*extprocv3.ProcessingRe
 		}
 		common.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: out}}
 		ex.bodyHash.Write(out)
+		if ex.bufferedMask && b.GetEndOfStream() {
+			// The headers wait for the buffered body: they get its masked
+			// length and the report (counts only, never a value).
+			set := []*corev3.HeaderValueOption{rawHeader("content-length", strconv.Itoa(len(out)))}
+			if r := ex.masker.Report(); len(r) > 0 {
+				set = append(set, rawHeader(names.MaskedHeader, r.Header()))
+			}
+			common.HeaderMutation = &extprocv3.HeaderMutation{SetHeaders: set}
+		}
 	}
 	if b.GetEndOfStream() {
 		if err := ex.end(record.Completed, ""); err != nil {
@@ -456,4 +474,24 @@ func deniedMarker() *structpb.Struct {
 			names.DeniedKey: structpb.NewBoolValue(true),
 		}}),
 	}}
+}
+
+// maxBufferedMasking is the largest body masked whole (buffered, with
+// x-custos-masked and its length); larger ones stream. Well below Envoy's
+// default per-connection buffer limit (1 MiB).
+const maxBufferedMasking = 256 << 10
+
+// contentLength is the response's content-length, when it has one.
+func contentLength(h *extprocv3.HttpHeaders) (int64, bool) {
+	for _, hv := range h.GetHeaders().GetHeaders() {
+		if strings.EqualFold(hv.GetKey(), "content-length") {
+			v := hv.GetValue()
+			if len(hv.GetRawValue()) > 0 {
+				v = string(hv.GetRawValue())
+			}
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n, err == nil && n >= 0
+		}
+	}
+	return 0, false
 }

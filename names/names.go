@@ -87,6 +87,9 @@ const (
 const (
 	// RequestIDHeader is the response header that carries the request id.
 	RequestIDHeader = "x-custos-request-id"
+	// MaskedHeader is the response header that says what was masked in a
+	// buffered body: counts per entity, never a value (card=3,iban=1).
+	MaskedHeader = "x-custos-masked"
 	// EvidenceHeader is the response header that carries where the
 	// request's decision was recorded (LOG_ID/INDEX).
 	EvidenceHeader = "x-custos-evidence"

@@ -116,6 +116,16 @@ func TestMaskingThroughBothDataPlanes(t *testing.T) {
 			t.Fatalf("response event %+v: want the counts and the SHA-256 of the body the agent received", d)
 		}
 
+		// A small body of known length is masked whole: its headers say
+		// what was masked (counts only) and its right length.
+		resp, body = get(t, s.URL+"/customers/1", nil)
+		if resp.StatusCode != 200 || leaks(body) != 0 || !json.Valid(body) {
+			t.Fatalf("one customer: %d, %d leaks", resp.StatusCode, leaks(body))
+		}
+		if m := resp.Header.Get("x-custos-masked"); !strings.Contains(m, "card=1") || resp.ContentLength != int64(len(body)) {
+			t.Fatalf("x-custos-masked %q, content-length %d for %d bytes", m, resp.ContentLength, len(body))
+		}
+
 		// gzip: decoded, masked, encoded again.
 		resp, body = get(t, s.URL+"/customers/gzip", map[string]string{"accept-encoding": "gzip"})
 		if resp.StatusCode != 200 || resp.Header.Get("content-encoding") != "gzip" {
