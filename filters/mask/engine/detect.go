@@ -115,6 +115,34 @@ type fieldCtx struct {
 
 // context computes the fieldCtx of a field named name.
 func (m *Masker) context(p *Profile, name []byte) fieldCtx {
+	if len(name) == 0 {
+		return fieldCtx{}
+	}
+	if p != m.ctxProf {
+		m.ctxProf = p
+		m.ctxGen++
+	}
+	h := (uint(len(name))*31 + uint(name[0])*7 + uint(name[len(name)-1])*3 + uint(name[len(name)/2])) & 63
+	e := &m.ctxCache[h]
+	if e.gen == m.ctxGen && string(e.key) == string(name) {
+		return e.ctx
+	}
+	fc := m.newContext(p, name)
+	if len(name) <= 64 {
+		e.gen, e.key, e.ctx = m.ctxGen, append(e.key[:0], name...), fc
+	}
+	return fc
+}
+
+// ctxEntry is one slot of Masker.ctxCache.
+type ctxEntry struct {
+	gen uint32
+	key []byte
+	ctx fieldCtx
+}
+
+// newContext computes the fieldCtx of a field named name.
+func (m *Masker) newContext(p *Profile, name []byte) fieldCtx {
 	m.norm = appendNormalized(m.norm[:0], name)
 	n := m.norm
 	var fc fieldCtx
@@ -162,10 +190,14 @@ func (m *Masker) detect(p *Profile, t []byte, fc *fieldCtx, final bool) (pending
 	on := p.on &^ fc.off
 	n := len(t)
 	pending = n
+	pf := &m.pf
 	for i := 0; i < n; {
 		c := cls[t[i]]
 		if c&trig == 0 {
-			i++
+			i = pf.skip(t, i+1)
+			if i < n && cls[t[i]]&trig == 0 {
+				i++
+			}
 			continue
 		}
 		switch {

@@ -38,42 +38,60 @@ func (js *jsonState) reset() {
 	js.doc, js.st, js.depth = 0, jTop, 0
 }
 
-// sc is cls for the inside of JSON strings: '"', '\\' and the bytes a JSON
-// string cannot hold raw stop the scan.
-var sc [256]uint8
-
-func init() {
-	sc = cls
-	for c := 0; c < 0x20; c++ {
-		sc[c] = clStr | clCtrl
-	}
-}
-
 // scanString finds the closing quote of the string whose content starts at
-// in[j]. acc is the union of the classes of its bytes; esc is set when it
-// holds escapes; ok is false when the quote is not in in.
-func scanString(in []byte, j int) (end int, esc bool, acc uint8, ok bool, err error) {
+// in[j], eight bytes at a time. hit is set when the string holds a byte
+// that may start a value under pf (a byte of its trigger classes); esc is
+// set when it holds escapes; ok is false when the quote is not in in.
+func scanString(in []byte, j int, pf *prefilter) (end int, esc, hit, ok bool, err error) {
 	n := len(in)
+	var cand uint64
 	for j < n {
-		c := sc[in[j]]
-		if c&clStr != 0 {
-			switch in[j] {
-			case '"':
-				return j, esc, acc, true, nil
-			case '\\':
-				esc = true
-				j += 2
+		if j+8 <= n {
+			x := load8(in, j)
+			s := stringStops(x)
+			if cand == 0 {
+				// pf.candidates, inlined, for the bytes before the stop
+				v := x &^ hi8
+				cand = ((v+0x50*lo8)&^(v+0x46*lo8)&^x&hi8&pf.digit |
+					(eqMask(x, '+')|eqMask(x, '('))&pf.lead |
+					eqMask(x, '@')&pf.at |
+					eqMask(x, '=')&pf.eq |
+					eqMask(x, '-')&pf.dash |
+					eqMask(x, ' ')&pf.space) & ((s & -s) - 1)
+			}
+			if s == 0 {
+				j += 8
 				continue
 			}
-			return 0, false, 0, false, ErrSyntax
+			j += firstByte(s)
 		}
-		acc |= c
+		c := in[j]
+		switch {
+		case c == '"':
+			return j, esc, cand != 0, true, nil
+		case c == '\\':
+			esc = true
+			j += 2
+			continue
+		case c < 0x20:
+			return 0, false, false, false, ErrSyntax
+		}
+		if cls[c]&pf.trig != 0 {
+			cand = 1
+		}
 		j++
 	}
-	return 0, esc, acc, false, nil
+	return 0, esc, false, false, nil
 }
 
 var noCtx fieldCtx
+
+// noFilter marks no byte: keys are scanned for their end only.
+var noFilter prefilter
+
+// minValue is the length of the shortest value a built-in detector
+// matches: an e-mail address "a@b.cd"; digits need eight.
+const minValue = 6
 
 func (m *Masker) valueCtx() *fieldCtx {
 	js := &m.js
@@ -153,14 +171,14 @@ func (m *Masker) maskJSON(p *Profile, in []byte, final, nd bool) (int, error) {
 				i++
 				continue
 			case c == '"':
-				e, esc, acc, ok, err := scanString(in, i+1)
+				e, esc, hit, ok, err := scanString(in, i+1, &m.pf)
 				if err != nil {
 					return 0, err
 				}
 				if !ok {
 					return m.incomplete(in, i, emitted, final)
 				}
-				changed, err := m.jsonValue(p, in[i+1:e], true, esc, acc, nd)
+				changed, err := m.jsonValue(p, in[i+1:e], true, esc, hit, nd)
 				if err != nil {
 					return 0, err
 				}
@@ -178,7 +196,7 @@ func (m *Masker) maskJSON(p *Profile, in []byte, final, nd bool) (int, error) {
 				if j == n && !final {
 					return m.incomplete(in, i, emitted, final)
 				}
-				changed, err := m.jsonValue(p, in[i:j], false, false, clDigit, nd)
+				changed, err := m.jsonValue(p, in[i:j], false, false, true, nd)
 				if err != nil {
 					return 0, err
 				}
@@ -218,7 +236,7 @@ func (m *Masker) maskJSON(p *Profile, in []byte, final, nd bool) (int, error) {
 			if c != '"' {
 				return 0, ErrSyntax
 			}
-			e, esc, _, ok, err := scanString(in, i+1)
+			e, esc, _, ok, err := scanString(in, i+1, &noFilter)
 			if err != nil {
 				return 0, err
 			}
@@ -285,7 +303,9 @@ func (m *Masker) incomplete(in []byte, i, emitted int, final bool) (int, error) 
 
 // jsonValue masks one string (raw content, still escaped when esc) or
 // number. It reports whether the value changed, its new JSON text in m.val.
-func (m *Masker) jsonValue(p *Profile, raw []byte, str, esc bool, acc uint8, nd bool) (bool, error) {
+//
+// hit says raw may hold a value (a byte of the profile's trigger classes).
+func (m *Masker) jsonValue(p *Profile, raw []byte, str, esc, hit bool, nd bool) (bool, error) {
 	fc := m.valueCtx()
 	whole, has := fc.whole, fc.has
 	if len(p.rules) > 0 {
@@ -293,7 +313,9 @@ func (m *Masker) jsonValue(p *Profile, raw []byte, str, esc bool, acc uint8, nd 
 			whole, has = ent, true
 		}
 	}
-	if !has && !esc && acc&m.trig == 0 && len(p.patterns) == 0 {
+	if !has && len(p.patterns) == 0 && (!esc && !hit || len(raw) < minValue) {
+		// nothing can start here, or too short to hold a value (escapes
+		// only make the raw text longer than the decoded one)
 		return false, nil
 	}
 	text := raw
@@ -377,7 +399,7 @@ func (m *Masker) ruleAt(p *Profile) (uint8, bool) {
 }
 
 func (m *Masker) jsonPointer(nd bool) {
-	if len(m.ptrs) >= maxPointers {
+	if len(m.ptrEnds) >= maxPointers {
 		m.dropped++
 		return
 	}

@@ -76,9 +76,18 @@ type Masker struct {
 	sum      []byte
 	counts   [maxEntities][4]uint32
 	used     uint64
-	ptrs     []string
+	ptrData  []byte  // the call's JSON pointers, end to end
+	ptrEnds  []int32 // where each pointer ends in ptrData
 	ptrBuf   []byte
 	dropped  int
+	pf       prefilter
+
+	// ctxCache maps a field name to its fieldCtx under ctxProf, direct
+	// mapped: records repeat their keys, and computing a context
+	// (normalising, three map lookups) costs more than the value's scan.
+	ctxCache [64]ctxEntry
+	ctxGen   uint32
+	ctxProf  *Profile
 
 	js jsonState
 	cs csvState
@@ -109,7 +118,7 @@ func (m *Masker) Mask(p *Profile, f Format, state, in []byte, final bool) (Resul
 		m.macs = map[*Profile]hash.Hash{}
 	}
 	m.out = m.out[:0]
-	m.ptrs = m.ptrs[:0]
+	m.ptrData, m.ptrEnds = m.ptrData[:0], m.ptrEnds[:0]
 	for e := 0; e < maxEntities; e++ {
 		if m.used&(1<<e) != 0 {
 			m.counts[e] = [4]uint32{}
@@ -118,6 +127,10 @@ func (m *Masker) Mask(p *Profile, f Format, state, in []byte, final bool) (Resul
 	m.used = 0
 	m.dropped = 0
 	m.trig = p.triggers()
+	if f != JSON && f != NDJSON && f != CSV {
+		m.trig |= clCtrl
+	}
+	m.pf = newPrefilter(m.trig)
 	if err := m.loadState(p, f, state); err != nil {
 		return Result{}, err
 	}
@@ -129,7 +142,6 @@ func (m *Masker) Mask(p *Profile, f Format, state, in []byte, final bool) (Resul
 	case CSV:
 		n, err = m.maskCSV(p, in, final)
 	default:
-		m.trig |= clCtrl
 		n, err = m.maskText(p, in, final)
 	}
 	if err != nil {
@@ -241,11 +253,21 @@ func nulls(p *Profile, ms []match) bool {
 
 // pointer records the JSON pointer of the value being masked.
 func (m *Masker) pointer(b []byte) {
-	if len(m.ptrs) >= maxPointers {
+	if len(m.ptrEnds) >= maxPointers {
 		m.dropped++
 		return
 	}
-	m.ptrs = append(m.ptrs, string(b))
+	m.ptrData = append(m.ptrData, b...)
+	m.ptrEnds = append(m.ptrEnds, int32(len(m.ptrData)))
+}
+
+// eachPointer calls f with each pointer the call recorded.
+func (m *Masker) eachPointer(f func(p []byte)) {
+	s := 0
+	for _, e := range m.ptrEnds {
+		f(m.ptrData[s:e])
+		s = int(e)
+	}
 }
 
 // appendPointerToken appends "/" and s escaped as a JSON pointer token.

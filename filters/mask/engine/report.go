@@ -36,7 +36,7 @@ func (m *Masker) Report(p *Profile) Report {
 			}
 		}
 	}
-	r.Pointers = append(r.Pointers, m.ptrs...)
+	m.eachPointer(func(p []byte) { r.Pointers = append(r.Pointers, string(p)) })
 	r.Dropped = m.dropped
 	return r
 }
@@ -57,9 +57,11 @@ func (m *Masker) AppendReport(dst []byte, p *Profile) []byte {
 			}
 		}
 	}
-	for _, s := range m.ptrs {
+	s := 0
+	for _, e := range m.ptrEnds {
 		dst = append(dst, 'p')
-		dst = appendBytes(dst, []byte(s))
+		dst = appendBytes(dst, m.ptrData[s:e])
+		s = int(e)
 	}
 	if m.dropped > 0 {
 		dst = append(dst, 'd')
