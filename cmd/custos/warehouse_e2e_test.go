@@ -25,8 +25,10 @@ import (
 // statement.
 func TestWarehouseThroughBothDataPlanes(t *testing.T) {
 	stacktest.ForEachDataPlane(t, func(t *testing.T, dp stack.DataPlane) {
+		w := warehouse.Handler()
+		t.Cleanup(func() { w.Close() }) // after the stack's own cleanups
 		s := stacktest.Start(t, dp, stacktest.Options{
-			Handler: warehouse.Handler(),
+			Handler: w,
 			Config: func(u string) (*config.Config, error) {
 				return config.Parse([]byte(stack.LoopbackListen + `policy:
   bundle: builtin:default
