@@ -195,7 +195,29 @@ type Listen struct {
 	// Insecure serves gRPC and ADS in plain text: an explicit choice that
 	// `custos serve` warns about.
 	Insecure bool
+	// AgentTLS, when set, makes the listener agents connect to serve TLS.
+	AgentTLS *AgentTLS
 }
+
+// AgentTLS is the TLS of the listener agents connect to (listen.agent_tls).
+type AgentTLS struct {
+	// CertFile and KeyFile are the listener's certificate and key, read
+	// again when they change.
+	CertFile, KeyFile string
+	// ClientCAFile, when set, asks agents for client certificates from that
+	// CA; connections say whether they require one (client_cert).
+	ClientCAFile string
+}
+
+// Client certificate modes (connections[].client_cert).
+const (
+	ClientCertNone     = "none"
+	ClientCertOptional = "optional"
+	ClientCertRequired = "required"
+)
+
+// ClientCertModes lists the valid connections[].client_cert values.
+var ClientCertModes = []string{ClientCertNone, ClientCertOptional, ClientCertRequired}
 
 // Equal reports whether l and o listen the same way: addresses and TLS
 // settings.
@@ -204,6 +226,9 @@ func (l Listen) Equal(o Listen) bool {
 		return false
 	}
 	if (l.TLS == nil) != (o.TLS == nil) {
+		return false
+	}
+	if (l.AgentTLS == nil) != (o.AgentTLS == nil) || (l.AgentTLS != nil && *l.AgentTLS != *o.AgentTLS) {
 		return false
 	}
 	return l.TLS == nil || (l.TLS.CertFile == o.TLS.CertFile && l.TLS.KeyFile == o.TLS.KeyFile &&
@@ -325,6 +350,10 @@ type Connection struct {
 	// Credentials is what Custos presents upstream instead of the agent's
 	// credentials (nil: nothing is injected).
 	Credentials *Credentials
+	// ClientCert is one of [ClientCertModes] (default none): whether an
+	// agent's verified client certificate (listen.agent_tls.client_ca_file)
+	// is a way in for this connection, and whether it is required.
+	ClientCert string
 	// StatementFrom says where a sql-http request carries its statement:
 	// json:POINTER, query:PARAM, form:PARAM or body. Only for kind sql-http.
 	StatementFrom string

@@ -63,6 +63,9 @@ func applyDefaults(c *Config) {
 		if conn.PolicyMode == "" {
 			conn.PolicyMode = PolicyModeEnforce
 		}
+		if conn.ClientCert == "" {
+			conn.ClientCert = ClientCertNone
+		}
 		if conn.Kind == KindSQLHTTP && conn.Dialect == "" {
 			conn.Dialect = DialectPostgres
 		}
@@ -587,6 +590,16 @@ func (d *decoder) listen(l *Listen) func(string, *yaml.Node) {
 				}
 			}},
 			{"insecure", d.boolField(&l.Insecure)},
+			{"agent_tls", func(p string, v *yaml.Node) {
+				t := &AgentTLS{}
+				if d.mapping(p, v, []field{
+					{"cert_file", d.stringField(&t.CertFile)},
+					{"key_file", d.stringField(&t.KeyFile)},
+					{"client_ca_file", d.stringField(&t.ClientCAFile)},
+				}) {
+					l.AgentTLS = t
+				}
+			}},
 		})
 	}
 }
@@ -634,6 +647,7 @@ func (d *decoder) connections(dst *[]Connection) func(string, *yaml.Node) {
 				{"dialect", d.stringField(&c.Dialect)},
 				{"statement_from", d.stringField(&c.StatementFrom)},
 				{"audit_on_failure", d.stringField(&c.AuditOnFailure)},
+				{"client_cert", d.stringField(&c.ClientCert)},
 				{"credentials", func(p string, v *yaml.Node) {
 					cr := &Credentials{}
 					if d.mapping(p, v, []field{

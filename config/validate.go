@@ -109,6 +109,15 @@ type listener struct {
 
 func (v *validator) listen(c *Config) {
 	lp := v.child("", "listen")
+	if t := c.Listen.AgentTLS; t != nil {
+		ap := v.child(lp, "agent_tls")
+		if t.CertFile == "" {
+			v.errorf(v.child(ap, "cert_file"), "is required")
+		}
+		if t.KeyFile == "" {
+			v.errorf(v.child(ap, "key_file"), "is required")
+		}
+	}
 	var ls []listener
 	check := func(p, addr string) {
 		if v.skip(p) {
@@ -440,6 +449,10 @@ func (v *validator) connections(c *Config) {
 		}
 		if cr := conn.Credentials; cr != nil {
 			v.credentials(v.child(p, "credentials"), conn, cr)
+		}
+		if conn.ClientCert != "" && v.oneOf(v.child(p, "client_cert"), "client_cert", conn.ClientCert, ClientCertModes) &&
+			conn.ClientCert != ClientCertNone && (c.Listen.AgentTLS == nil || c.Listen.AgentTLS.ClientCAFile == "") {
+			v.errorf(v.child(p, "client_cert"), "%s needs listen.agent_tls.client_ca_file (the CA agents' certificates come from)", conn.ClientCert)
 		}
 
 		if conn.Masking != "" {

@@ -200,6 +200,9 @@ func StartWith(ctx context.Context, cfg *config.Config, grpcAdvertise string, lo
 	cp.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	cp.recordConfig(pipeline, "loaded")
+	if t := cfg.Listen.AgentTLS; t != nil {
+		go cp.watchAgentTLS(ctx, t)
+	}
 	go func() { cp.errc <- serveErr("grpc", cp.grpcSrv.Serve(grpcLis)) }()
 	go func() { cp.errc <- serveErr("xds", cp.xdsSrv.Serve(xdsLis)) }()
 	go func() { cp.errc <- serveErr("http", cp.httpSrv.Serve(httpLis)) }()

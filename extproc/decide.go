@@ -107,8 +107,22 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 	o.v.Connection, o.v.Path = rt.conn.Name, req.Path
 	o.v.ExtProc = in.ext[names.ContextExtProc] == "on"
 
-	// identity
-	pr, err := st.Identity.Verify(ctx, in.creds)
+	// identity: a token, or, on a connection that takes them, a client
+	// certificate the listener verified (a second way in, for policy
+	// exactly like a token's principal)
+	cc := rt.conn.ClientCert
+	if cc == config.ClientCertRequired && in.creds.PeerPrincipal == "" {
+		o.event.Kind = record.AuthFailed
+		o.event.Claimed = &record.Claimed{}
+		return o.deny(Reply{Status: 401, Code: CodeUnauthenticated, Message: "client certificate missing"})
+	}
+	var pr identity.Principal
+	var err error
+	if in.creds.Bearer == "" && in.creds.PeerPrincipal != "" && (cc == config.ClientCertOptional || cc == config.ClientCertRequired) {
+		pr = identity.PeerPrincipal(in.creds.PeerPrincipal)
+	} else {
+		pr, err = st.Identity.Verify(ctx, in.creds)
+	}
 	if err != nil {
 		if identity.IsUnauthenticated(err) {
 			var ie *identity.Error

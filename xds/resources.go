@@ -1,10 +1,14 @@
 package xds
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"time"
@@ -191,16 +195,86 @@ func (b builder) listener() (*listenerv3.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &listenerv3.Listener{
-		Name:    names.ListenerName,
-		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: addr}},
-		FilterChains: []*listenerv3.FilterChain{{
-			Filters: []*listenerv3.Filter{{
-				Name:       names.HCMFilter,
-				ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
-			}},
+	fc := &listenerv3.FilterChain{
+		Filters: []*listenerv3.Filter{{
+			Name:       names.HCMFilter,
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcmAny},
 		}},
+	}
+	if t := b.cfg.Listen.AgentTLS; t != nil {
+		if fc.TransportSocket, fc.Name, err = agentTLS(t); err != nil {
+			return nil, fmt.Errorf("listen.agent_tls: %w", err)
+		}
+	}
+	return &listenerv3.Listener{
+		Name:         names.ListenerName,
+		Address:      &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: addr}},
+		FilterChains: []*listenerv3.FilterChain{fc},
 	}, nil
+}
+
+// agentTLS is the listener's TLS for agents: the certificate, the key and
+// the client CA as files the data plane reads itself (no key travels over
+// xDS). The filter chain's name carries a digest of the files' contents,
+// so that a renewed certificate is a changed chain the data plane loads
+// again (AgentTLSStamp; the control plane resends the listener when it
+// changes). A client certificate is asked for when a CA is set and never
+// required at the TLS layer: each connection says whether it needs one.
+func agentTLS(t *config.AgentTLS) (*corev3.TransportSocket, string, error) {
+	stamp, err := AgentTLSStamp(t)
+	if err != nil {
+		return nil, "", err
+	}
+	abs := func(p string) (*corev3.DataSource, error) {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return nil, err
+		}
+		return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: a}}, nil
+	}
+	cert, err := abs(t.CertFile)
+	if err != nil {
+		return nil, "", err
+	}
+	key, err := abs(t.KeyFile)
+	if err != nil {
+		return nil, "", err
+	}
+	ctc := &tlsv3.CommonTlsContext{
+		TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: cert, PrivateKey: key}},
+		AlpnProtocols:   []string{"http/1.1"},
+	}
+	if t.ClientCAFile != "" {
+		ca, err := abs(t.ClientCAFile)
+		if err != nil {
+			return nil, "", err
+		}
+		ctc.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: ca}}
+	}
+	tctx, err := pack(&tlsv3.DownstreamTlsContext{CommonTlsContext: ctc, RequireClientCertificate: wrapperspb.Bool(false)})
+	if err != nil {
+		return nil, "", err
+	}
+	return &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tctx}}, "custos-tls-" + stamp, nil
+}
+
+// AgentTLSStamp is a digest of the agent TLS files' contents: it changes
+// when a certificate, key or CA is replaced.
+func AgentTLSStamp(t *config.AgentTLS) (string, error) {
+	h := sha256.New()
+	for _, p := range []string{t.CertFile, t.KeyFile, t.ClientCAFile} {
+		if p == "" {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%d:", len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 func grpcService() *corev3.GrpcService {

@@ -11,6 +11,7 @@ package dataplane
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -251,6 +252,7 @@ func (d *DataPlane) bindLocked(addr string) error {
 	if d.opts.MaxDownstreamConnections > 0 {
 		lis = &cappedListener{Listener: lis, slots: make(chan struct{}, d.opts.MaxDownstreamConnections)}
 	}
+	lis = &tlsListener{Listener: lis, dp: d}
 	lis = &codecListener{Listener: lis, dp: d}
 	srv := &http.Server{
 		Handler: &connManager{dp: d},
@@ -314,4 +316,41 @@ func (c *cappedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.release)
 	return err
+}
+
+// tlsListener serves TLS on each accepted connection when the active
+// listener's filter chain says so (read per connection: a changed
+// certificate applies to new connections, as in Envoy).
+type tlsListener struct {
+	net.Listener
+	dp *DataPlane
+}
+
+func (l *tlsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if a := l.dp.active.Load(); a != nil && a.listener != nil && a.listener.tls != nil {
+		return tls.Server(c, a.listener.tls), nil
+	}
+	return c, nil
+}
+
+// peerPrincipal is what Envoy's source.principal holds for a connection:
+// the first URI SAN of the verified client certificate, else its subject;
+// "" without one.
+func peerPrincipal(c net.Conn) string {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return ""
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 || len(tc.ConnectionState().VerifiedChains) == 0 {
+		return ""
+	}
+	if len(certs[0].URIs) > 0 {
+		return certs[0].URIs[0].String()
+	}
+	return certs[0].Subject.String()
 }

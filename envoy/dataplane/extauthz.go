@@ -194,7 +194,7 @@ func (st *stream) checkRequest() *authv3.CheckRequest {
 		ext = st.route.contextExt
 	}
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Source:            &authv3.AttributeContext_Peer{Address: socketAddress(st.remote)},
+		Source:            &authv3.AttributeContext_Peer{Address: socketAddress(st.remote), Principal: st.peer},
 		Destination:       &authv3.AttributeContext_Peer{Address: socketAddress(st.local)},
 		ContextExtensions: ext,
 		// Envoy always sends both, empty when there is no metadata.

@@ -40,6 +40,7 @@ type stream struct {
 	id     uint64
 	route  *route
 	remote string // client address
+	peer   string // the client certificate's principal (source.principal), "" for none
 	local  string // listener address
 
 	// path is :path as the filters and the router see it (normalised, with query).
@@ -138,6 +139,9 @@ func (m *connManager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		st.local = la.String()
 	}
 	st.remote = r.RemoteAddr
+	if cc, ok := r.Context().Value(codecConnKey{}).(*codecConn); ok {
+		st.peer = peerPrincipal(cc.Conn)
+	}
 	defer st.close()
 	st.decode()
 }

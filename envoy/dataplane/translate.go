@@ -1,7 +1,9 @@
 package dataplane
 
 import (
+	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -83,6 +85,9 @@ type listenerConfig struct {
 	name string
 	addr string
 	hcm  *hcmConfig
+	// tls serves the listener over TLS (its filter chain's transport
+	// socket); nil for plain text.
+	tls *tls.Config
 }
 
 func translateListener(l *listenerv3.Listener) (*listenerConfig, error) {
@@ -100,8 +105,15 @@ func translateListener(l *listenerv3.Listener) (*listenerConfig, error) {
 		return nil, fmt.Errorf("listener %q: exactly one filter chain is supported", l.GetName())
 	}
 	fc := l.GetFilterChains()[0]
-	if err := onlyFields(fc, "filters"); err != nil {
+	if err := onlyFields(fc, "filters", "name", "transport_socket"); err != nil {
 		return nil, err
+	}
+	var serverTLS *tls.Config
+	if ts := fc.GetTransportSocket(); ts != nil {
+		var err error
+		if serverTLS, err = translateDownstreamTLS(ts); err != nil {
+			return nil, fmt.Errorf("listener %q: %w", l.GetName(), err)
+		}
 	}
 	if len(fc.GetFilters()) != 1 || fc.GetFilters()[0].GetTypedConfig() == nil {
 		return nil, fmt.Errorf("listener %q: the filter chain must hold one http_connection_manager", l.GetName())
@@ -118,7 +130,61 @@ func translateListener(l *listenerv3.Listener) (*listenerConfig, error) {
 		name: l.GetName(),
 		addr: net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
 		hcm:  hcm,
+		tls:  serverTLS,
 	}, nil
+}
+
+// translateDownstreamTLS reads a filter chain's DownstreamTlsContext: the
+// certificate and key (and the client CA) from the files it names, read now
+// so that a missing or bad file is NACKed, as Envoy does. A client
+// certificate is asked for when a CA is set, and required only with
+// require_client_certificate.
+func translateDownstreamTLS(ts *corev3.TransportSocket) (*tls.Config, error) {
+	if ts.GetName() != "envoy.transport_sockets.tls" || ts.GetTypedConfig() == nil {
+		return nil, fmt.Errorf("transport_socket %q is not supported", ts.GetName())
+	}
+	dtc, err := unpack(ts.GetTypedConfig(), &tlsv3.DownstreamTlsContext{})
+	if err != nil {
+		return nil, err
+	}
+	if err := onlyFields(dtc, "common_tls_context", "require_client_certificate"); err != nil {
+		return nil, err
+	}
+	ctc := dtc.GetCommonTlsContext()
+	if err := onlyFields(ctc, "tls_certificates", "validation_context", "alpn_protocols"); err != nil {
+		return nil, err
+	}
+	if len(ctc.GetTlsCertificates()) != 1 {
+		return nil, errors.New("exactly one tls_certificate is supported")
+	}
+	tc := ctc.GetTlsCertificates()[0]
+	certFile, keyFile := tc.GetCertificateChain().GetFilename(), tc.GetPrivateKey().GetFilename()
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("the certificate and key must be files (filename)")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls_certificate: %w", err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: ctc.GetAlpnProtocols()}
+	if vc := ctc.GetValidationContext(); vc != nil {
+		if err := onlyFields(vc, "trusted_ca"); err != nil {
+			return nil, err
+		}
+		pem, err := os.ReadFile(vc.GetTrustedCa().GetFilename())
+		if err != nil {
+			return nil, fmt.Errorf("trusted_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("trusted_ca holds no certificate")
+		}
+		c.ClientCAs, c.ClientAuth = pool, tls.VerifyClientCertIfGiven
+		if dtc.GetRequireClientCertificate().GetValue() {
+			c.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return c, nil
 }
 
 // hcmConfig is the connection manager's behaviour.
@@ -427,8 +493,8 @@ type route struct {
 	contextExt    map[string]string
 	// withBody is the route's with_request_body (check_settings), which
 	// overrides the filter's; nil for none.
-	withBody *bodySettings
-	procDisabled  bool
+	withBody     *bodySettings
+	procDisabled bool
 }
 
 type directResponse struct {

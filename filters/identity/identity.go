@@ -132,6 +132,17 @@ func IsUnauthenticated(err error) bool {
 	return errors.As(err, &e)
 }
 
+// PeerIssuer is the issuer of principals that came in with a client
+// certificate the listener verified (Envoy's source.principal).
+const PeerIssuer = "x509"
+
+// PeerPrincipal is the workload principal of a verified client
+// certificate's identity (its SPIFFE URI SAN, or its subject).
+func PeerPrincipal(id string) Principal {
+	return Principal{Issuer: PeerIssuer, Subject: id, Kind: KindWorkload,
+		Claims: map[string]any{"auth": "client_certificate"}}
+}
+
 // Anonymous vouches for nobody: every request gets the same anonymous
 // principal. It is the foundation's behaviour, before token verification.
 type Anonymous struct{}
