@@ -3,6 +3,7 @@ package warehouse_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -274,5 +275,33 @@ func TestTables(t *testing.T) {
 	}
 	if !slices.Equal(got, warehouse.Tables) {
 		t.Fatalf("tables %v, Tables %v", got, warehouse.Tables)
+	}
+}
+
+// Requests in parallel share the one database safely (run with -race).
+func TestConcurrentRequests(t *testing.T) {
+	srv := server(t)
+	done := make(chan error)
+	for i := range 8 {
+		go func() {
+			q := "SELECT count(*) AS n FROM customers"
+			if i%2 == 1 {
+				q = "UPDATE accounts SET balance = balance WHERE customer_id = 1"
+			}
+			b, _ := json.Marshal(map[string]string{"query": q})
+			resp, err := http.Post(srv.URL+"/query", "application/json", strings.NewReader(string(b)))
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("%s: status %d", q, resp.StatusCode)
+				}
+			}
+			done <- err
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }
