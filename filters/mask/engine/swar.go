@@ -85,16 +85,18 @@ func (f *prefilter) candidates(x uint64) uint64 {
 // start a value, or a position within 8 bytes of the end of t (the caller
 // goes on byte by byte).
 func (f *prefilter) skip(t []byte, i int) int {
+	// the classes in locals: the loop reads no memory but t
+	digit, lead, at, eq, dash, space, ctrl := f.digit, f.lead, f.at, f.eq, f.dash, f.space, f.ctrl
 	for i+8 <= len(t) {
 		x := load8(t, i)
 		v := x &^ hi8
-		c := (v+0x50*lo8)&^(v+0x46*lo8)&^x&hi8&f.digit |
-			(eqMask(x, '+')|eqMask(x, '('))&f.lead |
-			eqMask(x, '@')&f.at |
-			eqMask(x, '=')&f.eq |
-			eqMask(x, '-')&f.dash |
-			eqMask(x, ' ')&f.space |
-			(^(v+0x60*lo8)&^x&hi8|eqMask(x, 0x7f))&f.ctrl
+		c := (v+0x50*lo8)&^(v+0x46*lo8)&^x&hi8&digit |
+			(eqMask(x, '+')|eqMask(x, '('))&lead |
+			eqMask(x, '@')&at |
+			eqMask(x, '=')&eq |
+			eqMask(x, '-')&dash |
+			eqMask(x, ' ')&space |
+			(^(v+0x60*lo8)&^x&hi8|eqMask(x, 0x7f))&ctrl
 		if c != 0 {
 			return i + firstByte(c)
 		}
