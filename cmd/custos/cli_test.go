@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/envoy/envoytest"
 	"github.com/custos-dev/custos/stack"
 	"github.com/custos-dev/custos/stack/stacktest"
@@ -350,5 +352,29 @@ func TestPolicyCommands(t *testing.T) {
 		if _, _, err := run(ctx, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// custos dev makes the listener's TLS files on first run and never
+// replaces them.
+func TestDevMakesAgentTLSFilesOnce(t *testing.T) {
+	dir := t.TempDir()
+	at := &config.AgentTLS{CertFile: filepath.Join(dir, "listener.crt"), KeyFile: filepath.Join(dir, "listener.key"), ClientCAFile: filepath.Join(dir, "agents-ca.crt")}
+	if err := devAgentTLS(at); err != nil {
+		t.Fatal(err)
+	}
+	first, err := os.ReadFile(at.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tls.LoadX509KeyPair(at.CertFile, at.KeyFile); err != nil {
+		t.Fatalf("the made certificate and key: %v", err)
+	}
+	if err := devAgentTLS(at); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := os.ReadFile(at.CertFile)
+	if !bytes.Equal(first, again) {
+		t.Fatal("an existing certificate was replaced")
 	}
 }

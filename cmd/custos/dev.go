@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/custos-dev/custos/envoy/launch"
 	"github.com/custos-dev/custos/examples"
 	"github.com/custos-dev/custos/examples/demo"
+	"github.com/custos-dev/custos/mtls"
 	"github.com/custos-dev/custos/stack"
 )
 
@@ -81,6 +83,14 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 				return err
 			}
 
+			// listen.agent_tls files that do not exist yet are made on first
+			// run, from a private CA beside them (localhost and 127.0.0.1).
+			if t := cfg.Listen.AgentTLS; t != nil {
+				if err := devAgentTLS(t); err != nil {
+					return fmt.Errorf("listen.agent_tls: %w", err)
+				}
+			}
+
 			// Without listen.tls or listen.insecure, dev makes a private CA
 			// and certificates beside the audit directory, once, and runs
 			// the stack with mutual TLS between the data plane and Custos.
@@ -130,8 +140,12 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 
 func printDevBanner(g *globals, cfg *config.Config, st *stack.Stack, path string) {
 	w, cp, dpAddr := g.stdout, st.CP, st.Addr
+	scheme := "http"
+	if cfg.Listen.AgentTLS != nil {
+		scheme = "https"
+	}
 	fmt.Fprintln(w, "custos dev is running")
-	fmt.Fprintf(w, "  data plane (agents)  http://%s\n", dpAddr)
+	fmt.Fprintf(w, "  data plane (agents)  %s://%s\n", scheme, dpAddr)
 	switch {
 	case st.PKI != nil:
 		fmt.Fprintf(w, "  data plane ↔ custos  mutual TLS, private CA %s\n", st.PKI.CAFile)
@@ -162,7 +176,7 @@ func printDevBanner(g *globals, cfg *config.Config, st *stack.Stack, path string
 	}
 	if len(cfg.Connections) > 0 {
 		fmt.Fprintln(w, "Try:")
-		url := fmt.Sprintf("http://%s/%s/1", dpAddr, cfg.Connections[0].Name)
+		url := fmt.Sprintf("%s://%s/%s/1", scheme, dpAddr, cfg.Connections[0].Name)
 		if cp.DevIssuer == nil {
 			fmt.Fprintf(w, "  curl -si %s\n", url)
 		} else {
@@ -178,4 +192,34 @@ func printDevBanner(g *globals, cfg *config.Config, st *stack.Stack, path string
 		}
 	}
 	fmt.Fprintln(w, "Ctrl-C stops everything.")
+}
+
+// devAgentTLS makes the listener's certificate and key (and the client CA
+// file, when named) from a private CA in the certificate's directory, when
+// they do not exist yet. Existing files are never replaced.
+func devAgentTLS(t *config.AgentTLS) error {
+	missing := func(p string) bool {
+		_, err := os.Stat(p)
+		return p != "" && errors.Is(err, fs.ErrNotExist)
+	}
+	if !missing(t.CertFile) && !missing(t.KeyFile) && !missing(t.ClientCAFile) {
+		return nil
+	}
+	pki, err := mtls.DevPKI(filepath.Join(filepath.Dir(t.CertFile), "agent-ca"))
+	if err != nil {
+		return err
+	}
+	for _, f := range [][2]string{{pki.Server.CertFile, t.CertFile}, {pki.Server.KeyFile, t.KeyFile}, {pki.CAFile, t.ClientCAFile}} {
+		if !missing(f[1]) {
+			continue
+		}
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
