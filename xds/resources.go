@@ -221,9 +221,13 @@ func (b builder) listener() (*listenerv3.Listener, error) {
 // changes). A client certificate is asked for when a CA is set and never
 // required at the TLS layer: each connection says whether it needs one.
 func agentTLS(t *config.AgentTLS) (*corev3.TransportSocket, string, error) {
+	// A file that cannot be read yet (custos dev makes them on first run;
+	// a renewal in progress) still names the chain: the data plane refuses
+	// the listener until the files are there, and the control plane resends
+	// it once they change.
 	stamp, err := AgentTLSStamp(t)
 	if err != nil {
-		return nil, "", err
+		stamp = "unreadable"
 	}
 	abs := func(p string) (*corev3.DataSource, error) {
 		a, err := filepath.Abs(p)
