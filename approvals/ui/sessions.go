@@ -18,9 +18,8 @@ const (
 	loginCookie   = "custos_ui_login"
 )
 
-// errFull is the answer when the sessions or sign-ins in progress are at
-// their bound.
-var errFull = errors.New("too many sessions or sign-ins in progress; try again later")
+// errFull is the answer when the sessions are at their bound.
+var errFull = errors.New("too many sessions; try again later")
 
 // session is one signed-in approver.
 type session struct {
@@ -121,57 +120,6 @@ func (s *sessions) end(id string) {
 	s.mu.Lock()
 	delete(s.m, id)
 	s.mu.Unlock()
-}
-
-// login is one sign-in in progress: what the callback checks and presents.
-type login struct {
-	state    string
-	verifier string
-	expires  time.Time
-}
-
-// logins are the sign-ins in progress by the id in the sign-in cookie, so
-// that a callback is accepted only in the browser that started it.
-type logins struct {
-	now func() time.Time
-	mu  sync.Mutex
-	m   map[string]login
-}
-
-func newLogins(now func() time.Time) *logins {
-	return &logins{now: now, m: map[string]login{}}
-}
-
-// start keeps a sign-in and returns its id.
-func (l *logins) start(state, verifier string) (string, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if len(l.m) >= maxLogins {
-		for id, in := range l.m {
-			if !now.Before(in.expires) {
-				delete(l.m, id)
-			}
-		}
-		if len(l.m) >= maxLogins {
-			return "", errFull
-		}
-	}
-	id := randomString(32)
-	l.m[id] = login{state: state, verifier: verifier, expires: now.Add(loginTTL)}
-	return id, nil
-}
-
-// take returns sign-in id and forgets it: a callback is accepted once.
-func (l *logins) take(id string) (login, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	in, ok := l.m[id]
-	delete(l.m, id)
-	if !ok || !l.now().Before(in.expires) {
-		return login{}, false
-	}
-	return in, true
 }
 
 // cookie is a cookie of the page: HttpOnly, Secure when the page is https.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"sync"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 
 	"github.com/custos-dev/custos/filters/identity"
 )
+
+// oauthCode is the shape of an OAuth error code (RFC 6749 section 4.1.2.1).
+var oauthCode = regexp.MustCompile(`^[a-z_]{1,64}$`)
 
 // provider is the issuer's OAuth configuration, found by discovery once it
 // first succeeds.
@@ -60,12 +64,8 @@ func (p *Page) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state, verifier := randomString(32), oauth2.GenerateVerifier()
-	id, err := p.logins.start(state, verifier)
-	if err != nil {
-		p.message(w, http.StatusServiceUnavailable, "Sign-in is unavailable", err.Error())
-		return
-	}
-	http.SetCookie(w, p.cookie(loginCookie, id, CallbackPath, http.SameSiteLaxMode, int(loginTTL.Seconds())))
+	ticket := p.seal(login{state: state, verifier: verifier, expires: p.o.Now().Add(loginTTL)})
+	http.SetCookie(w, p.cookie(loginCookie, ticket, CallbackPath, http.SameSiteLaxMode, int(loginTTL.Seconds())))
 	http.Redirect(w, r, cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)), http.StatusSeeOther)
 }
 
@@ -77,7 +77,11 @@ func (p *Page) callback(w http.ResponseWriter, r *http.Request) {
 	// The sign-in is over whatever happens: its cookie goes.
 	http.SetCookie(w, p.cookie(loginCookie, "", CallbackPath, http.SameSiteLaxMode, -1))
 	if e := q.Get("error"); e != "" {
-		p.message(w, http.StatusBadRequest, "Sign-in failed", "The identity provider refused the sign-in ("+e+"): "+q.Get("error_description"))
+		// Only the code: the description is anyone's text in a link.
+		if !oauthCode.MatchString(e) {
+			e = "an unknown error"
+		}
+		p.message(w, http.StatusBadRequest, "Sign-in failed", "The identity provider refused the sign-in ("+e+"). Sign in again.")
 		return
 	}
 	c, err := r.Cookie(loginCookie)
@@ -85,9 +89,9 @@ func (p *Page) callback(w http.ResponseWriter, r *http.Request) {
 		p.message(w, http.StatusBadRequest, "Sign-in failed", "This browser started no sign-in, or it took too long. Sign in again.")
 		return
 	}
-	in, ok := p.logins.take(c.Value)
+	in, ok := p.unseal(c.Value)
 	if !ok {
-		p.message(w, http.StatusBadRequest, "Sign-in failed", "This sign-in is unknown, already used or expired. Sign in again.")
+		p.message(w, http.StatusBadRequest, "Sign-in failed", "This sign-in is not one the page started, or it expired. Sign in again.")
 		return
 	}
 	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(in.state)) != 1 {

@@ -9,8 +9,9 @@
 // token the issuer returns is verified by the same authenticator as the
 // approvals API's bearer tokens, so a vote through the page is a vote by a
 // verified principal and the rules of package approvals apply unchanged.
-// Sessions live in memory (a restart signs everyone out); the cookie holds
-// only a random id. Every form carries a per-session CSRF token and every
+// A sign-in in progress travels in a signed cookie (state, PKCE verifier,
+// expiry); sessions live in memory (a restart signs everyone out) and
+// their cookie holds only a random id. Every form carries a per-session CSRF token and every
 // POST must come from the page's own origin. No asset is fetched from
 // anywhere: CSS and JavaScript are inline, allowed by a per-response nonce
 // in a strict Content-Security-Policy.
@@ -58,10 +59,8 @@ const (
 	PollEvery = 3 * time.Second
 	// maxForm bounds a vote's form body.
 	maxForm = 16 << 10
-	// maxSessions and maxLogins bound the memory sessions and sign-ins in
-	// progress may take.
+	// maxSessions bounds the memory sessions take.
 	maxSessions = 10000
-	maxLogins   = 10000
 	// loginTTL is how long a sign-in may take at the issuer.
 	loginTTL = 10 * time.Minute
 )
@@ -107,8 +106,9 @@ type Page struct {
 	secure   bool
 	mux      *http.ServeMux
 	sessions *sessions
-	logins   *logins
-	oidc     *provider
+	// key signs the sign-in cookie.
+	key  []byte
+	oidc *provider
 }
 
 // New is the page over o. Nothing is fetched yet: discovery happens at the
@@ -133,7 +133,9 @@ func New(o Options) *Page {
 		o.Now = time.Now
 	}
 	o.BaseURL = strings.TrimSuffix(o.BaseURL, "/")
-	p := &Page{o: o, sessions: newSessions(o.Now), logins: newLogins(o.Now), oidc: &provider{}}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	p := &Page{o: o, sessions: newSessions(o.Now), key: key, oidc: &provider{}}
 	if u, err := url.Parse(o.BaseURL); err == nil && u.Host != "" {
 		p.origin = u.Scheme + "://" + u.Host
 		p.secure = u.Scheme == "https"

@@ -274,6 +274,17 @@ func TestCallbackRefusals(t *testing.T) {
 	if resp, _ = get(t, other, back.String()); resp.StatusCode != http.StatusBadRequest || hasSession(resp) {
 		t.Fatalf("another browser's callback: %d", resp.StatusCode)
 	}
+	// A sign-in cookie the browser made up, with a state to match.
+	c = browser(t)
+	back = e.authorize(t, c, "dana", "custos-approvers")
+	forged := "forged-state.forged-verifier-forged-verifier-forged-verifier-xx.9999999999.c2lnbmF0dXJl"
+	c.Jar.SetCookies(mustURL(t, e.srv.URL+CallbackPath), []*http.Cookie{{Name: loginCookie, Value: forged, Path: CallbackPath}})
+	q = back.Query()
+	q.Set("state", "forged-state")
+	back.RawQuery = q.Encode()
+	if resp, body = get(t, c, back.String()); resp.StatusCode != http.StatusBadRequest || hasSession(resp) || !strings.Contains(body, "not one the page started") {
+		t.Fatalf("a forged sign-in cookie: %d %s", resp.StatusCode, body)
+	}
 	// An issuer that names another issuer (RFC 9207).
 	c = browser(t)
 	back = e.authorize(t, c, "dana", "custos-approvers")
@@ -283,7 +294,7 @@ func TestCallbackRefusals(t *testing.T) {
 	if resp, _ = get(t, c, back.String()); resp.StatusCode != http.StatusBadRequest || hasSession(resp) {
 		t.Fatalf("another issuer: %d", resp.StatusCode)
 	}
-	if resp, body = get(t, browser(t), e.srv.URL+CallbackPath+"?error=access_denied&error_description=nope"); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "access_denied") {
+	if resp, body = get(t, browser(t), e.srv.URL+CallbackPath+"?error=access_denied&error_description=call+555"); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "access_denied") || strings.Contains(body, "555") {
 		t.Fatalf("an issuer's error: %d %s", resp.StatusCode, body)
 	}
 }
