@@ -43,7 +43,6 @@ func TestMemoryStreamedMaskedResponse(t *testing.T) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "custos")
 	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -98,9 +97,20 @@ dev:
 
 	// a small masked response first, so that the idle size includes a
 	// warm engine instance and the data plane's first connection
-	resp, err := http.Get("http://" + dpAddr + "/bulk/warm")
+	// (the data plane may start listening just after readyz answers)
+	var resp *http.Response
+	var err error
+	for try := 0; ; try++ {
+		if resp, err = http.Get("http://" + dpAddr + "/bulk/warm"); err == nil || try == 100 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("data plane: %v\n%s", err, logs.String())
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("warm-up response %d\n%s", resp.StatusCode, logs.String())
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
