@@ -536,6 +536,9 @@ type Dev struct {
 	Issuer bool
 	// DemoUpstream is the host:port of the demo upstream; empty means none.
 	DemoUpstream string
+	// DemoWarehouse is the host:port of the SQL-over-HTTP demo (a SQLite
+	// database of the same customers, POST /query); empty means none.
+	DemoWarehouse string
 }
 
 // Default returns the configuration used for every key a file leaves out:

@@ -564,6 +564,7 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 			if d.mapping(p, v, []field{
 				{"issuer", d.boolField(&dev.Issuer)},
 				{"demo_upstream", d.stringField(&dev.DemoUpstream)},
+				{"demo_warehouse", d.stringField(&dev.DemoWarehouse)},
 			}) {
 				c.Dev = dev
 			}

@@ -153,6 +153,9 @@ func (v *validator) listen(c *Config) {
 	if c.Dev != nil && c.Dev.DemoUpstream != "" {
 		check(v.child(v.child("", "dev"), "demo_upstream"), c.Dev.DemoUpstream)
 	}
+	if c.Dev != nil && c.Dev.DemoWarehouse != "" {
+		check(v.child(v.child("", "dev"), "demo_warehouse"), c.Dev.DemoWarehouse)
+	}
 	for i, b := range ls {
 		if b.port == 0 {
 			continue

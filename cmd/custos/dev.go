@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +20,9 @@ import (
 	"github.com/custos-dev/custos/envoy/launch"
 	"github.com/custos-dev/custos/examples"
 	"github.com/custos-dev/custos/examples/demo"
+	"github.com/custos-dev/custos/examples/warehouse"
+	"github.com/custos-dev/custos/extproc"
+	"github.com/custos-dev/custos/filters/inspect"
 	"github.com/custos-dev/custos/mtls"
 	"github.com/custos-dev/custos/stack"
 )
@@ -67,6 +71,17 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 				go func() { _ = demoSrv.Serve(lis) }()
 				defer demoSrv.Close()
 			}
+			if cfg.Dev != nil && cfg.Dev.DemoWarehouse != "" {
+				lis, err := net.Listen("tcp", cfg.Dev.DemoWarehouse)
+				if err != nil {
+					return fmt.Errorf("dev.demo_warehouse: %w", err)
+				}
+				wh := warehouse.Handler()
+				defer wh.Close()
+				whSrv := &http.Server{Handler: wh, ReadHeaderTimeout: 10 * time.Second}
+				go func() { _ = whSrv.Serve(lis) }()
+				defer whSrv.Close()
+			}
 
 			// Dev keeps evidence like production: the audit log's signing
 			// key is made on first run beside the audit directory (never in
@@ -95,6 +110,15 @@ It prints each address and a ready curl line. Ctrl-C stops everything.`,
 			// and certificates beside the audit directory, once, and runs
 			// the stack with mutual TLS between the data plane and Custos.
 			opts := stack.Options{Config: cfg, Logger: log, TLSDir: filepath.Join(filepath.Dir(cfg.Audit.Dir), "tls")}
+			if cfg.Dev != nil && cfg.Dev.DemoWarehouse != "" {
+				// The SQLite inspector compiles statements against the demo
+				// warehouse's schema: names resolve exactly as there.
+				opts.Stages = func(c *config.Config, l *slog.Logger) (extproc.Stages, error) {
+					st, err := extproc.DefaultStages(c, l)
+					st.Inspect = inspect.NewByKind(inspect.WithSQLiteSchema(warehouse.Schema))
+					return st, err
+				}
+			}
 			if cmd.Flags().Changed("envoy") {
 				opts.DataPlane = stack.Envoy
 				if envoyPath != "auto" {
@@ -164,6 +188,9 @@ func printDevBanner(g *globals, cfg *config.Config, st *stack.Stack, path string
 	fmt.Fprintf(w, "  health               http://%s/healthz  http://%s/readyz\n", cp.HTTPAddr, cp.HTTPAddr)
 	if cfg.Dev != nil && cfg.Dev.DemoUpstream != "" {
 		fmt.Fprintf(w, "  demo upstream        http://%s\n", cfg.Dev.DemoUpstream)
+	}
+	if cfg.Dev != nil && cfg.Dev.DemoWarehouse != "" {
+		fmt.Fprintf(w, "  demo warehouse       http://%s (SQLite, POST /query)\n", cfg.Dev.DemoWarehouse)
 	}
 	for _, c := range cfg.Connections {
 		fmt.Fprintf(w, "  connection %-9s /%s/ -> %s\n", c.Name, c.Name, c.Upstream)
