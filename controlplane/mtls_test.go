@@ -47,6 +47,8 @@ func TestListenTLSRefusesEveryoneButTheAllowedDataPlane(t *testing.T) {
     key_file: ` + pki.Server.KeyFile + `
     client_ca_file: ` + pki.CAFile + `
     allowed_clients: [` + mtls.EnvoyIdentity + `]
+audit:
+  dir: ` + filepath.Join(dir, "audit") + `
 `))
 	if err != nil {
 		t.Fatal(err)

@@ -71,6 +71,7 @@ func TestStartWithoutConfigFails(t *testing.T) {
 		t.Fatal("started without a configuration")
 	}
 	cfg, _ := config.Parse([]byte(stack.LoopbackListen))
+	cfg.Audit.Dir = filepath.Join(t.TempDir(), "audit")
 	if _, err := stack.Start(context.Background(), stack.Options{Config: cfg, DataPlane: "nginx"}); err == nil {
 		t.Fatal("started an unknown data plane")
 	}
