@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # The custos binary in a distroless image: no shell, no package manager, and
-# it runs as nonroot (uid 65532).
+# it runs as nonroot (uid 65532). It is built with cgo: the Postgres
+# inspector is PostgreSQL's own parser (libpg_query), so the image is
+# distroless/base (glibc) rather than static.
 #   docker build -t custos .
 #   docker run -v "$PWD/examples/compose.yaml:/etc/custos/custos.yaml:ro" custos
 # compose.yaml builds and runs it next to Envoy.
@@ -12,15 +14,14 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
-# Build a static binary (no cgo), so it runs on distroless/static.
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -o /custos ./cmd/custos
+    CGO_ENABLED=1 go build -trimpath -o /custos ./cmd/custos
 # The state directory (audit.dir in examples/compose.yaml), owned by nonroot,
 # so that a volume mounted there starts out writable.
 RUN mkdir -p /state/var/lib/custos/audit
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM gcr.io/distroless/base-debian12:nonroot
 COPY --from=build /custos /custos
 COPY --from=build --chown=65532:65532 /state/var/lib/custos /var/lib/custos
 USER 65532:65532
