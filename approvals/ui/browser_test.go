@@ -94,6 +94,7 @@ dev:
 		t.Fatal(err)
 	}
 	base := controlplane.HTTPBase(f.CP.HTTPAddr)
+	problems := watchConsole(ctx)
 
 	// Sign in: /ui/approvals → /ui/login → the dev issuer's page → back.
 	if err := chromedp.Do(ctx,
@@ -165,6 +166,9 @@ dev:
 	if !strings.HasPrefix(flash, "Approved ") {
 		t.Fatalf("after the click the page says %q", flash)
 	}
+	if p := problems(); len(p) > 0 {
+		t.Errorf("the browser reported:\n%s", strings.Join(p, "\n"))
+	}
 
 	select {
 	case r := <-done:
@@ -174,6 +178,31 @@ dev:
 		}
 	case <-ctx.Done():
 		t.Fatal("the approved request was never released")
+	}
+}
+
+// watchConsole collects what the tab reports that the page should never
+// cause: uncaught exceptions and security errors (a Content-Security-Policy
+// that blocks the page's own style or script).
+func watchConsole(ctx context.Context) func() []string {
+	var mu sync.Mutex
+	var got []string
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			if m.IsException() || m.Source == "security" || strings.Contains(m.Text, "Content Security Policy") {
+				mu.Lock()
+				got = append(got, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), got...)
 	}
 }
 
