@@ -62,10 +62,3 @@ func (p *pendingRecords) take(id string) func(context.Context) (string, error) {
 	delete(p.m, id)
 	return r.wait
 }
-
-// len is how many are pending.
-func (p *pendingRecords) len() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.m)
-}
