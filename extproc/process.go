@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -291,7 +292,13 @@ func (ex *exchange) responseHeaders(h *extprocv3.HttpHeaders) (*extprocv3.Proces
 		}
 	}
 	var override *procfilterv3.ProcessingMode
-	if profile := mask.NewProfile(ex.v.MaskProfile...); !profile.Empty() && !h.GetEndOfStream() {
+	// An upgrade (101) carries no HTTP body: what follows is the tunnel's,
+	// never processed or masked (docs/contract.md says so).
+	upgraded := ex.status == http.StatusSwitchingProtocols
+	if upgraded {
+		ex.respBodyMode = procfilterv3.ProcessingMode_NONE
+	}
+	if profile := mask.NewProfile(ex.v.MaskProfile...); !profile.Empty() && !h.GetEndOfStream() && !upgraded {
 		m, err := ex.p.stages.Mask.Open(profile, responseBody(h))
 		if err != nil {
 			// A body the engine cannot read (strict), or no engine: the

@@ -551,17 +551,26 @@ func (b builder) connectionRoute(c config.Connection, match *routev3.RouteMatch,
 		return nil, err
 	}
 	hold := durationpb.New(b.holdTimeout())
+	action := &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: names.ClusterName(c.Name)},
+		PrefixRewrite:    rewrite,
+		// The upstream sees its own host name, not the listener's.
+		HostRewriteSpecifier: &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: c.UpstreamURL().Host},
+		Timeout:              hold,
+		IdleTimeout:          hold,
+	}
+	if c.Kind == config.KindKubernetes {
+		// exec, attach and portforward upgrade the connection (WebSocket,
+		// or SPDY as kubectl speaks it). The upgrade request is decided
+		// like any other first; what follows it is the tunnel's.
+		action.UpgradeConfigs = []*routev3.RouteAction_UpgradeConfig{
+			{UpgradeType: "websocket"}, {UpgradeType: "spdy/3.1"},
+		}
+	}
 	return &routev3.Route{
-		Name:  c.Name,
-		Match: match,
-		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: names.ClusterName(c.Name)},
-			PrefixRewrite:    rewrite,
-			// The upstream sees its own host name, not the listener's.
-			HostRewriteSpecifier: &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: c.UpstreamURL().Host},
-			Timeout:              hold,
-			IdleTimeout:          hold,
-		}},
+		Name:                 c.Name,
+		Match:                match,
+		Action:               &routev3.Route_Route{Route: action},
 		TypedPerFilterConfig: perFilter,
 	}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -60,6 +61,8 @@ const (
 	draining
 	// bodyFailed: a body the codec could not parse.
 	bodyFailed
+	// tunnelled: the connection was handed to an upgrade's tunnel.
+	tunnelled
 )
 
 // errCodecBody is what reading a body the codec refused returns.
@@ -152,6 +155,8 @@ func (c *codecConn) Read(p []byte) (int, error) {
 		switch c.state {
 		case draining:
 			return c.drain()
+		case tunnelled:
+			return 0, io.EOF
 		case bodyFailed:
 			return 0, errCodecBody
 		}
@@ -174,6 +179,16 @@ func (c *codecConn) Read(p []byte) (int, error) {
 	n := copy(p, c.out)
 	c.out = c.out[n:]
 	return n, nil
+}
+
+// raw hands the connection over to a tunnel (an upgrade the route
+// allowed): the bytes read after the upgrade's head and not parsed, and
+// the connection itself; the codec reads no more.
+func (c *codecConn) raw() (net.Conn, []byte) {
+	c.state = tunnelled
+	pending := c.in
+	c.in = nil
+	return c.Conn, pending
 }
 
 // drain reads and drops whatever arrives until the connection ends or

@@ -41,7 +41,10 @@ type stream struct {
 	route  *route
 	remote string // client address
 	peer   string // the client certificate's principal (source.principal), "" for none
-	local  string // listener address
+	// upgrade is the Upgrade header of an upgrade the route allowed for
+	// this request (websocket, SPDY/3.1), "" for none.
+	upgrade string
+	local   string // listener address
 
 	// path is :path as the filters and the router see it (normalised, with query).
 	path string
@@ -197,6 +200,10 @@ func (st *stream) decode() {
 		// and the upstream see it without the port.
 		st.r.Host = stripHostPort(st.r.Host)
 	}
+	requested := ""
+	if st.head.upgrade {
+		requested = st.r.Header.Get("Upgrade") // sanitize drops it
+	}
 	st.sanitize()
 	// Virtual hosts match case-insensitively in ASCII only
 	// (absl::AsciiStrToLower): "ſ" is not "s" to Envoy.
@@ -206,11 +213,15 @@ func (st *stream) decode() {
 	}
 	st.startIdleTimer()
 	if st.head.upgrade && st.route != nil {
-		// No route allows upgrades (upgrade_configs): refused before the
-		// filters decode, and the connection closes.
+		// After an upgrade the connection is the tunnel's, or closes.
 		st.closeConnection = true
-		st.localReply(http.StatusForbidden, "", "upgrade_failed", "", nil)
-		return
+		if !st.route.upgrades[strings.ToLower(requested)] {
+			// The route does not allow this upgrade (upgrade_configs):
+			// refused before the filters decode.
+			st.localReply(http.StatusForbidden, "", "upgrade_failed", "", nil)
+			return
+		}
+		st.upgrade = requested
 	}
 	if st.connect {
 		// What follows a CONNECT is never read as HTTP again.

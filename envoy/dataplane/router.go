@@ -73,6 +73,10 @@ func (st *stream) router() {
 	}
 	defer resp.Body.Close()
 	st.touch()
+	if st.upgrade != "" && resp.StatusCode == http.StatusSwitchingProtocols {
+		st.tunnel(resp)
+		return
+	}
 	for _, h := range hopHeaders {
 		resp.Header.Del(h)
 	}
@@ -145,6 +149,12 @@ func (st *stream) upstreamRequest(ctx context.Context, up *upstream, r *route) *
 	h := st.r.Header.Clone()
 	for _, k := range hopHeaders {
 		h.Del(k)
+	}
+	if st.upgrade != "" {
+		// An upgrade the route allows goes on as one (Envoy's router keeps
+		// connection: upgrade and the upgrade header for it).
+		h.Set("Connection", "Upgrade")
+		h.Set("Upgrade", st.upgrade)
 	}
 	for _, k := range st.cfg.routes.headersRemoved {
 		h.Del(k)
@@ -445,4 +455,81 @@ func (st *stream) writeBody(body io.Reader, length int64) {
 			panic(http.ErrAbortHandler)
 		}
 	}
+}
+
+// tunnel completes an upgrade the upstream accepted (101): the response
+// headers go through ext_proc like any other (no body follows in HTTP
+// terms), then the client's connection and the upstream's are spliced until
+// either side ends. Nothing after the upgrade is parsed, processed or
+// masked.
+func (st *stream) tunnel(resp *http.Response) {
+	up, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		st.localReply(http.StatusBadGateway, "", "upgrade_failed", "UR", nil)
+		return
+	}
+	h := resp.Header.Clone()
+	if p := st.proc; p != nil && p.mode.responseHeaders && !p.responseDone {
+		out := p.exchange(&extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
+			ResponseHeaders: &extprocv3.HttpHeaders{Headers: responseHeaderMap(resp.StatusCode, h), EndOfStream: false},
+		}}, "response_headers")
+		common, ok := st.handled(out, func(pr *extprocv3.ProcessingResponse) *extprocv3.CommonResponse {
+			return pr.GetResponseHeaders().GetResponse()
+		})
+		if !ok {
+			return
+		}
+		if common != nil {
+			if _, err := applyHeaderMutation(h, common.GetHeaderMutation(), false); err != nil {
+				st.procFailed(&procFailure{status: p.cfg.statusOnError, details: mutationDetails(err)})
+				return
+			}
+		}
+	}
+	st.endProc()
+	st.addAuthzHeaders(h)
+	hj, ok := st.w.(http.Hijacker)
+	if !ok {
+		st.localReply(http.StatusBadGateway, "", "upgrade_failed", "", nil)
+		return
+	}
+	conn, rw, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	st.wroteHeader.Store(true)
+	client, pending := conn, []byte(nil)
+	if cc, ok := conn.(*codecConn); ok {
+		client, pending = cc.raw()
+	}
+	defer conn.Close()
+	var b strings.Builder
+	b.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	h.Set("Connection", "Upgrade")
+	h.Set("Upgrade", resp.Header.Get("Upgrade"))
+	h.Del("content-length")
+	for k, vs := range h {
+		for _, v := range vs {
+			b.WriteString(http.CanonicalHeaderKey(k) + ": " + v + "\r\n")
+		}
+	}
+	b.WriteString("\r\n")
+	if _, err := rw.WriteString(b.String()); err != nil {
+		return
+	}
+	if err := rw.Flush(); err != nil {
+		return
+	}
+	if len(pending) > 0 {
+		if _, err := up.Write(pending); err != nil {
+			return
+		}
+	}
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(up, client); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(client, up); done <- struct{}{} }()
+	<-done
+	_ = up.Close()
+	_ = client.Close()
+	<-done
 }

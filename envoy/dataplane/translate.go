@@ -495,6 +495,9 @@ type route struct {
 	// overrides the filter's; nil for none.
 	withBody     *bodySettings
 	procDisabled bool
+	// upgrades are the upgrade types the route allows (upgrade_configs),
+	// lower-case.
+	upgrades map[string]bool
 }
 
 type directResponse struct {
@@ -551,8 +554,19 @@ func translateRoute(r *routev3.Route) (*route, error) {
 	switch a := r.GetAction().(type) {
 	case *routev3.Route_Route:
 		ra := a.Route
-		if err := onlyFields(ra, "cluster", "prefix_rewrite", "host_rewrite_literal", "timeout", "idle_timeout"); err != nil {
+		if err := onlyFields(ra, "cluster", "prefix_rewrite", "host_rewrite_literal", "timeout", "idle_timeout", "upgrade_configs"); err != nil {
 			return nil, fmt.Errorf("route %q: %w", r.GetName(), err)
+		}
+		for _, u := range ra.GetUpgradeConfigs() {
+			if err := onlyFields(u, "upgrade_type", "enabled"); err != nil {
+				return nil, fmt.Errorf("route %q: %w", r.GetName(), err)
+			}
+			if u.GetEnabled() == nil || u.GetEnabled().GetValue() {
+				if rt.upgrades == nil {
+					rt.upgrades = map[string]bool{}
+				}
+				rt.upgrades[strings.ToLower(u.GetUpgradeType())] = true
+			}
 		}
 		rt.cluster = ra.GetCluster()
 		rt.prefixRewrite = ra.GetPrefixRewrite()
