@@ -41,6 +41,14 @@ func (Azure) Inspect(_ context.Context, r *request.Request) (Action, error) {
 		why  string
 	)
 	service := storageService(upstreamHost(r))
+	if cr := r.Connection.Credentials; service == "" && cr != nil && cr.AzureSharedKey != nil {
+		// An emulator (Azurite) or a custom domain: the connection's
+		// credential says which service it signs for.
+		switch s := cr.AzureSharedKey.Service; s {
+		case "blob", "table", "queue":
+			service = s
+		}
+	}
 	switch {
 	case len(segs) > 0 && (strings.EqualFold(segs[0], "subscriptions") || strings.EqualFold(segs[0], "providers") ||
 		strings.EqualFold(segs[0], "batch")) || service == "" && len(segs) > 0 && strings.EqualFold(segs[0], "tenants"):

@@ -1,8 +1,12 @@
 package inspect
 
 import (
+	"context"
 	"strings"
 	"testing"
+
+	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/filters/request"
 )
 
 const (
@@ -85,5 +89,17 @@ func TestAzureUnknown(t *testing.T) {
 		if a := inspectOK(t, Azure{}, req("azure", c.up, c.method, c.target, "")); a.Risk != RiskUnknown {
 			t.Errorf("%s %s %s: %s %q, want unknown", c.up, c.method, c.target, a.Risk, a.Summary)
 		}
+	}
+}
+
+// An emulator or a custom domain: the connection's credential names the
+// service, and the request is read as that service's.
+func TestAzureServiceFromTheConnectionsCredential(t *testing.T) {
+	conn := config.Connection{Name: "tables", Kind: config.KindAzure, Upstream: "http://127.0.0.1:10012/devstoreaccount1",
+		Credentials: &config.Credentials{AzureSharedKey: &config.AzureSharedKey{Account: "devstoreaccount1", KeyEnv: "K", Service: "table"}}}
+	r := &request.Request{Connection: conn, Method: "DELETE", Path: "/devstoreaccount1/Tables('ledger')", Headers: map[string]string{}}
+	a, err := Azure{}.Inspect(context.Background(), r)
+	if err != nil || a.Risk != RiskDestructive {
+		t.Fatalf("a table delete on Azurite: %+v %v", a, err)
 	}
 }
