@@ -34,13 +34,10 @@ needs := {"read": 1, "write": 2, "destructive": 2, "unknown": 1, "admin": 3}
 
 # The groups that give the principal access to this connection, and its
 # level: the highest of theirs.
-granting[g] := ranks[lv] if {
-	some g in input.principal.groups
-	lv := access[g]
-}
-
-granting[g] := ranks[lv] if {
-	some g in object.get(input.principal, "group_names", [])
+# One object, computed once per decision (a partial object would be
+# evaluated again inside each comprehension that reads it).
+granting := {g: ranks[lv] |
+	some g in array.concat(input.principal.groups, object.get(input.principal, "group_names", []))
 	lv := access[g]
 }
 
