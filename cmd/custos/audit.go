@@ -459,3 +459,13 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+// writeIndentedJSON writes v to w as indented JSON and a newline.
+func writeIndentedJSON(w io.Writer, v any) error {
+	out, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", out)
+	return err
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -57,12 +56,7 @@ not verify it (see ` + "`custos audit verify`" + `).`,
 			}
 			s := buildSessions(r.ID(), sel.events)[0]
 			if asJSON {
-				out, err := json.MarshalIndent(s, "", "  ")
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(g.stdout, "%s\n", out)
-				return nil
+				return writeIndentedJSON(g.stdout, s)
 			}
 			writeTimeline(g.stdout, s)
 			return nil

@@ -82,12 +82,7 @@ was not checked. --format md (default) or json.`,
 				return err
 			}
 			if format == "json" {
-				out, err := json.MarshalIndent(rep, "", "  ")
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(g.stdout, "%s\n", out)
-				return nil
+				return writeIndentedJSON(g.stdout, rep)
 			}
 			writeReportMarkdown(g.stdout, rep)
 			return nil
