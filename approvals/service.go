@@ -177,3 +177,23 @@ func (s *Service) Wait(ctx context.Context, id string) (Approval, error) {
 // RecordsEvents reports whether the service records approval events
 // itself (it has a Recorder): the data plane's hold then records none.
 func (s *Service) RecordsEvents() bool { return s.recorder != nil }
+
+// Denial says who denied approval id and why (the deny vote's voter and
+// comment), for the agent's approval_denied answer; empty when the
+// approval was not denied by a vote.
+func (s *Service) Denial(ctx context.Context, id string) (reason, by string) {
+	a, err := s.Get(ctx, id)
+	if err != nil {
+		return "", ""
+	}
+	for _, v := range a.Votes {
+		if v.Decision == Deny {
+			by := v.Voter.Issuer + "/" + v.Voter.Subject
+			if v.Voter.Name != "" {
+				by = v.Voter.Name + " (" + by + ")"
+			}
+			return v.Comment, by
+		}
+	}
+	return "", ""
+}

@@ -240,8 +240,15 @@ func (ex *exchange) hold(h Hold) (*extprocv3.ProcessingResponse, error) {
 	case !timedOut && state == approval.StateApproved:
 		return requestHeadersReply(), nil
 	case !timedOut && state == approval.StateDenied:
-		return ex.immediate(Reply{Status: 403, Code: CodeApprovalDenied, Message: "an approver denied this request",
-			Extra: map[string]any{"approval_id": h.ApprovalID}})
+		extra := map[string]any{"approval_id": h.ApprovalID}
+		if d, ok := ex.p.stages.Grants.(interface {
+			Denial(ctx context.Context, id string) (reason, by string)
+		}); ok {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ex.ctx), recordTimeout)
+			extra["reason"], extra["denied_by"] = d.Denial(ctx, h.ApprovalID)
+			cancel()
+		}
+		return ex.immediate(Reply{Status: 403, Code: CodeApprovalDenied, Message: "an approver denied this request", Extra: extra})
 	default:
 		return ex.immediate(Reply{Status: 403, Code: CodeApprovalRequired, Message: "no approval within the hold; retry with " + names.ApprovalIDHeader,
 			Extra: ex.p.approvalLinks(h.ApprovalID, map[string]any{"approval_id": h.ApprovalID, "status": approval.StatePending})})

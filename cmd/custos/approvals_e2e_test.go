@@ -149,7 +149,8 @@ func TestHeldApprovalsThroughBothDataPlanes(t *testing.T) {
 			t.Fatalf("deny: %d %v", st, m)
 		}
 		r = <-done
-		if r.status != 403 || !strings.Contains(string(r.body), `"approval_denied"`) || f.Upstream.Count() != before+1 {
+		if r.status != 403 || !strings.Contains(string(r.body), `"approval_denied"`) || f.Upstream.Count() != before+1 ||
+			!strings.Contains(string(r.body), `"reason":"not during the freeze"`) || !strings.Contains(string(r.body), `/dana"`) {
 			t.Fatalf("the denied request: %d %s", r.status, r.body)
 		}
 	})

@@ -198,6 +198,9 @@ func printDevBanner(g *globals, cfg *config.Config, st *stack.Stack, path string
 	if cp.Audit != nil {
 		fmt.Fprintf(w, "  audit log            %s (log %s, key %s; `custos audit key` prints the verifier key)\n", cfg.Audit.Dir, cp.Audit.ID(), cfg.Audit.SigningKeyFile)
 	}
+	if cp.DevIssuer != nil && cp.Approvals != nil {
+		fmt.Fprintf(w, "  approvals page       %s/ui/approvals (sign in as anyone in custos-approvers with the dev secret)\n", controlplane.HTTPBase(cp.HTTPAddr))
+	}
 	if is := cp.DevIssuer; is != nil {
 		fmt.Fprintf(w, "  dev OIDC issuer      %s (audience %s; dev secret in %s)\n", is.URL(), is.Audience(), is.SecretFile())
 	}
