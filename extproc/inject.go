@@ -3,6 +3,7 @@ package extproc
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -112,7 +113,10 @@ func applyMutation(m *credentials.Mutation, resp *authv3.CheckResponse) {
 		}
 	}
 	ok.QueryParametersToRemove = append(ok.QueryParametersToRemove, m.RemoveQuery...)
+	// Envoy writes query values as given (it expects them URL-encoded): a
+	// SAS signature's + / = are encoded here, or the upstream would read a
+	// + as a space.
 	for _, q := range m.AddQuery {
-		ok.QueryParametersToSet = append(ok.QueryParametersToSet, &corev3.QueryParameter{Key: q.Name, Value: q.Value})
+		ok.QueryParametersToSet = append(ok.QueryParametersToSet, &corev3.QueryParameter{Key: url.QueryEscape(q.Name), Value: url.QueryEscape(q.Value)})
 	}
 }

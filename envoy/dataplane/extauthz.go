@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -239,11 +238,11 @@ func (st *stream) mutateQuery(ok *authv3.OkHttpResponse) {
 	if q != "" {
 		params = strings.Split(q, "&")
 	}
+	// Envoy parses the query without decoding it (parseQueryString) and
+	// writes what it sets as given: keys compare as sent, and a value is
+	// expected URL-encoded already (queryParameterIsUrlEncoded).
 	keyOf := func(param string) string {
 		k, _, _ := strings.Cut(param, "=")
-		if u, err := url.QueryUnescape(k); err == nil {
-			return u
-		}
 		return k
 	}
 	drop := map[string]bool{}
@@ -260,7 +259,7 @@ func (st *stream) mutateQuery(ok *authv3.OkHttpResponse) {
 		}
 	}
 	for _, kv := range ok.GetQueryParametersToSet() {
-		kept = append(kept, url.QueryEscape(kv.GetKey())+"="+url.QueryEscape(kv.GetValue()))
+		kept = append(kept, kv.GetKey()+"="+kv.GetValue())
 	}
 	if len(kept) > 0 {
 		st.path = p + "?" + strings.Join(kept, "&")

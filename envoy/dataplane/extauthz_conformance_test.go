@@ -165,7 +165,9 @@ func TestExtAuthzOKResponseMutations(t *testing.T) {
 				{Header: &corev3.HeaderValue{Key: "x-append-absent", Value: "v"}, Append: wrapperspb.Bool(true)},
 			}
 			ok.HeadersToRemove = []string{"x-remove-me", ":path", "host"}
-			ok.QueryParametersToSet = []*corev3.QueryParameter{{Key: "set", Value: "1"}}
+			// Values go on as given: the service encodes them (a SAS
+			// signature holds + / =).
+			ok.QueryParametersToSet = []*corev3.QueryParameter{{Key: "set", Value: "1"}, {Key: "sig", Value: "a%2Bb%2Fc%3D"}}
 			ok.QueryParametersToRemove = []string{"drop"}
 			ok.ResponseHeadersToAdd = []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-to-client", Value: "hi"}}}
 			return r, nil
@@ -188,8 +190,8 @@ func TestExtAuthzOKResponseMutations(t *testing.T) {
 		if !strings.HasPrefix(up.uri, "/p?") || up.host == "" {
 			t.Errorf("pseudo-headers or host removed: uri %q host %q", up.uri, up.host)
 		}
-		if up.uri != "/p?keep=2&odd=%zz&set=1" {
-			t.Errorf("query %q: want keep=2 and odd=%%zz untouched, set=1 overwriting, no drop", up.uri)
+		if up.uri != "/p?keep=2&odd=%zz&set=1&sig=a%2Bb%2Fc%3D" {
+			t.Errorf("query %q: want keep=2 and odd=%%zz untouched, set=1 overwriting, sig as given, no drop", up.uri)
 		}
 		if resp.Header.Get("x-to-client") != "hi" {
 			t.Errorf("response_headers_to_add not on the response: %v", resp.Header)
