@@ -74,9 +74,11 @@ deny contains msg if {
 
 # What the action needs, and why: the risk's level, and any higher level a
 # rule for the action's kind asks for.
-requires[sprintf("this %s action (%s)", [risk, input.action.summary])] := needs[risk]
+# (The reason is written only for a denial: building it for every request
+# costs more than deciding.)
+requires_risk := needs[risk]
 
-requires[why] := n if {
+requires_kind[why] := n if {
 	some why, n in kind_requires
 	n > object.get(needs, risk, 0)
 }
@@ -90,7 +92,14 @@ ask(n) := sprintf("; ask for one of: %s", [concat(", ", gs)]) if {
 
 deny contains msg if {
 	level > 0
-	some why, n in requires
+	level < requires_risk
+	why := sprintf("this %s action (%s)", [risk, input.action.summary])
+	msg := sprintf("%s has %s access to %q; %s needs %s access%s", [who, names[level], conn, why, names[requires_risk], ask(requires_risk)])
+}
+
+deny contains msg if {
+	level > 0
+	some why, n in requires_kind
 	level < n
 	msg := sprintf("%s has %s access to %q; %s needs %s access%s", [who, names[level], conn, why, names[n], ask(n)])
 }
