@@ -416,8 +416,18 @@ type Approvals struct {
 	Store string
 	// Webhooks are told about every approval request and resolution.
 	Webhooks []Webhook
+	// UI is the approvers' page's sign-in (nil: the page is on only with
+	// the dev issuer).
+	UI *ApprovalsUI
 
 	holdKey string // the key the hold came from, for messages
+}
+
+// ApprovalsUI is how approvers sign in to /ui/approvals: the OpenID
+// Connect issuer (authorization code with PKCE), the page's client at it,
+// and the page's own origin as browsers reach it.
+type ApprovalsUI struct {
+	Issuer, ClientID, ClientSecretFile, BaseURL string
 }
 
 // Webhook is an approvals webhook: where to post and the HMAC secret that

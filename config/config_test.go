@@ -164,6 +164,9 @@ func TestParseErrors(t *testing.T) {
 		{name: "hold and timeout", src: "approvals:\n  hold: 2m\n  timeout: 2m\n", path: "approvals.timeout", msg: "give one of them"},
 		{name: "expiry too long", src: "approvals:\n  expiry: 1000h\n", path: "approvals.expiry", line: 2, msg: "exceeds the maximum of 720h"},
 		{name: "store other URL", src: "approvals:\n  store: mysql://db/x\n", path: "approvals.store", line: 2, msg: "must be postgres://"},
+		{name: "ui base with a path", src: "approvals:\n  ui:\n    issuer: https://login.example/t/v2.0\n    client_id: c\n    base_url: https://custos.example/ui\n", path: "approvals.ui.base_url", line: 5, msg: "must be an origin"},
+		{name: "ui plain http", src: "approvals:\n  ui:\n    issuer: https://login.example/t/v2.0\n    client_id: c\n    base_url: http://custos.example\n", path: "approvals.ui.base_url", line: 5, msg: "must use https"},
+		{name: "ui no client", src: "approvals:\n  ui:\n    issuer: https://login.example/t/v2.0\n    base_url: https://custos.example\n", path: "approvals.ui.client_id", msg: "is required"},
 		{name: "webhook http", src: "approvals:\n  webhooks:\n    - url: http://hooks.example/x\n      secret_env: S\n", path: "approvals.webhooks[0].url", line: 3, msg: "must use https"},
 		{name: "webhook no secret", src: "approvals:\n  webhooks:\n    - url: https://hooks.example/x\n", path: "approvals.webhooks[0]", line: 3, msg: "give exactly one of secret_file and secret_env"},
 

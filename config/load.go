@@ -508,6 +508,17 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 				{"timeout", func(p string, v *yaml.Node) { sawTimeout = true; d.durationField(&timeout)(p, v) }},
 				{"expiry", d.durationField(&c.Approvals.Expiry)},
 				{"store", d.stringField(&c.Approvals.Store)},
+				{"ui", func(p string, v *yaml.Node) {
+					u := &ApprovalsUI{}
+					if d.mapping(p, v, []field{
+						{"issuer", d.stringField(&u.Issuer)},
+						{"client_id", d.stringField(&u.ClientID)},
+						{"client_secret_file", d.stringField(&u.ClientSecretFile)},
+						{"base_url", d.stringField(&u.BaseURL)},
+					}) {
+						c.Approvals.UI = u
+					}
+				}},
 				{"webhooks", func(p string, v *yaml.Node) {
 					d.sequence(p, v, func(wp string, _ int, e *yaml.Node) {
 						var w Webhook

@@ -653,6 +653,22 @@ func (v *validator) approvals(c *Config) {
 	if s := c.Approvals.Store; strings.Contains(s, "://") && !strings.HasPrefix(s, "postgres://") && !strings.HasPrefix(s, "postgresql://") {
 		v.errorf(v.child(ap, "store"), "a URL store must be postgres:// (anything else is a file path)")
 	}
+	if u := c.Approvals.UI; u != nil {
+		up := v.child(ap, "ui")
+		if problem := checkIssuer(u.Issuer); problem != "" {
+			v.errorf(v.child(up, "issuer"), "%s", problem)
+		}
+		if strings.TrimSpace(u.ClientID) == "" {
+			v.errorf(v.child(up, "client_id"), "is required (the page's client at the issuer)")
+		}
+		if b, problem := absoluteURLWithQuery(u.BaseURL); problem != "" {
+			v.errorf(v.child(up, "base_url"), "%s", problem)
+		} else if b.Path != "" && b.Path != "/" || b.RawQuery != "" {
+			v.errorf(v.child(up, "base_url"), "%s must be an origin (scheme, host and port) without a path", showURL(u.BaseURL))
+		} else if b.Scheme != "https" && !loopbackHost(b.Hostname()) {
+			v.errorf(v.child(up, "base_url"), "%s must use https (http only on loopback): the page's cookies carry sessions", showURL(u.BaseURL))
+		}
+	}
 	pw := v.child(ap, "webhooks")
 	for i, w := range c.Approvals.Webhooks {
 		p := v.elem(pw, i)

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 
 	"github.com/custos-dev/custos/approvals"
 	"github.com/custos-dev/custos/approvals/ui"
@@ -51,7 +53,21 @@ func (cp *ControlPlane) openApprovals(ctx context.Context, cfg *config.Config, m
 	h := approvals.NewHandler(svc, cp.authenticate)
 	mux.Handle(approvals.ListPath, h)
 	mux.Handle(approvals.PathPrefix, h)
-	if cp.DevIssuer != nil { // the page signs approvers in with the dev issuer only, for now
+	switch u := cfg.Approvals.UI; {
+	case u != nil:
+		o := ui.Options{Service: svc, Authenticate: cp.authenticate, Issuer: u.Issuer, ClientID: u.ClientID,
+			BaseURL: strings.TrimSuffix(u.BaseURL, "/"), Logger: cp.logger()}
+		if u.ClientSecretFile != "" {
+			b, err := os.ReadFile(u.ClientSecretFile)
+			if err != nil {
+				cp.closeApprovals()
+				return fmt.Errorf("approvals.ui.client_secret_file: %w", err)
+			}
+			o.ClientSecret = strings.TrimSpace(string(b))
+		}
+		mux.Handle(ui.Path, ui.New(o))
+	case cp.DevIssuer != nil:
+		// Under custos dev approvers sign in with the dev issuer.
 		mux.Handle(ui.Path, ui.New(ui.Options{Service: svc, Authenticate: cp.authenticate,
 			Issuer: cp.DevIssuer.URL(), BaseURL: HTTPBase(cp.HTTPAddr), Logger: cp.logger()}))
 	}
@@ -62,8 +78,8 @@ func (cp *ControlPlane) openApprovals(ctx context.Context, cfg *config.Config, m
 // webhooks, which change only on restart.
 func (cp *ControlPlane) sameApprovalsSetup(cfg *config.Config) error {
 	old := cp.approvalsCfg
-	if old.Store != cfg.Approvals.Store || !reflect.DeepEqual(old.Webhooks, cfg.Approvals.Webhooks) {
-		return fmt.Errorf("approvals.store and approvals.webhooks change only on restart")
+	if old.Store != cfg.Approvals.Store || !reflect.DeepEqual(old.Webhooks, cfg.Approvals.Webhooks) || !reflect.DeepEqual(old.UI, cfg.Approvals.UI) {
+		return fmt.Errorf("approvals.store, approvals.webhooks and approvals.ui change only on restart")
 	}
 	return nil
 }
