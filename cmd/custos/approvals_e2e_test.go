@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/devissuer"
 	"github.com/custos-dev/custos/stack"
 	"github.com/custos-dev/custos/stack/stacktest"
@@ -235,5 +237,50 @@ func TestPendingApprovalSurvivesARestart(t *testing.T) {
 	resp, body = g.call(t, "DELETE", map[string]string{"x-custos-approval-id": id})
 	if resp.StatusCode != 405 {
 		t.Fatalf("the approved retry after a restart: %d %s", resp.StatusCode, body)
+	}
+}
+
+// approvals.ui: the approvers' page signs in with the configured issuer
+// (here an OIDC provider of its own on loopback, not custos dev's).
+func TestApprovalsPageSignsInWithTheConfiguredIssuer(t *testing.T) {
+	mux := http.NewServeMux()
+	idp := httptest.NewServer(mux)
+	t.Cleanup(idp.Close)
+	is, err := devissuer.New(devissuer.Options{URL: idp.URL + devissuer.Path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux.Handle(devissuer.Path+"/", is)
+	httpAddr := freePort(t)
+	s := stacktest.Start(t, stack.Go, stacktest.Options{Config: func(u string) (*config.Config, error) {
+		return config.Parse([]byte(`listen:
+  grpc: 127.0.0.1:0
+  xds: 127.0.0.1:0
+  http: ` + httpAddr + `
+  dataplane: 127.0.0.1:0
+identity:
+  issuers:
+    - issuer: ` + is.URL() + `
+      audiences: [api://custos]
+connections:
+  - name: customers
+    upstream: ` + u + `
+approvals:
+  ui:
+    issuer: ` + is.URL() + `
+    client_id: custos-approvals-page
+    base_url: http://` + httpAddr + `
+`))
+	}})
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get("http://" + s.CP.HTTPAddr + "/ui/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("location")
+	if resp.StatusCode/100 != 3 || !strings.HasPrefix(loc, is.URL()+devissuer.AuthorizePath+"?") ||
+		!strings.Contains(loc, "client_id=custos-approvals-page") || !strings.Contains(loc, "code_challenge_method=S256") {
+		t.Fatalf("sign-in: %d to %q", resp.StatusCode, loc)
 	}
 }
