@@ -62,7 +62,7 @@ func (cp *ControlPlane) openAudit(cfg *config.Config) error {
 	if k := cfg.Audit.Kafka; k != nil {
 		topics := ship.Topics{Brokers: k.Brokers, EventsTopic: k.EventsTopic, CheckpointsTopic: k.CheckpointsTopic}
 		if k.TLS != nil {
-			tc, err := kafkaTLS(k.TLS)
+			tc, err := KafkaTLS(k.TLS)
 			if err != nil {
 				l.Close()
 				return fmt.Errorf("audit.kafka.tls: %w", err)
@@ -86,8 +86,9 @@ func (cp *ControlPlane) openAudit(cfg *config.Config) error {
 	return nil
 }
 
-// kafkaTLS is the client TLS of audit.kafka.tls.
-func kafkaTLS(t *config.KafkaTLS) (*tls.Config, error) {
+// KafkaTLS is the client TLS of audit.kafka.tls (and of `custos audit
+// verify --kafka-ca/--kafka-cert`).
+func KafkaTLS(t *config.KafkaTLS) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)

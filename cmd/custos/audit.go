@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -120,6 +121,8 @@ type kafkaTopics struct {
 	Brokers     []string
 	Events      string
 	Checkpoints string
+	// TLS, when set, connects to the brokers over TLS.
+	TLS *tls.Config
 }
 
 // verifyKafka verifies the logs shipped to Kafka with the trusted verifier
@@ -132,7 +135,7 @@ type kafkaTopics struct {
 // that a binary could be built without the shipper; --kafka is refused when
 // it is nil.
 var verifyKafka = func(ctx context.Context, t kafkaTopics, keys []string, extra [][]byte) ([]*audit.Summary, map[string][][]byte, error) {
-	s, err := ship.ReadTopics(ctx, ship.Topics{Brokers: t.Brokers, EventsTopic: t.Events, CheckpointsTopic: t.Checkpoints})
+	s, err := ship.ReadTopics(ctx, ship.Topics{Brokers: t.Brokers, EventsTopic: t.Events, CheckpointsTopic: t.Checkpoints, TLS: t.TLS})
 	if err != nil {
 		return nil, nil, fmt.Errorf("read the Kafka topics: %w", err)
 	}
@@ -147,6 +150,9 @@ var verifyKafka = func(ctx context.Context, t kafkaTopics, keys []string, extra 
 func newAuditVerifyCmd(g *globals) *cobra.Command {
 	var (
 		dir, brokers   string
+		kafkaCA        string
+		kafkaCert      string
+		kafkaKey       string
 		keyArgs        []string
 		topics         kafkaTopics
 		evTopic, cpTop string
@@ -186,6 +192,13 @@ index and why otherwise.`,
 				}
 				topics.Brokers = splitList(brokers)
 				topics.Events, topics.Checkpoints = evTopic, cpTop
+				if kafkaCA != "" || kafkaCert != "" {
+					tc, err := controlplane.KafkaTLS(&config.KafkaTLS{CAFile: kafkaCA, CertFile: kafkaCert, KeyFile: kafkaKey})
+					if err != nil {
+						return fmt.Errorf("--kafka-ca/--kafka-cert: %w", err)
+					}
+					topics.TLS = tc
+				}
 				var extra [][]byte
 				if dir != "" {
 					if extra, err = audit.Checkpoints(nil, dir); err != nil {
@@ -233,6 +246,9 @@ index and why otherwise.`,
 	cmd.Flags().StringVar(&brokers, "kafka", "", "comma-separated Kafka brokers to read the shipped log from")
 	cmd.Flags().StringVar(&evTopic, "events-topic", ship.DefaultEventsTopic, "the Kafka topic of events")
 	cmd.Flags().StringVar(&cpTop, "checkpoints-topic", ship.DefaultCheckpointsTopic, "the Kafka topic of checkpoints")
+	cmd.Flags().StringVar(&kafkaCA, "kafka-ca", "", "CA file that signs the brokers' certificates (connects over TLS)")
+	cmd.Flags().StringVar(&kafkaCert, "kafka-cert", "", "client certificate for the brokers (mutual TLS; with --kafka-key)")
+	cmd.Flags().StringVar(&kafkaKey, "kafka-key", "", "client key for the brokers")
 	return cmd
 }
 
