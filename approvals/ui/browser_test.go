@@ -80,8 +80,9 @@ func tab(t *testing.T) context.Context {
 // DELETE that the agent sends meanwhile is held and appears on the page
 // without a reload, and a click on approve releases it to the upstream.
 func TestApproveInChromium(t *testing.T) {
-	ctx := tab(t)
-	f := stacktest.Start(t, stack.Go, stacktest.Options{Extra: `policy:
+	stacktest.ForEachDataPlane(t, func(t *testing.T, dp stack.DataPlane) {
+		ctx := tab(t)
+		f := stacktest.Start(t, dp, stacktest.Options{Extra: `policy:
   bundle: builtin:default
 approvals:
   mode: hold
@@ -89,96 +90,97 @@ approvals:
 dev:
   issuer: true
 `})
-	agent, _, err := f.CP.DevIssuer.Mint(devissuer.Claims{Subject: "nightly-etl", Groups: []string{"customers-writers"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := controlplane.HTTPBase(f.CP.HTTPAddr)
-	problems := watchConsole(ctx)
-
-	// Sign in: /ui/approvals → /ui/login → the dev issuer's page → back.
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(base+"/ui/approvals"),
-		chromedp.WaitVisible(chromedp.CSS(`input[name="user"]`)),
-		chromedp.SendKeys(chromedp.CSS(`input[name="user"]`), "dana"),
-		chromedp.SendKeys(chromedp.CSS(`input[name="groups"]`), "custos-approvers"),
-		chromedp.SendKeys(chromedp.CSS(`input[name="secret"]`), f.CP.DevIssuer.Secret()),
-		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.ID("list")),
-	); err != nil {
-		t.Fatalf("sign in: %v%s", err, page(ctx))
-	}
-	empty, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("list")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(empty, "No pending request") {
-		t.Fatalf("before any request the list shows %q", empty)
-	}
-
-	// The agent's DELETE is held until a vote.
-	before := f.Upstream.Count()
-	type result struct {
-		status int
-		err    error
-	}
-	done := make(chan result, 1)
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, "DELETE", f.URL+"/customers/1", nil)
-		req.Header.Set("authorization", "Bearer "+agent)
-		resp, err := http.DefaultClient.Do(req)
+		agent, _, err := f.CP.DevIssuer.Mint(devissuer.Claims{Subject: "nightly-etl", Groups: []string{"customers-writers"}})
 		if err != nil {
-			done <- result{err: err}
-			return
+			t.Fatal(err)
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		done <- result{status: resp.StatusCode}
-	}()
+		base := controlplane.HTTPBase(f.CP.HTTPAddr)
+		problems := watchConsole(ctx)
 
-	// It appears without a reload, in full, and the approver approves it.
-	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`article[data-approval-id] button.approve`))); err != nil {
-		t.Fatalf("the held request never appeared: %v%s", err, page(ctx))
-	}
-	card, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`article[data-approval-id]`)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"DELETE", "nightly-etl", "customers", "custos-approvers", "left"} {
-		if !strings.Contains(card, want) {
-			t.Errorf("the request's card lacks %q:\n%s", want, card)
+		// Sign in: /ui/approvals → /ui/login → the dev issuer's page → back.
+		if err := chromedp.Do(ctx,
+			chromedp.Navigate(base+"/ui/approvals"),
+			chromedp.WaitVisible(chromedp.CSS(`input[name="user"]`)),
+			chromedp.SendKeys(chromedp.CSS(`input[name="user"]`), "dana"),
+			chromedp.SendKeys(chromedp.CSS(`input[name="groups"]`), "custos-approvers"),
+			chromedp.SendKeys(chromedp.CSS(`input[name="secret"]`), f.CP.DevIssuer.Secret()),
+			chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+			chromedp.WaitVisible(chromedp.ID("list")),
+		); err != nil {
+			t.Fatalf("sign in: %v%s", err, page(ctx))
 		}
-	}
-	if n := f.Upstream.Count(); n != before {
-		t.Fatal("the held request reached the upstream before its approval")
-	}
-	if err := chromedp.Do(ctx,
-		chromedp.SendKeys(chromedp.CSS(`article[data-approval-id] textarea`), "ok for the cleanup"),
-		chromedp.Click(chromedp.CSS(`article[data-approval-id] button.approve`)),
-		chromedp.WaitVisible(chromedp.ID("flash")),
-	); err != nil {
-		t.Fatalf("approve: %v%s", err, page(ctx))
-	}
-	flash, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("flash")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(flash, "Approved ") {
-		t.Fatalf("after the click the page says %q", flash)
-	}
-	if p := problems(); len(p) > 0 {
-		t.Errorf("the browser reported:\n%s", strings.Join(p, "\n"))
-	}
+		empty, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("list")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(empty, "No pending request") {
+			t.Fatalf("before any request the list shows %q", empty)
+		}
 
-	select {
-	case r := <-done:
-		// The demo upstream answers DELETE with 405: it was reached.
-		if r.err != nil || r.status != http.StatusMethodNotAllowed || f.Upstream.Count() != before+1 {
-			t.Fatalf("the approved request: %d %v (upstream saw %d)", r.status, r.err, f.Upstream.Count()-before)
+		// The agent's DELETE is held until a vote.
+		before := f.Upstream.Count()
+		type result struct {
+			status int
+			err    error
 		}
-	case <-ctx.Done():
-		t.Fatal("the approved request was never released")
-	}
+		done := make(chan result, 1)
+		go func() {
+			req, _ := http.NewRequestWithContext(ctx, "DELETE", f.URL+"/customers/1", nil)
+			req.Header.Set("authorization", "Bearer "+agent)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				done <- result{err: err}
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			done <- result{status: resp.StatusCode}
+		}()
+
+		// It appears without a reload, in full, and the approver approves it.
+		if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`article[data-approval-id] button.approve`))); err != nil {
+			t.Fatalf("the held request never appeared: %v%s", err, page(ctx))
+		}
+		card, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`article[data-approval-id]`)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"DELETE", "nightly-etl", "customers", "custos-approvers", "left"} {
+			if !strings.Contains(card, want) {
+				t.Errorf("the request's card lacks %q:\n%s", want, card)
+			}
+		}
+		if n := f.Upstream.Count(); n != before {
+			t.Fatal("the held request reached the upstream before its approval")
+		}
+		if err := chromedp.Do(ctx,
+			chromedp.SendKeys(chromedp.CSS(`article[data-approval-id] textarea`), "ok for the cleanup"),
+			chromedp.Click(chromedp.CSS(`article[data-approval-id] button.approve`)),
+			chromedp.WaitVisible(chromedp.ID("flash")),
+		); err != nil {
+			t.Fatalf("approve: %v%s", err, page(ctx))
+		}
+		flash, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("flash")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(flash, "Approved ") {
+			t.Fatalf("after the click the page says %q", flash)
+		}
+		if p := problems(); len(p) > 0 {
+			t.Errorf("the browser reported:\n%s", strings.Join(p, "\n"))
+		}
+
+		select {
+		case r := <-done:
+			// The demo upstream answers DELETE with 405: it was reached.
+			if r.err != nil || r.status != http.StatusMethodNotAllowed || f.Upstream.Count() != before+1 {
+				t.Fatalf("the approved request: %d %v (upstream saw %d)", r.status, r.err, f.Upstream.Count()-before)
+			}
+		case <-ctx.Done():
+			t.Fatal("the approved request was never released")
+		}
+	})
 }
 
 // watchConsole collects what the tab reports that the page should never

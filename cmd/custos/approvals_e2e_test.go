@@ -210,34 +210,36 @@ func TestAsyncApprovalsThroughBothDataPlanes(t *testing.T) {
 
 // Pending approvals survive a restart: the store is a file.
 func TestPendingApprovalSurvivesARestart(t *testing.T) {
-	f := startApprovals(t, stack.Go, "async", time.Minute)
-	resp, body := f.call(t, "DELETE", nil)
-	m := contractError(t, resp, body, 403, "approval_required")
-	id := m["approval_id"].(string)
-	cfg := *f.Config
-	// The same listen.http, so that the dev issuer keeps its URL (its keys
-	// persist beside the audit directory): the tokens minted before still
-	// verify.
-	cfg.Listen.HTTP = f.CP.HTTPAddr
-	f.Close()
+	stacktest.ForEachDataPlane(t, func(t *testing.T, dp stack.DataPlane) {
+		f := startApprovals(t, dp, "async", time.Minute)
+		resp, body := f.call(t, "DELETE", nil)
+		m := contractError(t, resp, body, 403, "approval_required")
+		id := m["approval_id"].(string)
+		cfg := *f.Config
+		// The same listen.http, so that the dev issuer keeps its URL (its keys
+		// persist beside the audit directory): the tokens minted before still
+		// verify.
+		cfg.Listen.HTTP = f.CP.HTTPAddr
+		f.Close()
 
-	st, err := stack.Start(context.Background(), stack.Options{Config: &cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	g := &approvalsFixture{Fixture: &stacktest.Fixture{Stack: st, URL: "http://" + st.Addr, Config: &cfg, Upstream: f.Upstream}, api: "http://" + st.CP.HTTPAddr}
-	g.agent, g.approver = f.agent, f.approver
-	if st, m := g.apiCall(t, "GET", "/v1/approvals/"+id, g.approver, nil); st != 200 || m["state"] != "pending" {
-		t.Fatalf("after a restart: %d %v", st, m)
-	}
-	if st, m := g.apiCall(t, "POST", "/v1/approvals/"+id+"/approve", g.approver, nil); st != 200 {
-		t.Fatalf("approve after a restart: %d %v", st, m)
-	}
-	resp, body = g.call(t, "DELETE", map[string]string{"x-custos-approval-id": id})
-	if resp.StatusCode != 405 {
-		t.Fatalf("the approved retry after a restart: %d %s", resp.StatusCode, body)
-	}
+		st, err := stack.Start(context.Background(), stack.Options{Config: &cfg, DataPlane: dp, NodeID: t.Name()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		g := &approvalsFixture{Fixture: &stacktest.Fixture{Stack: st, URL: "http://" + st.Addr, Config: &cfg, Upstream: f.Upstream}, api: "http://" + st.CP.HTTPAddr}
+		g.agent, g.approver = f.agent, f.approver
+		if st, m := g.apiCall(t, "GET", "/v1/approvals/"+id, g.approver, nil); st != 200 || m["state"] != "pending" {
+			t.Fatalf("after a restart: %d %v", st, m)
+		}
+		if st, m := g.apiCall(t, "POST", "/v1/approvals/"+id+"/approve", g.approver, nil); st != 200 {
+			t.Fatalf("approve after a restart: %d %v", st, m)
+		}
+		resp, body = g.call(t, "DELETE", map[string]string{"x-custos-approval-id": id})
+		if resp.StatusCode != 405 {
+			t.Fatalf("the approved retry after a restart: %d %s", resp.StatusCode, body)
+		}
+	})
 }
 
 // approvals.ui: the approvers' page signs in with the configured issuer

@@ -267,44 +267,46 @@ dev:
 // audit.kafka: the log is shipped to Kafka as it grows, and the topics
 // alone verify with the verifier key (`custos audit verify --kafka`).
 func TestAuditShippedToKafkaVerifies(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	brokers := strings.Join(c.ListenAddrs(), ", ")
-	// The operator creates the topics with the settings docs/audit.md
-	// recommends; Custos never creates or expires them.
-	if err := ship.CreateTopics(context.Background(), ship.Topics{Brokers: c.ListenAddrs()}, ship.TopicSettings{Partitions: 3, ReplicationFactor: 1, MinInsyncReplicas: 1}); err != nil {
-		t.Fatal(err)
-	}
-	s := stacktest.Start(t, stack.Go, stacktest.Options{Extra: "audit:\n  kafka:\n    brokers: [" + brokers + "]\n"})
-	for range 5 {
-		if resp, body := get(t, s.URL+"/customers/1", nil); resp.StatusCode != 200 {
-			t.Fatalf("%d %s", resp.StatusCode, body)
+	stacktest.ForEachDataPlane(t, func(t *testing.T, dp stack.DataPlane) {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation())
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	key, err := audit.LoadSigningKey(s.Config.Audit.SigningKeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	size := s.CP.Audit.Size()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if ev, cps := s.CP.Shipper.Shipped(); ev >= size && cps > 0 {
-			break
+		t.Cleanup(c.Close)
+		brokers := strings.Join(c.ListenAddrs(), ", ")
+		// The operator creates the topics with the settings docs/audit.md
+		// recommends; Custos never creates or expires them.
+		if err := ship.CreateTopics(context.Background(), ship.Topics{Brokers: c.ListenAddrs()}, ship.TopicSettings{Partitions: 3, ReplicationFactor: 1, MinInsyncReplicas: 1}); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			ev, cps := s.CP.Shipper.Shipped()
-			t.Fatalf("shipped %d of %d events and %d checkpoints (%v)", ev, size, cps, s.CP.Shipper.Err())
+		s := stacktest.Start(t, dp, stacktest.Options{Extra: "audit:\n  kafka:\n    brokers: [" + brokers + "]\n"})
+		for range 5 {
+			if resp, body := get(t, s.URL+"/customers/1", nil); resp.StatusCode != 200 {
+				t.Fatalf("%d %s", resp.StatusCode, body)
+			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	out, stderr, err := run(context.Background(), "audit", "verify", "--kafka", strings.Join(c.ListenAddrs(), ","), "--key", key.VerifierKey())
-	if err != nil {
-		t.Fatalf("verify --kafka: %v\n%s%s", err, out, stderr)
-	}
-	if !strings.Contains(out, key.Name()) {
-		t.Fatalf("summary %q", out)
-	}
+		key, err := audit.LoadSigningKey(s.Config.Audit.SigningKeyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := s.CP.Audit.Size()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if ev, cps := s.CP.Shipper.Shipped(); ev >= size && cps > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				ev, cps := s.CP.Shipper.Shipped()
+				t.Fatalf("shipped %d of %d events and %d checkpoints (%v)", ev, size, cps, s.CP.Shipper.Err())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		out, stderr, err := run(context.Background(), "audit", "verify", "--kafka", strings.Join(c.ListenAddrs(), ","), "--key", key.VerifierKey())
+		if err != nil {
+			t.Fatalf("verify --kafka: %v\n%s%s", err, out, stderr)
+		}
+		if !strings.Contains(out, key.Name()) {
+			t.Fatalf("summary %q", out)
+		}
+	})
 }
