@@ -63,17 +63,17 @@ func (p *Pipeline) inject(ctx context.Context, o *outcome, in checkInput) error 
 		return nil
 	}
 	// What Check will tell Envoy to set and remove, before the credential.
-	ok := checkResponse(o, in.rawHeader).GetOkResponse()
+	set, remove := requestHeaderMutations(o, in.rawHeader)
 	u := o.conn.UpstreamURL()
 	out := credentials.Outgoing{Method: in.req.Method, Scheme: u.Scheme, Host: u.Host, Path: o.v.Path,
 		RawQuery: in.req.RawQuery, Headers: map[string]string{}}
 	for k, v := range in.rawHeader {
 		k = strings.ToLower(k)
-		if !strings.HasPrefix(k, ":") && !slices.Contains(ok.GetHeadersToRemove(), k) {
+		if !strings.HasPrefix(k, ":") && !slices.Contains(remove, k) {
 			out.Headers[k] = v
 		}
 	}
-	for _, h := range ok.GetHeaders() {
+	for _, h := range set {
 		out.Headers[strings.ToLower(h.GetHeader().GetKey())] = h.GetHeader().GetValue()
 	}
 	out.Headers["host"] = u.Host

@@ -26,21 +26,7 @@ func checkResponse(o *outcome, rawHeaders map[string]string) *authv3.CheckRespon
 		}
 		return r
 	}
-	reqHeaders := []*corev3.HeaderValueOption{setHeader(names.EnvoyRequestIDHeader, o.v.RequestID)}
-	remove := headersToRemove(o.conn, rawHeaders)
-	if len(o.v.MaskProfile) > 0 {
-		// Masking cannot be sidestepped: no byte ranges (a range cuts values
-		// apart), and only encodings the engine decodes and re-encodes.
-		for _, k := range []string{"range", "if-range"} {
-			if _, ok := rawHeaders[k]; ok {
-				remove = append(remove, k)
-			}
-		}
-		sort.Strings(remove)
-		if ae, ok := rawHeaders["accept-encoding"]; ok {
-			reqHeaders = append(reqHeaders, setHeader("accept-encoding", pinEncodings(ae)))
-		}
-	}
+	reqHeaders, remove := requestHeaderMutations(o, rawHeaders)
 	respHeaders := []*corev3.HeaderValueOption{setHeader(names.RequestIDHeader, o.v.RequestID)}
 	if o.evidence != "" {
 		respHeaders = append(respHeaders, setHeader(names.EvidenceHeader, o.evidence))
@@ -57,6 +43,29 @@ func checkResponse(o *outcome, rawHeaders map[string]string) *authv3.CheckRespon
 		}},
 		DynamicMetadata: o.v.Struct(),
 	}
+}
+
+// requestHeaderMutations lists the request headers Check tells Envoy to set
+// and to remove on an allowed request (before any upstream credential): the
+// request id, the headers an agent may not send on, and, under masking, the
+// Range and Accept-Encoding pinning.
+func requestHeaderMutations(o *outcome, rawHeaders map[string]string) (set []*corev3.HeaderValueOption, remove []string) {
+	set = []*corev3.HeaderValueOption{setHeader(names.EnvoyRequestIDHeader, o.v.RequestID)}
+	remove = headersToRemove(o.conn, rawHeaders)
+	if len(o.v.MaskProfile) > 0 {
+		// Masking cannot be sidestepped: no byte ranges (a range cuts values
+		// apart), and only encodings the engine decodes and re-encodes.
+		for _, k := range []string{"range", "if-range"} {
+			if _, ok := rawHeaders[k]; ok {
+				remove = append(remove, k)
+			}
+		}
+		sort.Strings(remove)
+		if ae, ok := rawHeaders["accept-encoding"]; ok {
+			set = append(set, setHeader("accept-encoding", pinEncodings(ae)))
+		}
+	}
+	return set, remove
 }
 
 // pinEncodings keeps of an agent's Accept-Encoding only the encodings the
