@@ -18,7 +18,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 
 	"github.com/custos-dev/custos/credentials"
 	"github.com/custos-dev/custos/credentials/azuritetest"
@@ -299,19 +298,7 @@ func TestSignatureCoversTheExactRequest(t *testing.T) {
 // bogus SAS is replaced, its Authorization removed.
 func TestSASAzurite(t *testing.T) {
 	az := azuritetest.Shared(t)
-	cred, err := azblob.NewSharedKeyCredential(azuritetest.Account, azuritetest.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	qp, err := sas.AccountSignatureValues{
-		Protocol:      sas.ProtocolHTTPSandHTTP,
-		ExpiryTime:    time.Now().UTC().Add(time.Hour),
-		Permissions:   to.Ptr(sas.AccountPermissions{Read: true, Write: true, Delete: true, List: true, Add: true, Create: true}).String(),
-		ResourceTypes: to.Ptr(sas.AccountResourceTypes{Service: true, Container: true, Object: true}).String(),
-	}.SignWithSharedKey(cred)
-	if err != nil {
-		t.Fatal(err)
-	}
+	qp := azuritetest.AccountSAS(t)
 	blobSig := qp.Signature()
 	tcred, err := aztables.NewSharedKeyCredential(azuritetest.Account, azuritetest.Key)
 	if err != nil {

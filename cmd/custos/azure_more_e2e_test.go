@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -21,7 +20,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
 
 	"github.com/custos-dev/custos/config"
 	"github.com/custos-dev/custos/credentials/azuritetest"
@@ -49,19 +47,7 @@ func (a approvalHeader) Do(req *policy.Request) (*http.Response, error) {
 // by policy until an approver approves, then done.
 func TestAzureStorageOverTLSWithSASMaskingAndApprovals(t *testing.T) {
 	az := azuritetest.Shared(t)
-	cred, err := azblob.NewSharedKeyCredential(azuritetest.Account, azuritetest.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	qp, err := sas.AccountSignatureValues{
-		Protocol:      sas.ProtocolHTTPSandHTTP,
-		ExpiryTime:    time.Now().UTC().Add(time.Hour),
-		Permissions:   to.Ptr(sas.AccountPermissions{Read: true, Write: true, Delete: true, List: true, Add: true, Create: true}).String(),
-		ResourceTypes: to.Ptr(sas.AccountResourceTypes{Service: true, Container: true, Object: true}).String(),
-	}.SignWithSharedKey(cred)
-	if err != nil {
-		t.Fatal(err)
-	}
+	qp := azuritetest.AccountSAS(t)
 	dir := t.TempDir()
 	sasFile, keyFile := filepath.Join(dir, "blob.sas"), filepath.Join(dir, "storage.key")
 	if err := os.WriteFile(sasFile, []byte(qp.Encode()), 0o600); err != nil {
