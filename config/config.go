@@ -304,6 +304,10 @@ type Policy struct {
 	VerificationKeyID string
 	// VerificationAlgorithm is the signature algorithm (RS256).
 	VerificationAlgorithm string
+	// DecisionCache is how many decisions each bundle revision keeps, by
+	// the parts of the input its Rego reads ([DefaultDecisionCache] when
+	// the file leaves it out; 0 keeps none).
+	DecisionCache int
 }
 
 // BuiltinBundle names the default policy bundle built into the binary.
@@ -314,6 +318,8 @@ const (
 	DefaultPolicyPollInterval = 5 * time.Second
 	MinPolicyPollInterval     = 100 * time.Millisecond
 	MaxPolicyPollInterval     = time.Hour
+	DefaultDecisionCache      = 4096
+	MaxDecisionCache          = 1 << 20
 )
 
 // BundleAlgorithms are the bundle signature algorithms OPA verifies.
@@ -567,7 +573,7 @@ func Default() *Config {
 			Timeout: DefaultApprovalTimeout,
 			Expiry:  DefaultApprovalExpiry,
 		},
-		Policy: Policy{PollInterval: DefaultPolicyPollInterval},
+		Policy: Policy{PollInterval: DefaultPolicyPollInterval, DecisionCache: DefaultDecisionCache},
 		Audit:  Audit{Dir: DefaultAuditDir, Durability: DurabilityBeforeUpstream, OnFailure: OnFailureBlock},
 	}
 }

@@ -182,6 +182,8 @@ func TestParseErrors(t *testing.T) {
 		{name: "policy bundle plain http", src: "policy:\n  bundle: http://bundles.example/b.tar.gz\n", path: "policy.bundle", line: 2, msg: "must use https"},
 		{name: "policy bundle unknown builtin", src: "policy:\n  bundle: builtin:strict\n", path: "policy.bundle", line: 2, msg: "is not a built-in bundle"},
 		{name: "policy poll too fast", src: "policy:\n  bundle: ./p\n  poll_interval: 1ms\n", path: "policy.poll_interval", line: 3, msg: "must be between 100ms and 1h0m0s"},
+		{name: "policy decision cache negative", src: "policy:\n  bundle: ./p\n  decision_cache: -1\n", path: "policy.decision_cache", line: 3, msg: "must be between 0 (no cache) and 1048576 decisions"},
+		{name: "policy decision cache not a number", src: "policy:\n  bundle: ./p\n  decision_cache: lots\n", path: "policy.decision_cache", line: 3, msg: "integer"},
 		{name: "policy key id without key", src: "policy:\n  bundle: ./p\n  verification_key_id: k\n", path: "policy.verification_key_id", line: 3, msg: "is set without verification_key_file"},
 		{name: "policy key for builtin", src: "policy:\n  bundle: builtin:default\n  verification_key_file: k.pem\n", path: "policy.verification_key_file", line: 3, msg: "names no directory or bundle server"},
 		{name: "policy bad algorithm", src: "policy:\n  bundle: ./p\n  verification_key_file: k.pem\n  verification_algorithm: none\n", path: "policy.verification_algorithm", line: 4, msg: "is not a valid bundle signature algorithm"},

@@ -496,6 +496,7 @@ func (d *decoder) config(root *yaml.Node, c *Config) {
 				{"verification_key_file", d.stringField(&c.Policy.VerificationKeyFile)},
 				{"verification_key_id", d.stringField(&c.Policy.VerificationKeyID)},
 				{"verification_algorithm", d.stringField(&c.Policy.VerificationAlgorithm)},
+				{"decision_cache", d.intField(&c.Policy.DecisionCache)},
 			})
 		}},
 		{"connections", d.connections(&c.Connections)},

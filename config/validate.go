@@ -613,6 +613,9 @@ func (v *validator) policy(c *Config) {
 	if t := c.Policy.PollInterval; t < MinPolicyPollInterval || t > MaxPolicyPollInterval {
 		v.errorf(pi, "%s must be between %s and %s", t, MinPolicyPollInterval, MaxPolicyPollInterval)
 	}
+	if n := c.Policy.DecisionCache; n < 0 || n > MaxDecisionCache {
+		v.errorf(v.child(pp, "decision_cache"), "%d must be between 0 (no cache) and %d decisions", n, MaxDecisionCache)
+	}
 	if c.Policy.VerificationKeyFile == "" {
 		for _, k := range []struct{ key, val string }{{"verification_key_id", c.Policy.VerificationKeyID}, {"verification_algorithm", c.Policy.VerificationAlgorithm}} {
 			if k.val != "" {

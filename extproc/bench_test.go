@@ -109,32 +109,37 @@ func BenchmarkCheckWithIdentity(b *testing.B) {
 
 // BenchmarkCheckWithIdentityAndPolicy is Check with a verified token (warm
 // cache) and the default bundle deciding, the path every request takes in
-// production, beside BenchmarkCheckWithIdentity (allow-by-connection) as
-// the baseline.
+// production: evaluated by OPA every time (decision_cache: 0) and found in
+// the decision cache, beside BenchmarkCheckWithIdentity
+// (allow-by-connection) as the baseline.
 func BenchmarkCheckWithIdentityAndPolicy(b *testing.B) {
 	issuer := identitytest.New(b, "/tenant")
 	key := issuer.AddKey(b, jose.RS256)
-	yaml := cfgYAML + "identity:\n  issuers:\n    - issuer: " + issuer.URL + "\n      audiences: [" + identitytest.DefaultAudience + "]\n" +
-		"policy:\n  bundle: builtin:default\n  poll_interval: 1h\n"
-	svc := New(pipelineFor(b, yaml, nopRecorder{}, nil), discard())
 	token := issuer.Token(b, key, map[string]any{"oid": "etl", "idtyp": "app", "groups": []string{"customers-readers"}})
-	req := checkReq(routeExt(), "127.0.0.1:10000", "/customers/7", map[string]string{"authorization": "Bearer " + token})
-	ctx := context.Background()
-	if resp, err := svc.Check(ctx, req); err != nil || code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
-		b.Fatalf("%v %v", resp.GetDeniedResponse().GetBody(), err)
+	for _, tc := range []struct{ name, cache string }{{"evaluated", "0"}, {"cached", "4096"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			yaml := cfgYAML + "identity:\n  issuers:\n    - issuer: " + issuer.URL + "\n      audiences: [" + identitytest.DefaultAudience + "]\n" +
+				"policy:\n  bundle: builtin:default\n  poll_interval: 1h\n  decision_cache: " + tc.cache + "\n"
+			svc := New(pipelineFor(b, yaml, nopRecorder{}, nil), discard())
+			req := checkReq(routeExt(), "127.0.0.1:10000", "/customers/7", map[string]string{"authorization": "Bearer " + token})
+			ctx := context.Background()
+			if resp, err := svc.Check(ctx, req); err != nil || code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+				b.Fatalf("%v %v", resp.GetDeniedResponse().GetBody(), err)
+			}
+			lat := make([]time.Duration, 0, 1<<16)
+			b.ReportAllocs()
+			for b.Loop() {
+				start := time.Now()
+				if resp, err := svc.Check(ctx, req); err != nil || code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+					b.Fatal(err)
+				}
+				if len(lat) < cap(lat) {
+					lat = append(lat, time.Since(start))
+				}
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+		})
 	}
-	lat := make([]time.Duration, 0, 1<<16)
-	b.ReportAllocs()
-	for b.Loop() {
-		start := time.Now()
-		if resp, err := svc.Check(ctx, req); err != nil || code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
-			b.Fatal(err)
-		}
-		if len(lat) < cap(lat) {
-			lat = append(lat, time.Since(start))
-		}
-	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
 }

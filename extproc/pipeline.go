@@ -110,7 +110,10 @@ func NewRegoStage(pc config.Policy, logger *slog.Logger) (*policy.Rego, error) {
 	default:
 		src = policy.Dir(b)
 	}
-	o := policy.RegoOptions{Source: src, PollInterval: pc.PollInterval, Logger: logger}
+	o := policy.RegoOptions{Source: src, PollInterval: pc.PollInterval, Logger: logger, DecisionCache: pc.DecisionCache}
+	if pc.DecisionCache == 0 {
+		o.DecisionCache = -1 // 0 in the file turns the cache off
+	}
 	if pc.VerificationKeyFile != "" {
 		key, err := os.ReadFile(pc.VerificationKeyFile)
 		if err != nil {

@@ -104,25 +104,57 @@ func anyMap(m map[string]any) map[string]any {
 // DocumentValue is Document built directly as an OPA value: what Decide
 // evaluates with, without the JSON round trip OPA makes of a Go map. It
 // equals ast.InterfaceToValue(Document(in)).
-func DocumentValue(in Input) (ast.Value, error) {
-	p := in.Principal
-	claims, err := ast.InterfaceToValue(anyMap(p.Claims))
-	if err != nil {
-		return nil, fmt.Errorf("principal claims: %w", err)
+func DocumentValue(in Input) (ast.Value, error) { return documentValue(in, nil) }
+
+// documentValue is DocumentValue reusing the sections in built.
+func documentValue(in Input, built map[string]ast.Value) (ast.Value, error) {
+	obj := ast.NewObject()
+	for _, name := range sections {
+		v, ok := built[name]
+		if !ok {
+			var err error
+			if v, err = sectionValue(in, name); err != nil {
+				return nil, err
+			}
+		}
+		obj.Insert(ast.StringTerm(name), ast.NewTerm(v))
 	}
-	principal := ast.NewObject(
-		item("issuer", ast.StringTerm(p.Issuer)), item("subject", ast.StringTerm(p.Subject)), item("kind", ast.StringTerm(p.Kind)),
-		item("groups", strArray(p.Groups)), item("roles", strArray(p.Roles)), item("app", ast.StringTerm(p.App)),
-		item("actor", strArray(p.Actor)), item("claims", ast.NewTerm(claims)),
-		item("groups_unknown", ast.BooleanTerm(p.GroupsUnknown)), item("group_names", strArray(p.GroupNames)),
-	)
-	conn, req := ast.NullTerm(), ast.NullTerm()
-	if r := in.Request; r != nil {
+	return obj, nil
+}
+
+// sections are the top-level keys of the input document.
+var sections = []string{"principal", "connection", "request", "action", "grants", "time"}
+
+// sectionValue is the input document's key name, built alone.
+func sectionValue(in Input, name string) (ast.Value, error) {
+	switch name {
+	case "principal":
+		p := in.Principal
+		claims, err := ast.InterfaceToValue(anyMap(p.Claims))
+		if err != nil {
+			return nil, fmt.Errorf("principal claims: %w", err)
+		}
+		return ast.NewObject(
+			item("issuer", ast.StringTerm(p.Issuer)), item("subject", ast.StringTerm(p.Subject)), item("kind", ast.StringTerm(p.Kind)),
+			item("groups", strArray(p.Groups)), item("roles", strArray(p.Roles)), item("app", ast.StringTerm(p.App)),
+			item("actor", strArray(p.Actor)), item("claims", ast.NewTerm(claims)),
+			item("groups_unknown", ast.BooleanTerm(p.GroupsUnknown)), item("group_names", strArray(p.GroupNames)),
+		), nil
+	case "connection":
+		r := in.Request
+		if r == nil {
+			return ast.Null{}, nil
+		}
 		labels := ast.NewObject()
 		for k, v := range r.Connection.Labels {
 			labels.Insert(ast.StringTerm(k), ast.StringTerm(v))
 		}
-		conn = ast.ObjectTerm(item("name", ast.StringTerm(r.Connection.Name)), item("kind", ast.StringTerm(r.Connection.Kind)), item("labels", ast.NewTerm(labels)))
+		return ast.NewObject(item("name", ast.StringTerm(r.Connection.Name)), item("kind", ast.StringTerm(r.Connection.Kind)), item("labels", ast.NewTerm(labels))), nil
+	case "request":
+		r := in.Request
+		if r == nil {
+			return ast.Null{}, nil
+		}
 		headers := ast.NewObject()
 		for k, v := range r.Headers {
 			if !request.IsCredentialHeader(k) {
@@ -143,31 +175,33 @@ func DocumentValue(in Input) (ast.Value, error) {
 				q.Insert(ast.StringTerm(k), ast.ArrayTerm(terms...))
 			}
 		}
-		req = ast.ObjectTerm(
+		return ast.NewObject(
 			item("id", ast.StringTerm(r.ID)), item("method", ast.StringTerm(r.Method)), item("path", ast.StringTerm(r.Path)),
 			item("original_path", ast.StringTerm(r.OriginalPath)), item("query", ast.NewTerm(q)), item("headers", ast.NewTerm(headers)),
 			item("body_bytes", ast.IntNumberTerm(int(r.BodyBytes))),
-		)
-	}
-	action := ast.NewObject(item("kind", ast.StringTerm(in.Action.Kind)), item("risk", ast.StringTerm(string(in.Action.Risk))),
-		item("summary", ast.StringTerm(in.Action.Summary)))
-	if in.Action.Details != nil && in.Action.Kind != "" {
-		d, err := ast.InterfaceToValue(in.Action.Details)
-		if err != nil {
-			return nil, fmt.Errorf("action details: %w", err)
+		), nil
+	case "action":
+		action := ast.NewObject(item("kind", ast.StringTerm(in.Action.Kind)), item("risk", ast.StringTerm(string(in.Action.Risk))),
+			item("summary", ast.StringTerm(in.Action.Summary)))
+		if in.Action.Details != nil && in.Action.Kind != "" {
+			d, err := ast.InterfaceToValue(in.Action.Details)
+			if err != nil {
+				return nil, fmt.Errorf("action details: %w", err)
+			}
+			action.Insert(ast.StringTerm(in.Action.Kind), ast.NewTerm(d))
 		}
-		action.Insert(ast.StringTerm(in.Action.Kind), ast.NewTerm(d))
+		return action, nil
+	case "grants":
+		grants := make([]*ast.Term, len(in.Grants))
+		for i, g := range in.Grants {
+			grants[i] = ast.ObjectTerm(item("id", ast.StringTerm(g.ID)), item("scope", ast.StringTerm(g.Scope)),
+				item("expires", ast.StringTerm(g.Expires.UTC().Format(time.RFC3339))))
+		}
+		return ast.NewArray(grants...), nil
+	case "time":
+		return ast.String(in.Time.UTC().Format(time.RFC3339Nano)), nil
 	}
-	grants := make([]*ast.Term, len(in.Grants))
-	for i, g := range in.Grants {
-		grants[i] = ast.ObjectTerm(item("id", ast.StringTerm(g.ID)), item("scope", ast.StringTerm(g.Scope)),
-			item("expires", ast.StringTerm(g.Expires.UTC().Format(time.RFC3339))))
-	}
-	return ast.NewObject(
-		item("principal", ast.NewTerm(principal)), item("connection", conn), item("request", req),
-		item("action", ast.NewTerm(action)), item("grants", ast.ArrayTerm(grants...)),
-		item("time", ast.StringTerm(in.Time.UTC().Format(time.RFC3339Nano))),
-	), nil
+	return nil, nil // not a key of the document: nothing there
 }
 
 func item(k string, v *ast.Term) [2]*ast.Term { return ast.Item(ast.StringTerm(k), v) }

@@ -65,6 +65,11 @@ type RegoOptions struct {
 	OnChange func(Change)
 	// Logger receives load errors (default: discarded).
 	Logger *slog.Logger
+	// DecisionCache is how many decisions each bundle revision keeps,
+	// by the parts of the input its Rego reads (DefaultDecisionCache when
+	// 0; none when negative). A bundle that reads the clock, randomness
+	// or the network, or the input whole, is never cached.
+	DecisionCache int
 }
 
 // Rego decides with the bundle's data.custos.authz.decision, evaluated by
@@ -90,6 +95,7 @@ type compiled struct {
 	pq       rego.PreparedEvalQuery
 	revision string
 	stamp    string
+	cache    *decisionCache // nil: every decision is evaluated
 }
 
 // NewRego loads and compiles the bundle once (an error refuses the
@@ -103,6 +109,9 @@ func NewRego(ctx context.Context, o RegoOptions) (*Rego, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.DecisionCache == 0 {
+		o.DecisionCache = DefaultDecisionCache
 	}
 	r := &Rego{o: o, stop: make(chan struct{}), done: make(chan struct{})}
 	if v := o.Verification; v != nil {
@@ -218,7 +227,11 @@ func (r *Rego) load(ctx context.Context, stamp string) (*compiled, string, error
 	if rev == "" {
 		rev = "sha256:" + newStamp[:16]
 	}
-	return &compiled{pq: pq, revision: rev, stamp: newStamp}, newStamp, nil
+	c := &compiled{pq: pq, revision: rev, stamp: newStamp}
+	if rs, ok := analyse(b); ok && r.o.DecisionCache > 0 {
+		c.cache = newDecisionCache(rs, r.o.DecisionCache)
+	}
+	return c, newStamp, nil
 }
 
 // definesDecision reports whether a module of b defines the decision rule.
@@ -237,11 +250,27 @@ func definesDecision(b *bundle.Bundle) bool {
 	return false
 }
 
-// Decide evaluates the decision for in. No decision, more than one, or one
+// Decide evaluates the decision for in, or finds it in the revision's
+// decision cache when an earlier input was the same in every part the
+// bundle reads. No decision, more than one, or one
 // that does not parse is an error (503), never an allow.
 func (r *Rego) Decide(ctx context.Context, in Input) (Decision, error) {
 	c := r.cur.Load()
-	doc, err := DocumentValue(in)
+	var key *ast.Array
+	var h int
+	var built map[string]ast.Value
+	if c.cache != nil {
+		var err error
+		if key, built, err = c.cache.rs.key(in); err != nil {
+			return Decision{}, fmt.Errorf("policy input: %w", err)
+		}
+		h = key.Hash()
+		if d, ok := c.cache.get(key, h); ok {
+			d.ID = newDecisionID()
+			return d, nil
+		}
+	}
+	doc, err := documentValue(in, built)
 	if err != nil {
 		return Decision{}, fmt.Errorf("policy input: %w", err)
 	}
@@ -257,6 +286,9 @@ func (r *Rego) Decide(ctx context.Context, in Input) (Decision, error) {
 		return Decision{}, fmt.Errorf("policy %s: %w", c.revision, err)
 	}
 	d.ID, d.Revision = newDecisionID(), c.revision
+	if c.cache != nil {
+		c.cache.put(key, h, d)
+	}
 	return d, nil
 }
 

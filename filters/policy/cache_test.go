@@ -1,0 +1,169 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/custos-dev/custos/config"
+	"github.com/custos-dev/custos/filters/identity"
+	"github.com/custos-dev/custos/filters/inspect"
+	"github.com/custos-dev/custos/filters/request"
+	"github.com/custos-dev/custos/policies"
+)
+
+func bundleFS(rego string) Source {
+	return FS("test", fstest.MapFS{"custos/authz.rego": {Data: []byte("package custos.authz\n\n" + rego + "\n")}})
+}
+
+func loadRego(t *testing.T, src Source, cache int) *Rego {
+	t.Helper()
+	r, err := NewRego(context.Background(), RegoOptions{Source: src, PollInterval: time.Hour, DecisionCache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func cacheInput(id string, groups []string, risk inspect.Risk, at time.Time) Input {
+	return Input{
+		Principal: identity.Principal{Issuer: "https://idp", Subject: "nightly-etl", Kind: identity.KindWorkload, GroupNames: groups},
+		Request: &request.Request{ID: id, Connection: config.Connection{Name: "customers", Kind: "http"}, Method: "GET",
+			Path: "/1", Headers: map[string]string{"x-request-id": id}},
+		Action: inspect.Action{Kind: "http", Risk: risk, Summary: "GET /1"},
+		Time:   at,
+	}
+}
+
+func paths(rs readSet) []string {
+	var out []string
+	for _, p := range rs.paths {
+		out = append(out, p.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The read set is every constant prefix of a reference into the input;
+// anything the analysis cannot bound turns caching off for the bundle.
+func TestReadSet(t *testing.T) {
+	for _, tc := range []struct {
+		name, rego string
+		want       []string // nil: not cacheable
+	}{
+		{"refs", `decision := {"allow": input.a.b == input.c}`, []string{"input.a.b", "input.c"}},
+		{"nested path covered", `decision := {"allow": input.a.b == object.get(input.a, "x", 1)}`, []string{"input.a"}},
+		{"dynamic key stops the prefix", "decision := {\"allow\": true} if { some k; input.a[k].b == 1 }", []string{"input.a"}},
+		{"import", "import input.principal as p\n\ndecision := {\"allow\": p.kind == \"human\"}", []string{"input.principal"}},
+		{"with replaces, not reads", "decision := {\"allow\": x} if x := f with input as {\"q\": input.z}\n\nf := input.q", []string{"input.q", "input.z"}},
+		{"input whole", `decision := {"allow": count(input) > 0}`, nil},
+		{"input whole by object.get", `decision := {"allow": object.get(input, "a", false)}`, nil},
+		{"dynamic root", "decision := {\"allow\": true} if { some k; input[k] }", nil},
+		{"clock", `decision := {"allow": time.now_ns() > 0}`, nil},
+		{"clock in a value", `decision := {"allow": true, "reasons": [sprintf("%d", [time.now_ns()])]}`, nil},
+		{"randomness", `decision := {"allow": rand.intn("x", 2) == 0}`, nil},
+		{"network", `decision := {"allow": http.send({"method": "GET", "url": "http://x"}).status_code == 200}`, nil},
+		{"token expiry", `decision := {"allow": io.jwt.decode_verify(input.t, {"secret": "s"})[0]}`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, _, err := bundleFS(tc.rego).read(context.Background(), "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs, ok := analyse(b)
+			if tc.want == nil {
+				if ok {
+					t.Fatalf("cacheable with read set %v", paths(rs))
+				}
+				return
+			}
+			if !ok || !slices.Equal(paths(rs), tc.want) {
+				t.Fatalf("read set %v (cacheable %v), want %v", paths(rs), ok, tc.want)
+			}
+		})
+	}
+}
+
+// The default bundle reads no request id, header or clock: two requests
+// alike in everything it reads share one evaluation, each with its own
+// decision id; anything it reads that differs is evaluated anew.
+func TestDecisionCacheOfTheDefaultBundle(t *testing.T) {
+	r := loadRego(t, FS(policies.Builtin, policies.Bundle), 0)
+	c := r.cur.Load()
+	if c.cache == nil {
+		t.Fatal("the default bundle is not cacheable")
+	}
+	for _, p := range paths(c.cache.rs) {
+		if p == "input.request.id" || p == "input.time" || p == "input.request.headers" {
+			t.Fatalf("the default bundle is said to read %s", p)
+		}
+	}
+	ctx := context.Background()
+	now := time.Now()
+	first, err := r.Decide(ctx, cacheInput("r-1", []string{"customers-readers"}, inspect.RiskRead, now))
+	if err != nil || !first.Allow {
+		t.Fatalf("%+v %v", first, err)
+	}
+	first.Reasons[0] = "changed by the caller"
+	second, err := r.Decide(ctx, cacheInput("r-2", []string{"customers-readers"}, inspect.RiskRead, now.Add(time.Hour)))
+	if err != nil || !second.Allow || second.ID == first.ID || second.ID == "" || second.Revision != r.Revision() {
+		t.Fatalf("%+v %v", second, err)
+	}
+	if second.Reasons[0] == "changed by the caller" {
+		t.Fatal("a caller's change to a decision reached the cache")
+	}
+	if c.cache.n != 1 {
+		t.Fatalf("%d decisions kept for two alike requests", c.cache.n)
+	}
+	denied, err := r.Decide(ctx, cacheInput("r-3", []string{"customers-readers"}, inspect.RiskWrite, now))
+	if err != nil || denied.Allow {
+		t.Fatalf("a write by a reader: %+v %v", denied, err)
+	}
+	other, err := r.Decide(ctx, cacheInput("r-4", []string{"marketing"}, inspect.RiskRead, now))
+	if err != nil || other.Allow {
+		t.Fatalf("an unmapped group: %+v %v", other, err)
+	}
+	if c.cache.n != 3 {
+		t.Fatalf("%d decisions kept, want 3", c.cache.n)
+	}
+}
+
+// A bundle that reads the clock is evaluated every time, and a full cache
+// starts again rather than growing.
+func TestDecisionCacheLimits(t *testing.T) {
+	clock := loadRego(t, bundleFS(`decision := {"allow": true, "reasons": [sprintf("%d", [time.now_ns()])]}`), 0)
+	ctx := context.Background()
+	a, err := clock.Decide(ctx, cacheInput("r-1", nil, inspect.RiskRead, time.Unix(1, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := clock.Decide(ctx, cacheInput("r-1", nil, inspect.RiskRead, time.Unix(2, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Reasons[0] == b.Reasons[0] {
+		t.Fatalf("a clock-reading decision came from the cache: %v", b.Reasons)
+	}
+
+	small := loadRego(t, bundleFS(`decision := {"allow": true, "reasons": [input.request.path]}`), 2)
+	for i := range 5 {
+		in := cacheInput("r", nil, inspect.RiskRead, time.Now())
+		in.Request.Path = fmt.Sprintf("/%d", i)
+		d, err := small.Decide(ctx, in)
+		if err != nil || d.Reasons[0] != in.Request.Path {
+			t.Fatalf("%+v %v", d, err)
+		}
+		if n := small.cur.Load().cache.n; n > 2 {
+			t.Fatalf("%d decisions kept, at most 2 allowed", n)
+		}
+	}
+
+	off := loadRego(t, bundleFS(`decision := {"allow": true}`), -1)
+	if off.cur.Load().cache != nil {
+		t.Fatal("a negative DecisionCache keeps decisions")
+	}
+}
