@@ -28,6 +28,7 @@ bench: ENVOY_OPTIONAL = 1
 bench: envoy
 	$(GO) run ./bench/baseline
 	$(GO) test -run "^$$" -bench . -benchtime 2s ./bench/
+	$(MAKE) bench-guest
 
 ## build: the custos binary in bin/
 build:
@@ -45,7 +46,15 @@ lint:
 
 GUEST_WASM := filters/mask/guest/custos-mask.wasm
 
-.PHONY: wasm
+.PHONY: wasm bench-guest
+
+## bench-guest: the masking engine's benchmarks natively, then compiled as
+## the guest is (GOOS=wasip1) and run under wazero: where the guest's time
+## goes (scanning primitives, the JSON tokenizer, each kind of value)
+bench-guest:
+	$(GO) test -run "^$$" -bench "Floor|JSONShapes|MaskerJSON" ./filters/mask/engine
+	GOOS=wasip1 GOARCH=wasm GOFLAGS= $(GO) test -c -o bin/engine-test.wasm ./filters/mask/engine
+	$(GO) run github.com/tetratelabs/wazero/cmd/wazero run bin/engine-test.wasm -test.run "^$$" -test.bench "Floor|JSONShapes|MaskerJSON"
 
 ## wasm: rebuild the masking module the host embeds (commit it: a fresh clone
 ## vets and builds without building it); TestGuestModuleIsReproducible checks

@@ -86,6 +86,20 @@ func scanString(in []byte, j int, pf *prefilter) (end int, esc, hit, ok bool, er
 
 var noCtx fieldCtx
 
+// sameBytes is string(a) == string(b) as a loop: for the short keys it
+// compares, cheaper under wasm than the runtime's memequal call.
+func sameBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if a[k] != b[k] {
+			return false
+		}
+	}
+	return true
+}
+
 // noFilter marks no byte: keys are scanned for their end only.
 var noFilter prefilter
 
@@ -149,6 +163,9 @@ func (m *Masker) maskJSON(p *Profile, in []byte, final, nd bool) (int, error) {
 	m.tail, m.before = nil, 0
 	n := len(in)
 	i, emitted := 0, 0
+	// quiet: no field rule or pattern can claim a value the detectors
+	// would pass over; with it, the current field's context decides.
+	noRules := len(p.rules) == 0 && len(p.patterns) == 0
 	for i < n {
 		c := in[i]
 		if c == ' ' || c == '\n' || c == '\r' || c == '\t' {
@@ -177,6 +194,12 @@ func (m *Masker) maskJSON(p *Profile, in []byte, final, nd bool) (int, error) {
 				}
 				if !ok {
 					return m.incomplete(in, i, emitted, final)
+				}
+				if quiet := noRules && !m.valueCtx().has; quiet && !esc && (!hit || e-i-1 < minValue) {
+					// jsonValue's first test, without the call
+					i = e + 1
+					m.valueDone()
+					continue
 				}
 				changed, err := m.jsonValue(p, in[i+1:e], true, esc, hit, nd)
 				if err != nil {
@@ -236,9 +259,24 @@ func (m *Masker) maskJSON(p *Profile, in []byte, final, nd bool) (int, error) {
 			if c != '"' {
 				return 0, ErrSyntax
 			}
-			e, esc, _, ok, err := scanString(in, i+1, &noFilter)
-			if err != nil {
-				return 0, err
+			// Most keys are short: when the first word past the quote
+			// holds the closing quote and nothing before it stops a
+			// string, the key is found without a call (calls are what
+			// Go's wasm output pays most for).
+			e, esc, ok := -1, false, false
+			if i+9 <= n {
+				x := load8(in, i+1)
+				if st := eqMask(x, '"') | eqMask(x, '\\') | ctrlMask(x); st != 0 {
+					if k := firstByte(st); in[i+1+k] == '"' {
+						e, ok = i+1+k, true
+					}
+				}
+			}
+			if e < 0 {
+				var err error
+				if e, esc, _, ok, err = scanString(in, i+1, &noFilter); err != nil {
+					return 0, err
+				}
 			}
 			if !ok {
 				return m.incomplete(in, i, emitted, final)
@@ -250,10 +288,26 @@ func (m *Masker) maskJSON(p *Profile, in []byte, final, nd bool) (int, error) {
 					return 0, err
 				}
 				f.key = d
+			} else if key := in[i+1 : e]; len(key) <= 16 {
+				if cap(f.key) < 16 {
+					f.key = make([]byte, 0, 32)
+				}
+				f.key = f.key[:len(key)]
+				for k := range key {
+					f.key[k] = key[k]
+				}
 			} else {
-				f.key = append(f.key[:0], in[i+1:e]...)
+				f.key = append(f.key[:0], key...)
 			}
-			f.ctx = m.context(p, f.key)
+			// The context cache's lookup, inlined (context's fast path).
+			name := f.key
+			if len(name) == 0 {
+				f.ctx = fieldCtx{}
+			} else if h := (uint(len(name))*31 + uint(name[0])*7 + uint(name[len(name)-1])*3 + uint(name[len(name)/2])) & 63; m.ctxProf == p && m.ctxCache[h].gen == m.ctxGen && sameBytes(m.ctxCache[h].key, name) {
+				f.ctx = m.ctxCache[h].ctx
+			} else {
+				f.ctx = m.context(p, name)
+			}
 			i = e + 1
 			js.st = jColon
 		case jColon:
