@@ -389,7 +389,7 @@ func (m *Masker) classify(t []byte, gs []group, led bool, start int, fc *fieldCt
 	for _, g := range gs {
 		nd += g.e - g.s
 	}
-	if nd > 19 || nd < 8 {
+	if nd > 19 || nd < minDigits {
 		return 0, 0, 0, false
 	}
 	d := m.digits[:0]

@@ -56,8 +56,8 @@ func scanString(in []byte, j int, pf *prefilter) (end int, esc, hit, ok bool, er
 					(eqMask(x, '+')|eqMask(x, '('))&pf.lead |
 					eqMask(x, '@')&pf.at |
 					eqMask(x, '=')&pf.eq |
-					eqMask(x, '-')&pf.dash |
-					eqMask(x, ' ')&pf.space) & ((s & -s) - 1)
+					pemDashes(x)&pf.dash |
+					bearerSpaces(x)&pf.space) & ((s & -s) - 1)
 			}
 			if s == 0 {
 				j += 8
@@ -106,6 +106,9 @@ var noFilter prefilter
 // minValue is the length of the shortest value a built-in detector
 // matches: an e-mail address "a@b.cd"; digits need eight.
 const minValue = 6
+
+// minDigits is the fewest digits a numeric detector matches (classify).
+const minDigits = 8
 
 func (m *Masker) valueCtx() *fieldCtx {
 	js := &m.js
@@ -218,6 +221,13 @@ func (m *Masker) maskJSON(p *Profile, in []byte, final, nd bool) (int, error) {
 				}
 				if j == n && !final {
 					return m.incomplete(in, i, emitted, final)
+				}
+				if j-i < minDigits && noRules && !m.valueCtx().has {
+					// too short to hold the eight digits every numeric
+					// detector needs (jsonValue's test, without the call)
+					i = j
+					m.valueDone()
+					continue
 				}
 				changed, err := m.jsonValue(p, in[i:j], false, false, true, nd)
 				if err != nil {

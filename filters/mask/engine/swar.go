@@ -36,6 +36,28 @@ func ctrlMask(x uint64) uint64 {
 	return ^(t + 0x60*lo8) &^ x & hi8
 }
 
+// bearerSpaces marks the spaces of x that may end a "Bearer" (the only
+// value a space starts): those after "er", in either case, and those in
+// x's first two bytes, whose bytes before are in the previous word. A
+// space in prose ("the last statement") is not a candidate.
+func bearerSpaces(x uint64) uint64 {
+	// l is x in lower case (and NUL as a space: a control byte, a
+	// candidate anyway). Byte k of v is zero when l has 'e', 'r', ' ' at
+	// k-2, k-1, k; the bytes shifted in below x's first are taken to
+	// match.
+	l := x | 0x20*lo8
+	v := (l ^ 0x20*lo8) | ((l<<8 | 'r') ^ 'r'*lo8) | ((l<<16 | 'e'<<8 | 'e') ^ 'e'*lo8)
+	return ^(((v &^ hi8) + 0x7f*lo8) | v) & hi8
+}
+
+// pemDashes marks the dashes of x that may start "-----BEGIN" (the only
+// value a dash starts): those followed by a dash, and x's last byte, whose
+// next byte is in the next word. A date's or an SSN's dash is not.
+func pemDashes(x uint64) uint64 {
+	d := eqMask(x, '-')
+	return d & (d>>8 | 0x80<<56)
+}
+
 // firstByte is the index of the first marked byte of a non-zero mask.
 func firstByte(mask uint64) int {
 	// the marks are high bits: isolate the lowest and count the bytes below it
@@ -66,8 +88,9 @@ func newPrefilter(trig uint8) prefilter {
 }
 
 // candidates marks the bytes of x that may start a value under the
-// trigger classes: a superset of cls[c]&trig != 0 (the scan loop checks
-// each marked byte with cls). The loops below repeat its expression, as
+// trigger classes: every byte of those classes, except the spaces and
+// dashes that cannot start one (bearerSpaces, pemDashes); the scan loop
+// checks each marked byte with cls. The loops below repeat its expression, as
 // it is too large for the compiler to inline and a call per word costs as
 // much as the test.
 func (f *prefilter) candidates(x uint64) uint64 {
@@ -76,8 +99,8 @@ func (f *prefilter) candidates(x uint64) uint64 {
 		(eqMask(x, '+')|eqMask(x, '('))&f.lead |
 		eqMask(x, '@')&f.at |
 		eqMask(x, '=')&f.eq |
-		eqMask(x, '-')&f.dash |
-		eqMask(x, ' ')&f.space |
+		pemDashes(x)&f.dash |
+		bearerSpaces(x)&f.space |
 		(^(t+0x60*lo8)&^x&hi8|eqMask(x, 0x7f))&f.ctrl
 }
 
@@ -94,8 +117,8 @@ func (f *prefilter) skip(t []byte, i int) int {
 			(eqMask(x, '+')|eqMask(x, '('))&lead |
 			eqMask(x, '@')&at |
 			eqMask(x, '=')&eq |
-			eqMask(x, '-')&dash |
-			eqMask(x, ' ')&space |
+			pemDashes(x)&dash |
+			bearerSpaces(x)&space |
 			(^(v+0x60*lo8)&^x&hi8|eqMask(x, 0x7f))&ctrl
 		if c != 0 {
 			return i + firstByte(c)
