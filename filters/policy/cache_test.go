@@ -3,6 +3,8 @@ package policy
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"testing/fstest"
@@ -60,6 +62,9 @@ func TestReadSet(t *testing.T) {
 		{"dynamic key stops the prefix", "decision := {\"allow\": true} if { some k; input.a[k].b == 1 }", []string{"input.a"}},
 		{"import", "import input.principal as p\n\ndecision := {\"allow\": p.kind == \"human\"}", []string{"input.principal"}},
 		{"with replaces, not reads", "decision := {\"allow\": x} if x := f with input as {\"q\": input.z}\n\nf := input.q", []string{"input.q", "input.z"}},
+		{"template string", `decision := {"allow": true, "reasons": [$"path {input.request.path}"]}`, []string{"input.request.path"}},
+		{"every", "decision := {\"allow\": true} if every g in input.principal.groups { g != \"x\" }", []string{"input.principal.groups"}},
+		{"import of the whole input", "import input\n\ndecision := {\"allow\": input.a}", nil},
 		{"input whole", `decision := {"allow": count(input) > 0}`, nil},
 		{"input whole by object.get", `decision := {"allow": object.get(input, "a", false)}`, nil},
 		{"dynamic root", "decision := {\"allow\": true} if { some k; input[k] }", nil},
@@ -165,5 +170,47 @@ func TestDecisionCacheLimits(t *testing.T) {
 	off := loadRego(t, bundleFS(`decision := {"allow": true}`), -1)
 	if off.cur.Load().cache != nil {
 		t.Fatal("a negative DecisionCache keeps decisions")
+	}
+}
+
+// A cached decision is always the one an evaluation gives: random inputs
+// from a small domain (so most repeat what the bundle reads, and differ in
+// what it does not), decided by the default bundle with and without the
+// cache.
+func TestDecisionCacheAgreesWithEvaluation(t *testing.T) {
+	cached := loadRego(t, FS(policies.Builtin, policies.Bundle), 0)
+	plain := loadRego(t, FS(policies.Builtin, policies.Bundle), -1)
+	r := rand.New(rand.NewPCG(7, 8))
+	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
+	ctx := context.Background()
+	for n := range 1500 {
+		in := cacheInput(fmt.Sprintf("r-%d", n), []string{pick("customers-readers", "customers-writers", "customers-admins", "marketing")},
+			inspect.Risk(pick("read", "write", "destructive", "admin", "unknown", "catastrophic")), time.Unix(int64(n), 0))
+		in.Principal.Kind = pick("workload", "human")
+		in.Principal.GroupsUnknown = r.IntN(10) == 0
+		in.Request.Connection.Name = pick("customers", "warehouse", "ledger")
+		in.Request.Path = pick("/1", "/2")
+		in.Request.Headers["x-noise"] = fmt.Sprint(r.Int())
+		switch pick("http", "sql", "kubernetes") {
+		case "sql":
+			in.Action.Kind, in.Request.Connection.Kind = "sql", "sql-http"
+			in.Action.Details = map[string]any{"statements": []any{map[string]any{"verb": "select", "tables": []any{pick("customers", "orders", "public.cards")}}}}
+		case "kubernetes":
+			in.Action.Kind, in.Request.Connection.Kind = "kubernetes", "kubernetes"
+			in.Action.Details = map[string]any{"verb": "get", "resource": pick("pods", "secrets"), "subresource": pick("", "exec")}
+		}
+		in.Action.Summary = pick("GET /1", "DELETE /1")
+		want, err1 := plain.Decide(ctx, in)
+		got, err2 := cached.Decide(ctx, in)
+		if (err1 == nil) != (err2 == nil) {
+			t.Fatalf("input %d: errors differ: %v / %v", n, err1, err2)
+		}
+		want.ID, got.ID = "", ""
+		if !reflect.DeepEqual(want, got) {
+			t.Fatalf("input %d: the cache answered\n%+v\nan evaluation\n%+v", n, got, want)
+		}
+	}
+	if c := cached.cur.Load().cache; c.n == 0 || c.n >= 1500 {
+		t.Fatalf("%d decisions kept for 1500 requests: the test does not exercise the cache", c.n)
 	}
 }
