@@ -24,6 +24,7 @@ import (
 	"github.com/custos-dev/custos/devissuer"
 	"github.com/custos-dev/custos/extproc"
 	"github.com/custos-dev/custos/filters/approval"
+	"github.com/custos-dev/custos/metrics"
 	"github.com/custos-dev/custos/mtls"
 	"github.com/custos-dev/custos/xds"
 )
@@ -51,6 +52,8 @@ type ControlPlane struct {
 	auditKey *audit.SigningKey
 	// Shipper copies the audit log to Kafka when audit.kafka is set.
 	Shipper *ship.Shipper
+	// Metrics are served on listen.http at /metrics.
+	Metrics *metrics.Registry
 	// Approvals holds approval requests and grants and takes votes; every
 	// pipeline asks it for grants.
 	Approvals     *approvals.Service
@@ -196,6 +199,9 @@ func StartWith(ctx context.Context, cfg *config.Config, grpcAdvertise string, lo
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", cp.readyz)
+	cp.Metrics = metrics.NewRegistry()
+	cp.registerMetrics(cp.Metrics)
+	mux.Handle("GET "+MetricsPath, cp.Metrics.Handler())
 	mux.HandleFunc("GET "+ProofPath, cp.proof)
 	cp.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 

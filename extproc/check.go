@@ -40,6 +40,7 @@ func (s *Service) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.C
 	}
 	resp := checkResponse(o, in.rawHeader)
 	applyMutation(o.mutation, resp)
+	s.metrics.Load().countCheck(o, started)
 	return resp, nil
 }
 

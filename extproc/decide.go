@@ -38,6 +38,9 @@ type outcome struct {
 	// mutation is the connection's upstream credential for an allowed
 	// request (nil for none).
 	mutation *credentials.Mutation
+	// policySource is where the decision came from (evaluated, cache),
+	// "" when policy was not reached.
+	policySource string
 }
 
 // deny makes o a denial with r.
@@ -186,6 +189,10 @@ func (p *Pipeline) stagesFor(ctx context.Context, in checkInput, o *outcome) *ou
 	}
 	if dec.ID == "" {
 		dec.ID = newRequestID()
+	}
+	o.policySource = "evaluated"
+	if dec.Cached {
+		o.policySource = "cache"
 	}
 	o.v.DecisionID, o.v.Revision, o.v.Reasons = dec.ID, dec.Revision, dec.Reasons
 	profile := mask.NewProfile(rt.conn.Masking, dec.MaskProfile)

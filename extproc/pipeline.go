@@ -219,6 +219,9 @@ func (p *Pipeline) Identity() identity.Verifier { return p.stages.Identity }
 // Config is the configuration the pipeline was built from.
 func (p *Pipeline) Config() *config.Config { return p.cfg }
 
+// Stages returns the pipeline's stages.
+func (p *Pipeline) Stages() Stages { return p.stages }
+
 func (p *Pipeline) logger() *slog.Logger {
 	if p.log == nil {
 		return slog.New(slog.DiscardHandler)

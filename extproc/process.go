@@ -41,7 +41,7 @@ const recordTimeout = names.MessageTimeout / 2
 // request closed. The exchange is recorded exactly once, by end, at
 // whichever message is its last.
 func (s *Service) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err error) {
-	ex := &exchange{p: s.pipeline.Load(), log: s.log, stream: stream, ctx: stream.Context(), started: time.Now(), pending: &s.pending,
+	ex := &exchange{p: s.pipeline.Load(), log: s.log, stream: stream, ctx: stream.Context(), started: time.Now(), pending: &s.pending, metrics: s.metrics.Load(),
 		// Custos' xDS sends no response body unless a phase asks for it;
 		// Envoy's protocol_config, on the first message, says for sure.
 		respBodyMode: procfilterv3.ProcessingMode_NONE}
@@ -75,6 +75,7 @@ func (s *Service) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err
 // exchange is the per-stream state of one request.
 type exchange struct {
 	p       *Pipeline
+	metrics *Metrics
 	log     *slog.Logger
 	stream  extprocv3.ExternalProcessor_ProcessServer
 	ctx     context.Context
@@ -86,8 +87,11 @@ type exchange struct {
 	respBodyMode procfilterv3.ProcessingMode_BodySendMode
 	// sawResponse is set once the response headers were seen.
 	sawResponse bool
-	status      int
-	masker      mask.Stream
+	// replyCode is the error code of the reply Custos sent instead of the
+	// upstream's ("" for none).
+	replyCode string
+	status    int
+	masker    mask.Stream
 	// bufferedMask is set when the masked body comes whole (small, of
 	// known length): its headers then carry x-custos-masked.
 	bufferedMask bool
@@ -259,6 +263,7 @@ func (ex *exchange) hold(h Hold) (*extprocv3.ProcessingResponse, error) {
 func (ex *exchange) immediate(r Reply) (*extprocv3.ProcessingResponse, error) {
 	r.RequestID = ex.v.RequestID
 	ex.status = r.Status
+	ex.replyCode = r.Code
 	if err := ex.end(record.Completed, r.Code); err != nil {
 		return nil, err
 	}
@@ -430,6 +435,14 @@ func (ex *exchange) end(kind record.Kind, detail string) error {
 			e.BodySHA256 = hex.EncodeToString(ex.bodyHash.Sum(nil))
 		}
 	}
+	outcome := "completed"
+	switch {
+	case ex.replyCode != "":
+		outcome = ex.replyCode
+	case kind == record.Aborted:
+		outcome = "aborted"
+	}
+	ex.metrics.countEnd(ex.v.Connection, outcome, e.Masked)
 	return ex.record(e)
 }
 

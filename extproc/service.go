@@ -37,6 +37,8 @@ type Service struct {
 	// pending are the decisions Check is still making durable
 	// (before_response), by request id, until Process takes them.
 	pending pendingRecords
+	// metrics, when set, are counted into (SetMetrics).
+	metrics atomic.Pointer[Metrics]
 }
 
 // New returns a Service deciding with p.

@@ -211,7 +211,7 @@ dev:
 			t.Fatalf("no curl line printed:\n%s", out.String())
 		}
 	}
-	for _, want := range []string{"data plane (agents)", "gRPC services", "xDS (ADS)", "/readyz", "demo upstream", banner, "mutual TLS, private CA"} {
+	for _, want := range []string{"data plane (agents)", "gRPC services", "xDS (ADS)", "/readyz", "/metrics", "demo upstream", banner, "mutual TLS, private CA"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("banner lacks %q", want)
 		}

@@ -186,6 +186,7 @@ func printDevBanner(g *globals, cfg *config.Config, st *stack.Stack, path string
 	fmt.Fprintf(w, "  gRPC services        %s (ext_authz, ext_proc, health)\n", cp.GRPCAddr)
 	fmt.Fprintf(w, "  xDS (ADS)            %s\n", cp.XDSAddr)
 	fmt.Fprintf(w, "  health               http://%s/healthz  http://%s/readyz\n", cp.HTTPAddr, cp.HTTPAddr)
+	fmt.Fprintf(w, "  metrics              http://%s/metrics (Prometheus)\n", cp.HTTPAddr)
 	if cfg.Dev != nil && cfg.Dev.DemoUpstream != "" {
 		fmt.Fprintf(w, "  demo upstream        http://%s\n", cfg.Dev.DemoUpstream)
 	}

@@ -172,6 +172,16 @@ func TestMaskingThroughBothDataPlanes(t *testing.T) {
 			t.Fatal("the withheld body leaked")
 		}
 
+		// /metrics counts what was masked (never a value) and the
+		// withheld response.
+		met := scrapeMetrics(t, s.CP.HTTPAddr)
+		if met[`custos_masked_values_total{connection="customers",entity="card"}`] < 2 ||
+			met[`custos_responses_total{connection="customers",outcome="response_withheld"}`] != 1 ||
+			met[`custos_responses_total{connection="customers",outcome="completed"}`] < 5 ||
+			met[`custos_masking_module_instances{state="created"}`] < 1 {
+			t.Fatalf("/metrics: %v", met)
+		}
+
 		// A body that lies about its type breaks the response; the agent
 		// never gets the unmasked rest.
 		req, _ := http.NewRequest("GET", s.URL+"/customers/lying", nil)

@@ -110,6 +110,18 @@ dev:
 			t.Fatalf("decision %+v", d)
 		}
 
+		// The same read again is decided from the decision cache, as
+		// /metrics says.
+		if resp, body = call("GET", "/customers/1", reader); resp.StatusCode != 200 {
+			t.Fatalf("a reader reads again: %d %s", resp.StatusCode, body)
+		}
+		met := scrapeMetrics(t, s.CP.HTTPAddr)
+		if met[`custos_policy_decisions_total{source="cache"}`] < 1 || met[`custos_policy_decisions_total{source="evaluated"}`] < 1 ||
+			met[`custos_check_requests_total{connection="customers",outcome="allowed"}`] < 2 ||
+			met[`custos_policy_bundle_info{revision="`+first.Revision+`"}`] != 1 || met[`custos_audit_log_events`] < 1 || met[`custos_audit_log_healthy`] != 1 {
+			t.Fatalf("/metrics after two reads: %v", met)
+		}
+
 		before := s.Upstream.Count()
 		resp, body = call("POST", "/customers/1", reader)
 		m := contractError(t, resp, body, 403, "forbidden")

@@ -113,10 +113,16 @@ func TestDecisionCacheOfTheDefaultBundle(t *testing.T) {
 	if err != nil || !first.Allow {
 		t.Fatalf("%+v %v", first, err)
 	}
+	if first.Cached {
+		t.Fatal("the first decision is said to come from the cache")
+	}
 	first.Reasons[0] = "changed by the caller"
 	second, err := r.Decide(ctx, cacheInput("r-2", []string{"customers-readers"}, inspect.RiskRead, now.Add(time.Hour)))
 	if err != nil || !second.Allow || second.ID == first.ID || second.ID == "" || second.Revision != r.Revision() {
 		t.Fatalf("%+v %v", second, err)
+	}
+	if !second.Cached {
+		t.Fatal("the second decision is not marked as cached")
 	}
 	if second.Reasons[0] == "changed by the caller" {
 		t.Fatal("a caller's change to a decision reached the cache")
@@ -205,7 +211,7 @@ func TestDecisionCacheAgreesWithEvaluation(t *testing.T) {
 		if (err1 == nil) != (err2 == nil) {
 			t.Fatalf("input %d: errors differ: %v / %v", n, err1, err2)
 		}
-		want.ID, got.ID = "", ""
+		want.ID, got.ID, got.Cached = "", "", false
 		if !reflect.DeepEqual(want, got) {
 			t.Fatalf("input %d: the cache answered\n%+v\nan evaluation\n%+v", n, got, want)
 		}

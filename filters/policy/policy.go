@@ -62,6 +62,9 @@ type Decision struct {
 	Approval *Approval
 	// MaskProfile adds masking to the connection's; it never removes any.
 	MaskProfile string
+	// Cached is set when the decision came from the bundle revision's
+	// decision cache rather than an evaluation.
+	Cached bool
 }
 
 // Evaluator decides.

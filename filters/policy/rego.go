@@ -266,7 +266,7 @@ func (r *Rego) Decide(ctx context.Context, in Input) (Decision, error) {
 		}
 		h = key.Hash()
 		if d, ok := c.cache.get(key, h); ok {
-			d.ID = newDecisionID()
+			d.ID, d.Cached = newDecisionID(), true
 			return d, nil
 		}
 	}
