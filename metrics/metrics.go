@@ -167,13 +167,23 @@ func (v *vec[T]) with(values []string) *T {
 	if len(values) != len(v.labels) {
 		panic(fmt.Sprintf("metrics: %d label values for %d labels", len(values), len(v.labels)))
 	}
-	key := strings.Join(values, "\xff")
+	// the key in a stack buffer: a lookup of a label set seen before
+	// allocates nothing
+	var buf [128]byte
+	b := buf[:0]
+	for i, s := range values {
+		if i > 0 {
+			b = append(b, 0xff)
+		}
+		b = append(b, s...)
+	}
 	v.mu.RLock()
-	t, ok := v.by[key]
+	t, ok := v.by[string(b)]
 	v.mu.RUnlock()
 	if ok {
 		return t
 	}
+	key := string(b)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if t, ok := v.by[key]; ok {
