@@ -11,6 +11,21 @@ import (
 // default (RegoOptions.DecisionCache).
 const DefaultDecisionCache = 4096
 
+// impureBuiltins read the clock without OPA marking them nondeterministic:
+// certificates are verified against the current time unless the call
+// gives CurrentTime.
+var impureBuiltins = map[string]bool{
+	"crypto.x509.parse_and_verify_certificates":              true,
+	"crypto.x509.parse_and_verify_certificates_with_options": true,
+}
+
+// impure reports whether the builtin named name is not a function of its
+// arguments.
+func impure(name string) bool {
+	bi, known := ast.BuiltinMap[name]
+	return known && bi.Nondeterministic || impureBuiltins[name]
+}
+
 // inputRoot is the head of every reference into the input document.
 var inputRoot = ast.VarTerm("input")
 
@@ -20,10 +35,12 @@ var inputRoot = ast.VarTerm("input")
 // rule calls a builtin whose result is not a function of its arguments
 // (time, randomness, the network): a bundle that does, or that reads the
 // input whole (`x := input`, `object.get(input, ...)`, `input[k]`), has no
-// read set and its decisions are never cached. OPA's catalogue marks every
-// such builtin nondeterministic: time.now_ns, io.jwt.decode_verify (it
-// checks exp and nbf against the clock), rand.*, uuid.*, http.send,
-// net.lookup_ip_addr, opa.runtime.
+// read set and its decisions are never cached. Such builtins are those
+// OPA's catalogue marks nondeterministic (time.now_ns, io.jwt.decode_verify,
+// which checks exp and nbf against the clock, rand.intn, uuid.rfc4122,
+// http.send, net.lookup_ip_addr, opa.runtime, json.match_schema and
+// json.verify_schema, which may fetch remote schemas) and impureBuiltins,
+// whether called or named (`with lower as uuid.rfc4122`).
 type readSet struct {
 	paths []ast.Ref
 }
@@ -62,8 +79,17 @@ func analyse(b *bundle.Bundle) (rs readSet, ok bool) {
 			// The target is replaced, not read; the value is read.
 			vis.Walk(x.Value)
 			return true
+		case *ast.Head:
+			// OPA's visitor walks a head's name, arguments, key and value,
+			// not its reference: allowed.users[input.x] := true.
+			for _, t := range x.Reference {
+				vis.Walk(t)
+			}
 		case ast.Ref:
 			if len(x) == 0 || !x[0].Equal(inputRoot) {
+				if len(x) > 0 && impure(x.String()) {
+					ok = false // called, or named as a with value
+				}
 				return false
 			}
 			record(x)
@@ -76,18 +102,12 @@ func analyse(b *bundle.Bundle) (rs readSet, ok bool) {
 				ok = false // the input read whole
 			}
 		case *ast.Expr:
-			if x.IsCall() {
-				name := x.Operator().String()
-				if bi, known := ast.BuiltinMap[name]; known && bi.Nondeterministic {
-					ok = false
-				}
+			if x.IsCall() && impure(x.Operator().String()) {
+				ok = false
 			}
 		case *ast.Term:
-			if call, isCall := x.Value.(ast.Call); isCall && len(call) > 0 {
-				name := call[0].String()
-				if bi, known := ast.BuiltinMap[name]; known && bi.Nondeterministic {
-					ok = false
-				}
+			if call, isCall := x.Value.(ast.Call); isCall && len(call) > 0 && impure(call[0].String()) {
+				ok = false
 			}
 		}
 		return false
@@ -158,16 +178,25 @@ func (rs readSet) key(in Input) (*ast.Array, map[string]ast.Value, error) {
 	return ast.NewArray(terms...), built, nil
 }
 
+// Bounds of a decision cache beside its entry count: a key bigger than
+// maxKeyBytes (a long SQL statement in the action) is not kept, and the
+// keys kept hold at most maxCacheBytes.
+const (
+	maxKeyBytes   = 16 << 10
+	maxCacheBytes = 32 << 20
+)
+
 // decisionCache holds the decisions of one bundle revision by the input
 // seen through its read set. It is bounded: when full it starts again
 // empty, so a burst of distinct inputs costs one evaluation each, as
 // without a cache.
 type decisionCache struct {
-	rs  readSet
-	max int
-	mu  sync.Mutex
-	m   map[int][]cached
-	n   int
+	rs    readSet
+	max   int
+	mu    sync.Mutex
+	m     map[int][]cached
+	n     int
+	bytes int
 }
 
 type cached struct {
@@ -184,7 +213,7 @@ func (c *decisionCache) get(key *ast.Array, h int) (Decision, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.m[h] {
-		if e.key.Compare(key) == 0 {
+		if exactEqual(e.key, key) {
 			return e.d.clone(), true
 		}
 	}
@@ -193,21 +222,26 @@ func (c *decisionCache) get(key *ast.Array, h int) (Decision, bool) {
 
 // put keeps d (without its id) for key.
 func (c *decisionCache) put(key *ast.Array, h int, d Decision) {
+	sz := size(key)
+	if sz > maxKeyBytes {
+		return
+	}
 	d.ID = ""
 	d = d.clone()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.m[h] {
-		if e.key.Compare(key) == 0 {
+		if exactEqual(e.key, key) {
 			return
 		}
 	}
-	if c.n >= c.max {
+	if c.n >= c.max || c.bytes+sz > maxCacheBytes {
 		clear(c.m)
-		c.n = 0
+		c.n, c.bytes = 0, 0
 	}
 	c.m[h] = append(c.m[h], cached{key: key, d: d})
 	c.n++
+	c.bytes += sz
 }
 
 // clone is a copy of d that shares nothing a caller may change.
@@ -219,4 +253,71 @@ func (d Decision) clone() Decision {
 		d.Approval = &a
 	}
 	return d
+}
+
+// exactEqual reports whether a and b are the same JSON text up to object
+// key order: unlike ast.Compare, the numbers 1, 1.0 and 1e0 differ (a
+// policy can tell them apart with json.marshal or sprintf).
+func exactEqual(a, b ast.Value) bool {
+	switch x := a.(type) {
+	case ast.Number:
+		y, ok := b.(ast.Number)
+		return ok && x == y
+	case ast.String:
+		y, ok := b.(ast.String)
+		return ok && x == y
+	case ast.Boolean:
+		y, ok := b.(ast.Boolean)
+		return ok && x == y
+	case ast.Null:
+		_, ok := b.(ast.Null)
+		return ok
+	case *ast.Array:
+		y, ok := b.(*ast.Array)
+		if !ok || x.Len() != y.Len() {
+			return false
+		}
+		for i := range x.Len() {
+			if !exactEqual(x.Elem(i).Value, y.Elem(i).Value) {
+				return false
+			}
+		}
+		return true
+	case ast.Object:
+		y, ok := b.(ast.Object)
+		if !ok || x.Len() != y.Len() {
+			return false
+		}
+		same := true
+		x.Foreach(func(k, v *ast.Term) {
+			if !same {
+				return
+			}
+			w := y.Get(k)
+			same = w != nil && exactEqual(v.Value, w.Value) // keys are strings
+		})
+		return same
+	}
+	return false // sets and the rest never appear in an input document
+}
+
+// size is about how many bytes v holds, for the cache's budget.
+func size(v ast.Value) int {
+	switch x := v.(type) {
+	case ast.String:
+		return len(x) + 16
+	case ast.Number:
+		return len(x) + 16
+	case *ast.Array:
+		n := 24
+		for i := range x.Len() {
+			n += size(x.Elem(i).Value)
+		}
+		return n
+	case ast.Object:
+		n := 48
+		x.Foreach(func(k, v *ast.Term) { n += size(k.Value) + size(v.Value) })
+		return n
+	}
+	return 16
 }

@@ -2,10 +2,12 @@ package policy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -65,6 +67,10 @@ func TestReadSet(t *testing.T) {
 		{"template string", `decision := {"allow": true, "reasons": [$"path {input.request.path}"]}`, []string{"input.request.path"}},
 		{"every", "decision := {\"allow\": true} if every g in input.principal.groups { g != \"x\" }", []string{"input.principal.groups"}},
 		{"import of the whole input", "import input\n\ndecision := {\"allow\": input.a}", nil},
+		{"head reference", "allowed.users[input.principal.subject] := true\n\ndecision := {\"allow\": object.get(allowed.users, \"alice\", false)}", []string{"input.principal.subject"}},
+		{"head reference of an else", "r.a.b := 1 if false\nelse := 2\n\nq.c[input.z] := 1\n\ndecision := {\"allow\": true}", []string{"input.z"}},
+		{"certificates against the clock", `decision := {"allow": crypto.x509.parse_and_verify_certificates(input.c)[0]}`, nil},
+		{"a builtin swapped for randomness", "r := x if { x := lower(input.p) with lower as uuid.rfc4122 }\n\ndecision := {\"allow\": true, \"reasons\": [r]}", nil},
 		{"input whole", `decision := {"allow": count(input) > 0}`, nil},
 		{"input whole by object.get", `decision := {"allow": object.get(input, "a", false)}`, nil},
 		{"dynamic root", "decision := {\"allow\": true} if { some k; input[k] }", nil},
@@ -103,7 +109,7 @@ func TestDecisionCacheOfTheDefaultBundle(t *testing.T) {
 		t.Fatal("the default bundle is not cacheable")
 	}
 	for _, p := range paths(c.cache.rs) {
-		if p == "input.request.id" || p == "input.time" || p == "input.request.headers" {
+		if p == "input.request.id" || p == "input.time" || p == "input.request.headers" || p == "input.grants" {
 			t.Fatalf("the default bundle is said to read %s", p)
 		}
 	}
@@ -218,5 +224,45 @@ func TestDecisionCacheAgreesWithEvaluation(t *testing.T) {
 	}
 	if c := cached.cur.Load().cache; c.n == 0 || c.n >= 1500 {
 		t.Fatalf("%d decisions kept for 1500 requests: the test does not exercise the cache", c.n)
+	}
+}
+
+// What the reviewers found: a rule head's reference into the input, and
+// numbers a policy can tell apart that ast.Compare calls equal.
+func TestDecisionCacheKeepsRequestsApart(t *testing.T) {
+	ctx := context.Background()
+	heads := loadRego(t, bundleFS("allowed.users[input.principal.subject] := true\n\ndecision := {\"allow\": object.get(allowed.users, \"alice\", false)}"), 0)
+	alice := cacheInput("r-1", nil, inspect.RiskRead, time.Now())
+	alice.Principal.Subject = "alice"
+	mallory := cacheInput("r-2", nil, inspect.RiskRead, time.Now())
+	mallory.Principal.Subject = "mallory"
+	if d, err := heads.Decide(ctx, alice); err != nil || !d.Allow {
+		t.Fatalf("alice: %+v %v", d, err)
+	}
+	if d, err := heads.Decide(ctx, mallory); err != nil || d.Allow {
+		t.Fatalf("mallory got alice's decision: %+v %v", d, err)
+	}
+
+	numbers := loadRego(t, bundleFS(`decision := {"allow": json.marshal(input.action.http.amount) == "1", "reasons": [json.marshal(input.action.http.amount)]}`), 0)
+	for _, tc := range []struct {
+		n     string
+		allow bool
+	}{{"1", true}, {"1.0", false}, {"1e0", false}, {"1", true}} {
+		in := cacheInput("r", nil, inspect.RiskRead, time.Now())
+		in.Action.Details = map[string]any{"amount": json.Number(tc.n)}
+		d, err := numbers.Decide(ctx, in)
+		if err != nil || d.Allow != tc.allow || d.Reasons[0] != tc.n {
+			t.Fatalf("amount %s: %+v %v", tc.n, d, err)
+		}
+	}
+
+	big := loadRego(t, bundleFS(`decision := {"allow": count(input.action.summary) > 0}`), 0)
+	in := cacheInput("r", nil, inspect.RiskRead, time.Now())
+	in.Action.Summary = strings.Repeat("x", maxKeyBytes)
+	if _, err := big.Decide(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if n := big.cur.Load().cache.n; n != 0 {
+		t.Fatalf("a %d-byte key was kept", len(in.Action.Summary))
 	}
 }
