@@ -2,7 +2,10 @@ package mask
 
 import (
 	"errors"
+	"reflect"
 	"testing"
+
+	"github.com/custos-dev/custos/filters/mask/engine"
 )
 
 func TestProfileIsAUnion(t *testing.T) {
@@ -28,5 +31,33 @@ func TestNoneNeverServesAMaskedBodyUnmasked(t *testing.T) {
 	}
 	if out, err := s.Mask([]byte("abc"), true); err != nil || string(out) != "abc" || s.Report() != nil {
 		t.Fatalf("pass-through %q %v %v", out, err, s.Report())
+	}
+}
+
+func TestReportNamesCarryNoValues(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"digits": true, "card": true, "customer_id": true, "pattern_2": true,
+		"": false, "4111111111111111": false, "a4111": false, "jane@example.com": false, "DE89": false,
+		"123-45-6789": false, "x_1234": false, "way_too_long_for_an_entity_name_ok": false,
+	} {
+		if entityName(name) != ok {
+			t.Errorf("entityName(%q) = %v", name, !ok)
+		}
+	}
+}
+
+// A report's counts keep the profile's names and entity-shaped names; a
+// name that could be a value, and an unknown operator, become "other".
+func TestReportCountsKeepNoValues(t *testing.T) {
+	s := &stream{u: &union{names: map[string]bool{"card": true}}}
+	s.add(engine.Report{Counts: []engine.Count{
+		{Entity: "card", Operator: engine.Redact, N: 2},
+		{Entity: "digits", Operator: engine.Last4, N: 1},
+		{Entity: "4111111111111111", Operator: engine.Redact, N: 1},
+		{Entity: "card", Operator: "4111111111111111", N: 1},
+	}})
+	want := map[string]map[string]int{"card": {"redact": 2, Other: 1}, "digits": {"last4": 1}, Other: {"redact": 1}}
+	if !reflect.DeepEqual(s.details.Counts, want) {
+		t.Fatalf("counts %v", s.details.Counts)
 	}
 }

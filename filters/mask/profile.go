@@ -95,6 +95,8 @@ type union struct {
 	json       []byte
 	bestEffort bool
 	native     *engine.Profile
+	// names are the entity names its reports may count (reportNames).
+	names map[string]bool
 }
 
 // strength orders operators: a union keeps the one that hides most.

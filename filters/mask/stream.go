@@ -56,7 +56,7 @@ func (c *core) union(p Profile) (*union, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &union{id: len(c.unions) + 1, cfg: cfg, json: js, bestEffort: best}
+	u := &union{id: len(c.unions) + 1, cfg: cfg, json: js, bestEffort: best, names: reportNames(cfg)}
 	if c.compile != nil {
 		if err := c.compile(u); err != nil {
 			return nil, fmt.Errorf("masking profile %s: %w", p, err)
@@ -195,8 +195,62 @@ func (s *stream) maskPlain(dst, plain []byte, end bool) ([]byte, error) {
 	}
 }
 
+// Other names, in a report, an entity or operator that is neither the
+// profile's nor an entity name's shape (entityName): a replacement
+// module's report never puts a string that could be a value in the
+// events, the log or the metrics.
+const Other = "other"
+
+// entityName reports whether a module's own entity name has the shape of
+// one: a lower-case letter, then up to 31 lower-case letters, digits or
+// '_', with fewer than four digits (no account, card or phone number).
+func entityName(s string) bool {
+	if len(s) == 0 || len(s) > 32 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	digits := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c >= 'a' && c <= 'z' || c == '_':
+		default:
+			return false
+		}
+	}
+	return digits < 4
+}
+
+// reportNames are the entity names a report of cfg may count: its
+// entities, its patterns' and its field rules' (default "field").
+func reportNames(cfg engine.Config) map[string]bool {
+	names := map[string]bool{}
+	for _, e := range cfg.Entities {
+		names[e] = true
+	}
+	for _, p := range cfg.Patterns {
+		names[p.Name] = true
+	}
+	for _, f := range cfg.Fields {
+		if f.Entity == "" {
+			names["field"] = true
+		} else {
+			names[f.Entity] = true
+		}
+	}
+	return names
+}
+
+var reportOperators = map[string]bool{engine.Redact: true, engine.Last4: true, engine.HMAC: true, engine.Null: true}
+
 func (s *stream) add(r engine.Report) {
 	for _, c := range r.Counts {
+		if !s.u.names[c.Entity] && !entityName(c.Entity) {
+			c.Entity = Other
+		}
+		if !reportOperators[c.Operator] {
+			c.Operator = Other
+		}
 		if s.details.Counts == nil {
 			s.details.Counts = map[string]map[string]int{}
 		}

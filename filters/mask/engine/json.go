@@ -166,8 +166,9 @@ func (m *Masker) maskJSON(p *Profile, in []byte, final, nd bool) (int, error) {
 	m.tail, m.before = nil, 0
 	n := len(in)
 	i, emitted := 0, 0
-	// quiet: no field rule or pattern can claim a value the detectors
-	// would pass over; with it, the current field's context decides.
+	// noRules: no field rule or pattern can claim a value the detectors
+	// would pass over; with it, the current field's context decides
+	// whether a value may skip jsonValue (quiet, below).
 	noRules := len(p.rules) == 0 && len(p.patterns) == 0
 	for i < n {
 		c := in[i]
