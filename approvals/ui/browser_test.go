@@ -189,6 +189,11 @@ dev:
 func watchConsole(ctx context.Context) func() []string {
 	var mu sync.Mutex
 	var got []string
+	// The tab first, here: Console and the test's first Run would each
+	// create it, racing on the context.
+	if err := chromedp.Do(ctx); err != nil {
+		return func() []string { return []string{"no tab: " + err.Error()} }
+	}
 	go func() {
 		for m, err := range chromedp.Console(ctx) {
 			if err != nil {
