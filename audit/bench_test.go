@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos/audit"
+
+	"github.com/custos-dev/custos/bench/latency"
 )
 
 // BenchmarkFsyncBaseline is the disk's own cost of durability: write a small
@@ -36,7 +38,7 @@ func BenchmarkFsyncBaseline(b *testing.B) {
 		lat = append(lat, time.Since(t0))
 	}
 	b.StopTimer()
-	reportLatency(b, lat)
+	latency.Report(b, lat)
 }
 
 // BenchmarkAppend appends decision events from 1, 16 and 256 goroutines; each
@@ -75,16 +77,7 @@ func BenchmarkAppend(b *testing.B) {
 			elapsed := time.Since(start)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
-			reportLatency(b, slices.Concat(lats...))
+			latency.Report(b, slices.Concat(lats...))
 		})
 	}
-}
-
-func reportLatency(b *testing.B, lat []time.Duration) {
-	if len(lat) == 0 {
-		return
-	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }

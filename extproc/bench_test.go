@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"testing"
-	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/go-jose/go-jose/v4"
@@ -16,6 +14,8 @@ import (
 	"github.com/custos-dev/custos/filters/identity/identitytest"
 	"github.com/custos-dev/custos/filters/record"
 	"github.com/custos-dev/custos/names"
+
+	"github.com/custos-dev/custos/bench/latency"
 )
 
 // nopRecorder keeps the benchmarks about deciding, not logging.
@@ -126,20 +126,13 @@ func BenchmarkCheckWithIdentityAndPolicy(b *testing.B) {
 			if resp, err := svc.Check(ctx, req); err != nil || code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
 				b.Fatalf("%v %v", resp.GetDeniedResponse().GetBody(), err)
 			}
-			lat := make([]time.Duration, 0, 1<<16)
-			b.ReportAllocs()
-			for b.Loop() {
-				start := time.Now()
-				if resp, err := svc.Check(ctx, req); err != nil || code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
-					b.Fatal(err)
+			latency.Measure(b, func() error {
+				resp, err := svc.Check(ctx, req)
+				if err == nil && code.Code(resp.GetStatus().GetCode()) != code.Code_OK {
+					err = fmt.Errorf("check answered %v", resp.GetStatus())
 				}
-				if len(lat) < cap(lat) {
-					lat = append(lat, time.Since(start))
-				}
-			}
-			slices.Sort(lat)
-			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+				return err
+			})
 		})
 	}
 }

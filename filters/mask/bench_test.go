@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"regexp"
-	"sort"
 	"strconv"
 	"testing"
-	"time"
+
+	"github.com/custos-dev/custos/bench/latency"
 )
 
 // benchDoc is a JSON document of about size bytes: customer records with
@@ -116,22 +116,7 @@ func BenchmarkMask(b *testing.B) {
 
 func bench(b *testing.B, doc []byte, f func() error) {
 	b.SetBytes(int64(len(doc)))
-	b.ReportAllocs()
-	times := make([]time.Duration, 0, 1024)
-	for b.Loop() {
-		t0 := time.Now()
-		if err := f(); err != nil {
-			b.Fatal(err)
-		}
-		if len(times) < cap(times) {
-			times = append(times, time.Since(t0))
-		}
-	}
-	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-	if len(times) > 0 {
-		b.ReportMetric(float64(times[len(times)/2].Microseconds()), "p50-µs")
-		b.ReportMetric(float64(times[len(times)*99/100].Microseconds()), "p99-µs")
-	}
+	latency.Measure(b, f)
 }
 
 // TestBenchDocIsMasked keeps the benchmark honest: every engine masks the

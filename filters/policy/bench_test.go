@@ -2,13 +2,14 @@ package policy_test
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/custos-dev/custos/filters/inspect"
 	"github.com/custos-dev/custos/filters/policy"
 	"github.com/custos-dev/custos/policies"
+
+	"github.com/custos-dev/custos/bench/latency"
 )
 
 // BenchmarkDecide is one decision of the default bundle (a reader reading,
@@ -49,20 +50,10 @@ func BenchmarkDecide(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
-			lat := make([]time.Duration, 0, 1<<16)
-			b.ReportAllocs()
-			for b.Loop() {
-				start := time.Now()
-				if _, err := tc.ev.Decide(ctx, tc.in); err != nil {
-					b.Fatal(err)
-				}
-				if len(lat) < cap(lat) {
-					lat = append(lat, time.Since(start))
-				}
-			}
-			slices.Sort(lat)
-			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+			latency.Measure(b, func() error {
+				_, err := tc.ev.Decide(ctx, tc.in)
+				return err
+			})
 		})
 	}
 }
