@@ -154,13 +154,19 @@ func formatFloat(f float64) string {
 	return strconv.FormatFloat(f, 'g', -1, 64)
 }
 
-// vec is the label sets of one family, in the order first seen.
+// vec is the label sets of one family: by their joined values, and each
+// set with its values for writing.
 type vec[T any] struct {
 	labels []string
 	mu     sync.RWMutex
 	by     map[string]*T
-	keys   [][]string
+	sets   []labelSet[T]
 	newT   func() *T
+}
+
+type labelSet[T any] struct {
+	values []string
+	t      *T
 }
 
 func (v *vec[T]) with(values []string) *T {
@@ -191,26 +197,18 @@ func (v *vec[T]) with(values []string) *T {
 	}
 	t = v.newT()
 	v.by[key] = t
-	v.keys = append(v.keys, slices.Clone(values))
+	v.sets = append(v.sets, labelSet[T]{values: slices.Clone(values), t: t})
 	return t
 }
 
 // each calls f for every label set, sorted by values.
 func (v *vec[T]) each(f func(values []string, t *T)) {
 	v.mu.RLock()
-	keys := slices.Clone(v.keys)
-	ts := make([]*T, len(keys))
-	for i, k := range keys {
-		ts[i] = v.by[strings.Join(k, "\xff")]
-	}
+	sets := slices.Clone(v.sets)
 	v.mu.RUnlock()
-	idx := make([]int, len(keys))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortFunc(idx, func(a, b int) int { return slices.Compare(keys[a], keys[b]) })
-	for _, i := range idx {
-		f(keys[i], ts[i])
+	slices.SortFunc(sets, func(a, b labelSet[T]) int { return slices.Compare(a.values, b.values) })
+	for _, s := range sets {
+		f(s.values, s.t)
 	}
 }
 
