@@ -122,8 +122,7 @@ func (m *Masker) context(p *Profile, name []byte) fieldCtx {
 		m.ctxProf = p
 		m.ctxGen++
 	}
-	h := (uint(len(name))*31 + uint(name[0])*7 + uint(name[len(name)-1])*3 + uint(name[len(name)/2])) & 63
-	e := &m.ctxCache[h]
+	e := &m.ctxCache[ctxSlot(name)]
 	if e.gen == m.ctxGen && string(e.key) == string(name) {
 		return e.ctx
 	}
@@ -132,6 +131,12 @@ func (m *Masker) context(p *Profile, name []byte) fieldCtx {
 		e.gen, e.key, e.ctx = m.ctxGen, append(e.key[:0], name...), fc
 	}
 	return fc
+}
+
+// ctxSlot is the slot of Masker.ctxCache for a non-empty field name
+// (small enough to inline: maskJSON looks keys up without a call).
+func ctxSlot(name []byte) uint {
+	return (uint(len(name))*31 + uint(name[0])*7 + uint(name[len(name)-1])*3 + uint(name[len(name)/2])) & 63
 }
 
 // ctxEntry is one slot of Masker.ctxCache.

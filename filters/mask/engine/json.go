@@ -315,7 +315,7 @@ func (m *Masker) maskJSON(p *Profile, in []byte, final, nd bool) (int, error) {
 			name := f.key
 			if len(name) == 0 {
 				f.ctx = fieldCtx{}
-			} else if h := (uint(len(name))*31 + uint(name[0])*7 + uint(name[len(name)-1])*3 + uint(name[len(name)/2])) & 63; m.ctxProf == p && m.ctxCache[h].gen == m.ctxGen && sameBytes(m.ctxCache[h].key, name) {
+			} else if h := ctxSlot(name); m.ctxProf == p && m.ctxCache[h].gen == m.ctxGen && sameBytes(m.ctxCache[h].key, name) {
 				f.ctx = m.ctxCache[h].ctx
 			} else {
 				f.ctx = m.context(p, name)
