@@ -1,10 +1,14 @@
 package policy
 
 import (
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // DefaultDecisionCache is how many decisions a bundle revision keeps by
@@ -48,9 +52,31 @@ type readSet struct {
 // analyse finds b's read set; ok is false when b's decisions cannot be
 // cached.
 func analyse(b *bundle.Bundle) (rs readSet, ok bool) {
-	ok = true
 	var paths []ast.Ref
-	var vis *ast.GenericVisitor
+	for _, m := range b.Modules {
+		if m.Parsed == nil {
+			return readSet{}, false
+		}
+		r := collect(m.Parsed)
+		if r.whole || r.impure {
+			return readSet{}, false
+		}
+		paths = append(paths, r.paths...)
+	}
+	return normalize(paths), true
+}
+
+// reads is what a piece of Rego can read of the input document.
+type reads struct {
+	paths  []ast.Ref
+	whole  bool // the input read whole, or at a key only known when evaluated
+	impure bool // a builtin whose result is not a function of its arguments
+}
+
+// collect finds what x (a module, rule head or expression) reads of the
+// input: the constant prefix of every reference into it.
+func collect(x any) reads {
+	var r reads
 	record := func(ref ast.Ref) {
 		prefix := ast.Ref{inputRoot}
 		for _, t := range ref[1:] {
@@ -60,13 +86,14 @@ func analyse(b *bundle.Bundle) (rs readSet, ok bool) {
 			prefix = append(prefix, t)
 		}
 		if len(prefix) == 1 {
-			ok = false
+			r.whole = true
 			return
 		}
-		paths = append(paths, prefix)
+		r.paths = append(r.paths, prefix)
 	}
+	var vis *ast.GenericVisitor
 	vis = ast.NewGenericVisitor(func(x any) bool {
-		if !ok {
+		if r.whole || r.impure {
 			return true
 		}
 		switch x := x.(type) {
@@ -88,7 +115,7 @@ func analyse(b *bundle.Bundle) (rs readSet, ok bool) {
 		case ast.Ref:
 			if len(x) == 0 || !x[0].Equal(inputRoot) {
 				if len(x) > 0 && impure(x.String()) {
-					ok = false // called, or named as a with value
+					r.impure = true // called, or named as a with value
 				}
 				return false
 			}
@@ -99,29 +126,27 @@ func analyse(b *bundle.Bundle) (rs readSet, ok bool) {
 			return true
 		case ast.Var:
 			if x == ast.Var("input") {
-				ok = false // the input read whole
+				r.whole = true
 			}
 		case *ast.Expr:
 			if x.IsCall() && impure(x.Operator().String()) {
-				ok = false
+				r.impure = true
 			}
 		case *ast.Term:
 			if call, isCall := x.Value.(ast.Call); isCall && len(call) > 0 && impure(call[0].String()) {
-				ok = false
+				r.impure = true
 			}
 		}
 		return false
 	})
-	for _, m := range b.Modules {
-		if m.Parsed == nil {
-			return readSet{}, false
-		}
-		vis.Walk(m.Parsed)
-		if !ok {
-			return readSet{}, false
-		}
-	}
-	// A path under another path adds nothing to the key.
+	vis.Walk(x)
+	return r
+}
+
+// normalize is paths without repeats, and without paths under another.
+// A path under another adds nothing to a key. The paths are sorted, so
+// one set read in any order is one signature.
+func normalize(paths []ast.Ref) readSet {
 	var kept []ast.Ref
 	for _, p := range paths {
 		covered := false
@@ -135,7 +160,8 @@ func analyse(b *bundle.Bundle) (rs readSet, ok bool) {
 			kept = append(kept, p)
 		}
 	}
-	return readSet{paths: kept}, true
+	slices.SortFunc(kept, func(a, b ast.Ref) int { return a.Compare(b) })
+	return readSet{paths: kept}
 }
 
 func containsRef(list []ast.Ref, r ast.Ref) bool {
@@ -147,21 +173,31 @@ func containsRef(list []ast.Ref, r ast.Ref) bool {
 	return false
 }
 
-// key is in seen through the read set: for each path, [] when the input
-// document has nothing there, else [value]. It builds only the sections of
-// the document the paths go into, and returns them for the evaluation.
-func (rs readSet) key(in Input) (*ast.Array, map[string]ast.Value, error) {
-	built := make(map[string]ast.Value, len(sections))
+// section is the input document's key name (nil when it has none).
+type section func(name string) (ast.Value, error)
+
+// builtSection is in's section name, built once into built for the next
+// key and the evaluation.
+func builtSection(in Input, built map[string]ast.Value, name string) (ast.Value, error) {
+	if v, ok := built[name]; ok {
+		return v, nil
+	}
+	v, err := sectionValue(in, name)
+	if err != nil {
+		return nil, err
+	}
+	built[name] = v
+	return v, nil
+}
+
+// key is the input document seen through the read set: for each path, []
+// when the document has nothing there, else [value].
+func (rs readSet) key(doc section) (*ast.Array, error) {
 	terms := make([]*ast.Term, len(rs.paths))
 	for i, p := range rs.paths {
-		name := string(p[1].Value.(ast.String))
-		v, ok := built[name]
-		if !ok {
-			var err error
-			if v, err = sectionValue(in, name); err != nil {
-				return nil, nil, err
-			}
-			built[name] = v
+		v, err := doc(string(p[1].Value.(ast.String)))
+		if err != nil {
+			return nil, err
 		}
 		if v != nil && len(p) > 2 {
 			var err error
@@ -175,28 +211,68 @@ func (rs readSet) key(in Input) (*ast.Array, map[string]ast.Value, error) {
 		}
 		terms[i] = ast.ArrayTerm(ast.NewTerm(v))
 	}
-	return ast.NewArray(terms...), built, nil
+	return ast.NewArray(terms...), nil
+}
+
+// covers reports whether every path of sub is in rs or under one of its
+// paths.
+func (rs readSet) covers(sub readSet) bool {
+	for _, p := range sub.paths {
+		if !slices.ContainsFunc(rs.paths, func(q ast.Ref) bool { return p.HasPrefix(q) }) {
+			return false
+		}
+	}
+	return true
 }
 
 // Bounds of a decision cache beside its entry count: a key bigger than
-// maxKeyBytes (a long SQL statement in the action) is not kept, and the
-// keys kept hold at most maxCacheBytes.
+// maxKeyBytes (a long SQL statement in the action) is not kept, the keys
+// kept hold at most maxCacheBytes, and at most maxShapes read sets are
+// told apart.
 const (
 	maxKeyBytes   = 16 << 10
 	maxCacheBytes = 32 << 20
+	maxShapes     = 64
 )
 
-// decisionCache holds the decisions of one bundle revision by the input
-// seen through its read set. It is bounded: when full it starts again
-// empty, so a burst of distinct inputs costs one evaluation each, as
-// without a cache.
+// decisionCache holds the decisions of one bundle revision, each by the
+// part of the input its evaluation read. An evaluation reads only some of
+// what the bundle can read: a reader's allowed GET never reaches the deny
+// rule that quotes the request's summary, so its decision holds for every
+// path. The cache therefore keeps one table per read set seen (a shape),
+// and a request is looked up in each: a hit in any is the decision its
+// evaluation would give, since an evaluation that reads the same values
+// takes the same steps. It is bounded: when full it starts again empty,
+// so a burst of distinct inputs costs one evaluation each, as without a
+// cache.
 type decisionCache struct {
-	rs    readSet
+	// bound is the bundle's static read set: an evaluation said to read
+	// outside it is not kept (a check on the tracer, which should never
+	// fire).
+	bound readSet
 	max   int
 	mu    sync.Mutex
-	m     map[int][]cached
-	n     int
-	bytes int
+	// shapes only grows until the cache starts again (a new slice), so a
+	// copy of the header taken under mu can be walked without it.
+	shapes []*shape
+	n      int
+	bytes  int
+	// nodes remembers what each expression and rule head of the compiled
+	// bundle reads (ast.Node → *reads), for the tracer; it keeps at most
+	// maxNodes, since OPA makes some expressions anew at each evaluation
+	// (the complement of a `not`).
+	nodes  sync.Map
+	nnodes atomic.Int64
+}
+
+// maxNodes bounds decisionCache.nodes.
+const maxNodes = 8192
+
+// shape is the decisions of one read set.
+type shape struct {
+	rs  readSet
+	sig string
+	m   map[int][]cached
 }
 
 type cached struct {
@@ -204,44 +280,180 @@ type cached struct {
 	d   Decision
 }
 
-func newDecisionCache(rs readSet, max int) *decisionCache {
-	return &decisionCache{rs: rs, max: max, m: map[int][]cached{}}
+func newDecisionCache(bound readSet, max int) *decisionCache {
+	return &decisionCache{bound: bound, max: max}
 }
 
-// get returns the decision kept for key.
-func (c *decisionCache) get(key *ast.Array, h int) (Decision, bool) {
+// get returns the decision kept for the input document doc.
+func (c *decisionCache) get(doc section) (Decision, bool, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, e := range c.m[h] {
-		if exactEqual(e.key, key) {
-			return e.d.clone(), true
+	shapes := c.shapes
+	c.mu.Unlock()
+	for _, s := range shapes {
+		key, err := s.rs.key(doc)
+		if err != nil {
+			return Decision{}, false, err
 		}
+		h := key.Hash()
+		c.mu.Lock()
+		for _, e := range s.m[h] {
+			if exactEqual(e.key, key) {
+				d := e.d.clone()
+				c.mu.Unlock()
+				return d, true, nil
+			}
+		}
+		c.mu.Unlock()
 	}
-	return Decision{}, false
+	return Decision{}, false, nil
 }
 
-// put keeps d (without its id) for key.
-func (c *decisionCache) put(key *ast.Array, h int, d Decision) {
+// put keeps d (without its id) for the input document doc seen through
+// rs, what its evaluation read.
+func (c *decisionCache) put(rs readSet, doc section, d Decision) {
+	if !c.bound.covers(rs) {
+		return
+	}
+	key, err := rs.key(doc)
+	if err != nil {
+		return
+	}
 	sz := size(key)
 	if sz > maxKeyBytes {
 		return
 	}
+	h := key.Hash()
+	sig := rs.String()
 	d.ID = ""
 	d = d.clone()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, e := range c.m[h] {
+	if c.n >= c.max || c.bytes+sz > maxCacheBytes {
+		c.shapes, c.n, c.bytes = nil, 0, 0
+	}
+	var s *shape
+	for _, x := range c.shapes {
+		if x.sig == sig {
+			s = x
+			break
+		}
+	}
+	if s == nil {
+		if len(c.shapes) >= maxShapes {
+			return
+		}
+		s = &shape{rs: rs, sig: sig, m: map[int][]cached{}}
+		c.shapes = append(c.shapes, s)
+	}
+	for _, e := range s.m[h] {
 		if exactEqual(e.key, key) {
 			return
 		}
 	}
-	if c.n >= c.max || c.bytes+sz > maxCacheBytes {
-		clear(c.m)
-		c.n, c.bytes = 0, 0
-	}
-	c.m[h] = append(c.m[h], cached{key: key, d: d})
+	s.m[h] = append(s.m[h], cached{key: key, d: d})
 	c.n++
 	c.bytes += sz
+}
+
+// String is the read set's signature: its paths, sorted.
+func (rs readSet) String() string {
+	var b strings.Builder
+	for i, p := range rs.paths {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// tracer is a new recorder of what one evaluation reads.
+func (c *decisionCache) tracer() *readTracer { return &readTracer{c: c} }
+
+// readTracer records what one evaluation reads of the input document: the
+// paths read by every expression OPA evaluates and by the head of every
+// rule or function it enters. OPA evaluates every expression through one
+// step that announces it (EvalOp), and enters every rule announcing it
+// (EnterOp) before it unifies the head; with rule indexing off, which the
+// indexer would otherwise read unannounced, nothing else of the input
+// is read. A node the tracer does not know marks the evaluation as
+// reading everything, so its decision is not kept.
+type readTracer struct {
+	c     *decisionCache
+	seen  map[*reads]struct{}
+	paths []ast.Ref
+	whole bool
+}
+
+// Enabled is always true: the tracer is only given to evaluations whose
+// reads are wanted.
+func (t *readTracer) Enabled() bool { return true }
+
+// Config asks OPA for no local variables: the tracer needs only nodes.
+func (t *readTracer) Config() topdown.TraceConfig { return topdown.TraceConfig{} }
+
+// TraceEvent records the reads of the node an expression evaluation or a
+// rule entry announces.
+func (t *readTracer) TraceEvent(e topdown.Event) {
+	if t.whole || (e.Op != topdown.EvalOp && e.Op != topdown.EnterOp) {
+		return
+	}
+	var key any
+	switch n := e.Node.(type) {
+	case ast.Body:
+		return // a query or a rule body: each of its expressions is announced
+	case *ast.Expr:
+		key = n
+	case *ast.Rule:
+		key = n
+	default:
+		t.whole = true
+		return
+	}
+	r := t.c.reads(key)
+	if r.whole || r.impure {
+		t.whole = true
+		return
+	}
+	if len(r.paths) == 0 {
+		return
+	}
+	if _, dup := t.seen[r]; dup {
+		return
+	}
+	if t.seen == nil {
+		t.seen = map[*reads]struct{}{}
+	}
+	t.seen[r] = struct{}{}
+	t.paths = append(t.paths, r.paths...)
+}
+
+// reads is what node (an expression, or a rule's head) reads.
+func (c *decisionCache) reads(node any) *reads {
+	if v, ok := c.nodes.Load(node); ok {
+		return v.(*reads)
+	}
+	var r reads
+	switch n := node.(type) {
+	case *ast.Expr:
+		r = collect(n)
+	case *ast.Rule:
+		r = collect(n.Head)
+	}
+	if c.nnodes.Add(1) > maxNodes {
+		return &r
+	}
+	v, _ := c.nodes.LoadOrStore(node, &r)
+	return v.(*reads)
+}
+
+// readSet is what the evaluation read; ok is false when it read the input
+// whole.
+func (t *readTracer) readSet() (readSet, bool) {
+	if t.whole {
+		return readSet{}, false
+	}
+	return normalize(t.paths), true
 }
 
 // clone is a copy of d that shares nothing a caller may change.

@@ -23,14 +23,26 @@ func bundleFS(rego string) Source {
 	return FS("test", fstest.MapFS{"custos/authz.rego": {Data: []byte("package custos.authz\n\n" + rego + "\n")}})
 }
 
+// loadRego is a Rego whose learner has no budget: tests decide faster
+// than it would allow.
 func loadRego(t *testing.T, src Source, cache int) *Rego {
 	t.Helper()
 	r, err := NewRego(context.Background(), RegoOptions{Source: src, PollInterval: time.Hour, DecisionCache: cache})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.tokensMu.Lock()
+	r.rate, r.burst, r.tokens = 1e9, 1e9, 1e9
+	r.tokensMu.Unlock()
 	t.Cleanup(func() { r.Close() })
 	return r
+}
+
+// decide is r's decision for in, once the learner has kept it.
+func decide(r *Rego, in Input) (Decision, error) {
+	d, err := r.Decide(context.Background(), in)
+	r.learning.Wait()
+	return d, err
 }
 
 func cacheInput(id string, groups []string, risk inspect.Risk, at time.Time) Input {
@@ -108,14 +120,13 @@ func TestDecisionCacheOfTheDefaultBundle(t *testing.T) {
 	if c.cache == nil {
 		t.Fatal("the default bundle is not cacheable")
 	}
-	for _, p := range paths(c.cache.rs) {
+	for _, p := range paths(c.cache.bound) {
 		if p == "input.request.id" || p == "input.time" || p == "input.request.headers" || p == "input.grants" {
 			t.Fatalf("the default bundle is said to read %s", p)
 		}
 	}
-	ctx := context.Background()
 	now := time.Now()
-	first, err := r.Decide(ctx, cacheInput("r-1", []string{"customers-readers"}, inspect.RiskRead, now))
+	first, err := decide(r, cacheInput("r-1", []string{"customers-readers"}, inspect.RiskRead, now))
 	if err != nil || !first.Allow {
 		t.Fatalf("%+v %v", first, err)
 	}
@@ -123,7 +134,7 @@ func TestDecisionCacheOfTheDefaultBundle(t *testing.T) {
 		t.Fatal("the first decision is said to come from the cache")
 	}
 	first.Reasons[0] = "changed by the caller"
-	second, err := r.Decide(ctx, cacheInput("r-2", []string{"customers-readers"}, inspect.RiskRead, now.Add(time.Hour)))
+	second, err := decide(r, cacheInput("r-2", []string{"customers-readers"}, inspect.RiskRead, now.Add(time.Hour)))
 	if err != nil || !second.Allow || second.ID == first.ID || second.ID == "" || second.Revision != r.Revision() {
 		t.Fatalf("%+v %v", second, err)
 	}
@@ -136,11 +147,11 @@ func TestDecisionCacheOfTheDefaultBundle(t *testing.T) {
 	if c.cache.n != 1 {
 		t.Fatalf("%d decisions kept for two alike requests", c.cache.n)
 	}
-	denied, err := r.Decide(ctx, cacheInput("r-3", []string{"customers-readers"}, inspect.RiskWrite, now))
+	denied, err := decide(r, cacheInput("r-3", []string{"customers-readers"}, inspect.RiskWrite, now))
 	if err != nil || denied.Allow {
 		t.Fatalf("a write by a reader: %+v %v", denied, err)
 	}
-	other, err := r.Decide(ctx, cacheInput("r-4", []string{"marketing"}, inspect.RiskRead, now))
+	other, err := decide(r, cacheInput("r-4", []string{"marketing"}, inspect.RiskRead, now))
 	if err != nil || other.Allow {
 		t.Fatalf("an unmapped group: %+v %v", other, err)
 	}
@@ -153,12 +164,11 @@ func TestDecisionCacheOfTheDefaultBundle(t *testing.T) {
 // starts again rather than growing.
 func TestDecisionCacheLimits(t *testing.T) {
 	clock := loadRego(t, bundleFS(`decision := {"allow": true, "reasons": [sprintf("%d", [time.now_ns()])]}`), 0)
-	ctx := context.Background()
-	a, err := clock.Decide(ctx, cacheInput("r-1", nil, inspect.RiskRead, time.Unix(1, 0)))
+	a, err := decide(clock, cacheInput("r-1", nil, inspect.RiskRead, time.Unix(1, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := clock.Decide(ctx, cacheInput("r-1", nil, inspect.RiskRead, time.Unix(2, 0)))
+	b, err := decide(clock, cacheInput("r-1", nil, inspect.RiskRead, time.Unix(2, 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +180,7 @@ func TestDecisionCacheLimits(t *testing.T) {
 	for i := range 5 {
 		in := cacheInput("r", nil, inspect.RiskRead, time.Now())
 		in.Request.Path = fmt.Sprintf("/%d", i)
-		d, err := small.Decide(ctx, in)
+		d, err := decide(small, in)
 		if err != nil || d.Reasons[0] != in.Request.Path {
 			t.Fatalf("%+v %v", d, err)
 		}
@@ -194,7 +204,6 @@ func TestDecisionCacheAgreesWithEvaluation(t *testing.T) {
 	plain := loadRego(t, FS(policies.Builtin, policies.Bundle), -1)
 	r := rand.New(rand.NewPCG(7, 8))
 	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
-	ctx := context.Background()
 	for n := range 1500 {
 		in := cacheInput(fmt.Sprintf("r-%d", n), []string{pick("customers-readers", "customers-writers", "customers-admins", "marketing")},
 			inspect.Risk(pick("read", "write", "destructive", "admin", "unknown", "catastrophic")), time.Unix(int64(n), 0))
@@ -212,8 +221,8 @@ func TestDecisionCacheAgreesWithEvaluation(t *testing.T) {
 			in.Action.Details = map[string]any{"verb": "get", "resource": pick("pods", "secrets"), "subresource": pick("", "exec")}
 		}
 		in.Action.Summary = pick("GET /1", "DELETE /1")
-		want, err1 := plain.Decide(ctx, in)
-		got, err2 := cached.Decide(ctx, in)
+		want, err1 := decide(plain, in)
+		got, err2 := decide(cached, in)
 		if (err1 == nil) != (err2 == nil) {
 			t.Fatalf("input %d: errors differ: %v / %v", n, err1, err2)
 		}
@@ -230,16 +239,15 @@ func TestDecisionCacheAgreesWithEvaluation(t *testing.T) {
 // What the reviewers found: a rule head's reference into the input, and
 // numbers a policy can tell apart that ast.Compare calls equal.
 func TestDecisionCacheKeepsRequestsApart(t *testing.T) {
-	ctx := context.Background()
 	heads := loadRego(t, bundleFS("allowed.users[input.principal.subject] := true\n\ndecision := {\"allow\": object.get(allowed.users, \"alice\", false)}"), 0)
 	alice := cacheInput("r-1", nil, inspect.RiskRead, time.Now())
 	alice.Principal.Subject = "alice"
 	mallory := cacheInput("r-2", nil, inspect.RiskRead, time.Now())
 	mallory.Principal.Subject = "mallory"
-	if d, err := heads.Decide(ctx, alice); err != nil || !d.Allow {
+	if d, err := decide(heads, alice); err != nil || !d.Allow {
 		t.Fatalf("alice: %+v %v", d, err)
 	}
-	if d, err := heads.Decide(ctx, mallory); err != nil || d.Allow {
+	if d, err := decide(heads, mallory); err != nil || d.Allow {
 		t.Fatalf("mallory got alice's decision: %+v %v", d, err)
 	}
 
@@ -250,7 +258,7 @@ func TestDecisionCacheKeepsRequestsApart(t *testing.T) {
 	}{{"1", true}, {"1.0", false}, {"1e0", false}, {"1", true}} {
 		in := cacheInput("r", nil, inspect.RiskRead, time.Now())
 		in.Action.Details = map[string]any{"amount": json.Number(tc.n)}
-		d, err := numbers.Decide(ctx, in)
+		d, err := decide(numbers, in)
 		if err != nil || d.Allow != tc.allow || d.Reasons[0] != tc.n {
 			t.Fatalf("amount %s: %+v %v", tc.n, d, err)
 		}
@@ -259,10 +267,121 @@ func TestDecisionCacheKeepsRequestsApart(t *testing.T) {
 	big := loadRego(t, bundleFS(`decision := {"allow": count(input.action.summary) > 0}`), 0)
 	in := cacheInput("r", nil, inspect.RiskRead, time.Now())
 	in.Action.Summary = strings.Repeat("x", maxKeyBytes)
-	if _, err := big.Decide(ctx, in); err != nil {
+	if _, err := decide(big, in); err != nil {
 		t.Fatal(err)
 	}
 	if n := big.cur.Load().cache.n; n != 0 {
 		t.Fatalf("a %d-byte key was kept", len(in.Action.Summary))
+	}
+}
+
+// A decision is kept by what its own evaluation read: the default bundle's
+// allowed read never reaches the rules that quote the request, so one
+// evaluation serves a reader's GET of every path, while each denied write,
+// whose reason quotes the request, is its own.
+func TestDecisionCacheLearnsWhatEachEvaluationReads(t *testing.T) {
+	r := loadRego(t, FS(policies.Builtin, policies.Bundle), 0)
+	at := func(id, method, path string, risk inspect.Risk) Input {
+		in := cacheInput(id, []string{"customers-readers"}, risk, time.Now())
+		in.Request.Method, in.Request.Path, in.Request.OriginalPath = method, path, "/customers"+path
+		in.Action.Summary = method + " " + path
+		return in
+	}
+	for i, path := range []string{"/1", "/2", "/3"} {
+		d, err := decide(r, at(fmt.Sprint("r-", i), "GET", path, inspect.RiskRead))
+		if err != nil || !d.Allow || d.Cached != (i > 0) {
+			t.Fatalf("GET %s: %+v %v (the reads after the first should come from the cache)", path, d, err)
+		}
+	}
+	for _, path := range []string{"/1", "/2"} {
+		d, err := decide(r, at("w", "PUT", path, inspect.RiskWrite))
+		if err != nil || d.Allow || d.Cached || !strings.Contains(strings.Join(d.Reasons, " "), "PUT "+path) {
+			t.Fatalf("PUT %s: %+v %v (a denial quoting the request is its own)", path, d, err)
+		}
+	}
+	c := r.cur.Load().cache
+	if c.n != 3 || len(c.shapes) != 2 {
+		t.Fatalf("%d decisions in %d shapes kept, want 3 in 2", c.n, len(c.shapes))
+	}
+	// The same denial again is found.
+	if d, err := decide(r, at("w", "PUT", "/2", inspect.RiskWrite)); err != nil || !d.Cached {
+		t.Fatalf("the same denial again: %+v %v", d, err)
+	}
+}
+
+// The tracer must see every read, or a decision would be kept for inputs
+// it does not hold for. Bundles built from what could hide a read (rules
+// the indexer would pick by the input, else chains, functions, with,
+// negation, every, comprehensions, a head keyed by the input, iteration
+// over an input object) decide random inputs from a small domain, with and
+// without the cache: the answers must always agree.
+func TestDecisionCacheAgreesOnEveryConstruct(t *testing.T) {
+	bundles := map[string]string{
+		"indexed rules": `
+default allow := false
+allow if { input.request.method == "GET"; input.principal.kind == "workload" }
+allow if { input.request.method == "POST"; input.principal.subject == "a" }
+rs contains "post" if input.request.method == "POST"
+rs contains sprintf("path %s", [input.request.path]) if input.principal.subject == "b"
+rs contains "kind" if input.action.kind == "sql"
+decision := {"allow": allow, "reasons": sort([r | some r in rs])}`,
+		"functions, else, with, not, every": `
+f(x) := "w" if x == "workload" else := "h"
+default bad := false
+bad if { not input.principal.groups_unknown; count(input.principal.group_names) == 0 }
+default all_c := false
+all_c if { every g in input.principal.group_names { startswith(g, "c") } }
+inner := input.principal.subject
+sub := x if { x := inner with input.principal.subject as "zz" }
+decision := {"allow": all_c, "reasons": [f(input.principal.kind), sprintf("%v", [bad]), sub]}`,
+		"heads keyed by the input": `
+by_path[input.request.path] := input.request.method
+level := 2 if input.principal.kind == "human" else := 1 if input.action.risk == "read" else := 0
+decision := {"allow": level > 0, "reasons": [json.marshal(by_path), sprintf("%d", [level])]}`,
+		"iteration over the input": `
+names := {g | some g in input.principal.group_names}
+hdr := [k | some k, _ in input.request.headers]
+decision := {"allow": count(names) > 1, "reasons": [concat(",", sort(hdr))]} if input.request.method == "GET" else := {"allow": false, "reasons": [input.action.summary]}`,
+	}
+	for name, rego := range bundles {
+		t.Run(name, func(t *testing.T) {
+			cached := loadRego(t, bundleFS(rego), 0)
+			plain := loadRego(t, bundleFS(rego), -1)
+			r := rand.New(rand.NewPCG(3, 4))
+			pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
+			hits := 0
+			for n := range 400 {
+				var groups []string
+				for _, g := range []string{"c1", "c2", "d"} {
+					if r.IntN(2) == 0 {
+						groups = append(groups, g)
+					}
+				}
+				in := cacheInput(fmt.Sprintf("r-%d", n), groups, inspect.Risk(pick("read", "write")), time.Unix(int64(n), 0))
+				in.Principal.Subject = pick("a", "b")
+				in.Principal.Kind = pick("workload", "human")
+				in.Principal.GroupsUnknown = r.IntN(4) == 0
+				in.Request.Method = pick("GET", "POST")
+				in.Request.Path = pick("/1", "/2")
+				in.Request.Headers = map[string]string{pick("x-a", "x-b"): "1"}
+				in.Action.Kind = pick("http", "sql")
+				in.Action.Summary = in.Request.Method + " " + in.Request.Path
+				want, err1 := plain.Decide(context.Background(), in)
+				got, err2 := decide(cached, in)
+				if err1 != nil || err2 != nil {
+					t.Fatalf("input %d: %v / %v", n, err1, err2)
+				}
+				if got.Cached {
+					hits++
+				}
+				want.ID, got.ID, got.Cached = "", "", false
+				if !reflect.DeepEqual(want, got) {
+					t.Fatalf("input %d %+v: the cache answered\n%+v\nan evaluation\n%+v", n, in, got, want)
+				}
+			}
+			if hits == 0 || hits == 400 {
+				t.Fatalf("%d of 400 decisions from the cache: the test does not exercise it", hits)
+			}
+		})
 	}
 }

@@ -81,7 +81,6 @@ type Rego struct {
 	o        RegoOptions
 	cur      atomic.Pointer[compiled]
 	stop     chan struct{}
-	done     chan struct{}
 	once     sync.Once
 	reload   sync.Mutex
 	vconfig  *bundle.VerificationConfig
@@ -89,6 +88,15 @@ type Rego struct {
 	// refused is the stamp of the last bundle refused, so a bad bundle left
 	// in place is reported once, not at every poll.
 	refused string
+	// The learner's queue, budget and work in progress (learn).
+	jobs     chan learnJob
+	tokensMu sync.Mutex
+	tokens   float64
+	refilled time.Time
+	rate     float64 // learnRate, but for tests
+	burst    float64 // learnBurst, but for tests
+	learning sync.WaitGroup
+	workers  sync.WaitGroup
 }
 
 type compiled struct {
@@ -113,7 +121,7 @@ func NewRego(ctx context.Context, o RegoOptions) (*Rego, error) {
 	if o.DecisionCache == 0 {
 		o.DecisionCache = DefaultDecisionCache
 	}
-	r := &Rego{o: o, stop: make(chan struct{}), done: make(chan struct{})}
+	r := &Rego{o: o, stop: make(chan struct{}), jobs: make(chan learnJob, learnQueue), tokens: learnBurst, refilled: time.Now(), rate: learnRate, burst: learnBurst}
 	if v := o.Verification; v != nil {
 		id, alg := v.KeyID, v.Algorithm
 		if id == "" {
@@ -132,7 +140,12 @@ func NewRego(ctx context.Context, o RegoOptions) (*Rego, error) {
 	if o.OnChange != nil {
 		r.onChange.Store(&o.OnChange)
 	}
+	r.workers.Add(1)
 	go r.follow()
+	if o.DecisionCache > 0 {
+		r.workers.Add(1)
+		go r.learner()
+	}
 	return r, nil
 }
 
@@ -143,7 +156,7 @@ func (r *Rego) Revision() string { return r.cur.Load().revision }
 // bundle.
 func (r *Rego) Close() error {
 	r.once.Do(func() { close(r.stop) })
-	<-r.done
+	r.workers.Wait()
 	return nil
 }
 
@@ -184,7 +197,7 @@ func (r *Rego) OnChange(f func(Change)) {
 }
 
 func (r *Rego) follow() {
-	defer close(r.done)
+	defer r.workers.Done()
 	t := time.NewTicker(r.o.PollInterval)
 	defer t.Stop()
 	for {
@@ -251,21 +264,19 @@ func definesDecision(b *bundle.Bundle) bool {
 }
 
 // Decide evaluates the decision for in, or finds it in the revision's
-// decision cache when an earlier input was the same in every part the
-// bundle reads. No decision, more than one, or one
+// decision cache when an earlier evaluation read the same values of the
+// input as this one would. No decision, more than one, or one
 // that does not parse is an error (503), never an allow.
 func (r *Rego) Decide(ctx context.Context, in Input) (Decision, error) {
 	c := r.cur.Load()
-	var key *ast.Array
-	var h int
 	var built map[string]ast.Value
 	if c.cache != nil {
-		var err error
-		if key, built, err = c.cache.rs.key(in); err != nil {
+		built = make(map[string]ast.Value, len(sections))
+		d, ok, err := c.cache.get(func(name string) (ast.Value, error) { return builtSection(in, built, name) })
+		if err != nil {
 			return Decision{}, fmt.Errorf("policy input: %w", err)
 		}
-		h = key.Hash()
-		if d, ok := c.cache.get(key, h); ok {
+		if ok {
 			d.ID, d.Cached = newDecisionID(), true
 			return d, nil
 		}
@@ -274,7 +285,21 @@ func (r *Rego) Decide(ctx context.Context, in Input) (Decision, error) {
 	if err != nil {
 		return Decision{}, fmt.Errorf("policy input: %w", err)
 	}
-	rs, err := c.pq.Eval(ctx, rego.EvalParsedInput(doc), rego.EvalTime(in.Time))
+	d, err := c.eval(ctx, doc, in.Time)
+	if err != nil {
+		return Decision{}, err
+	}
+	d.ID = newDecisionID()
+	if c.cache != nil {
+		r.learn(c, doc, in.Time)
+	}
+	return d, nil
+}
+
+// eval is the bundle's decision for the input document doc, with the
+// options given.
+func (c *compiled) eval(ctx context.Context, doc ast.Value, at time.Time, opts ...rego.EvalOption) (Decision, error) {
+	rs, err := c.pq.Eval(ctx, append(opts, rego.EvalParsedInput(doc), rego.EvalTime(at))...)
 	if err != nil {
 		return Decision{}, fmt.Errorf("policy %s: evaluation failed: %w", c.revision, err)
 	}
@@ -285,12 +310,96 @@ func (r *Rego) Decide(ctx context.Context, in Input) (Decision, error) {
 	if err != nil {
 		return Decision{}, fmt.Errorf("policy %s: %w", c.revision, err)
 	}
-	d.ID, d.Revision = newDecisionID(), c.revision
-	if c.cache != nil {
-		c.cache.put(key, h, d)
-	}
+	d.Revision = c.revision
 	return d, nil
 }
+
+// Learning: what an evaluation reads of the input is found by evaluating
+// it again with a tracer, off the request's path, so a decision the cache
+// does not hold costs the request one plain evaluation, as without a
+// cache. The learner takes one input at a time, from a short queue, at
+// most learnRate a second beyond a burst of learnBurst: a stream of
+// inputs that never repeat costs it a bounded share of a core.
+const (
+	learnQueue = 64
+	learnRate  = 200
+	learnBurst = 200
+)
+
+// learnJob is one evaluation to repeat with a tracer.
+type learnJob struct {
+	c   *compiled
+	doc ast.Value
+	at  time.Time
+}
+
+// learn queues doc, just evaluated by c, for the learner, unless the queue
+// is full or the learner's budget spent.
+func (r *Rego) learn(c *compiled, doc ast.Value, at time.Time) {
+	r.tokensMu.Lock()
+	now := time.Now()
+	r.tokens = min(r.burst, r.tokens+now.Sub(r.refilled).Seconds()*r.rate)
+	r.refilled = now
+	ok := r.tokens >= 1
+	if ok {
+		r.tokens--
+	}
+	r.tokensMu.Unlock()
+	if !ok {
+		return
+	}
+	r.learning.Add(1)
+	select {
+	case r.jobs <- learnJob{c: c, doc: doc, at: at}:
+	default:
+		r.learning.Done()
+	}
+}
+
+// learner evaluates the queued inputs again with a tracer and keeps each
+// decision by what its evaluation read.
+func (r *Rego) learner() {
+	defer r.workers.Done()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case j := <-r.jobs:
+			j.c.learnFrom(j.doc, j.at)
+			r.learning.Done()
+		}
+	}
+}
+
+// learnFrom evaluates doc with a tracer and without rule indexing (the
+// indexer reads the input unannounced) and keeps the decision by what the
+// evaluation read.
+func (c *compiled) learnFrom(doc ast.Value, at time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), learnTimeout)
+	defer cancel()
+	tr := c.cache.tracer()
+	d, err := c.eval(ctx, doc, at, rego.EvalQueryTracer(tr), rego.EvalRuleIndexing(false))
+	if err != nil {
+		return
+	}
+	read, ok := tr.readSet()
+	if !ok {
+		return
+	}
+	obj, ok := doc.(ast.Object)
+	if !ok {
+		return
+	}
+	c.cache.put(read, func(name string) (ast.Value, error) {
+		if t := obj.Get(ast.StringTerm(name)); t != nil {
+			return t.Value, nil
+		}
+		return nil, nil
+	}, d)
+}
+
+// learnTimeout bounds one evaluation by the learner.
+const learnTimeout = 5 * time.Second
 
 // newDecisionID is a random id for one evaluation.
 func newDecisionID() string {
