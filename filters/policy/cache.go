@@ -2,9 +2,7 @@ package policy
 
 import (
 	"slices"
-	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
@@ -257,22 +255,17 @@ type decisionCache struct {
 	shapes []*shape
 	n      int
 	bytes  int
-	// nodes remembers what each expression and rule head of the compiled
-	// bundle reads (ast.Node → *reads), for the tracer; it keeps at most
-	// maxNodes, since OPA makes some expressions anew at each evaluation
-	// (the complement of a `not`).
-	nodes  sync.Map
-	nnodes atomic.Int64
+	// nodes is what each expression and rule of the compiled bundle
+	// reads (*ast.Expr, or *ast.Rule for its head → *reads), for the
+	// tracer; made at load, read without a lock. An expression OPA makes
+	// while it evaluates (the complement of a `not`) is read when seen.
+	nodes map[any]*reads
 }
-
-// maxNodes bounds decisionCache.nodes.
-const maxNodes = 8192
 
 // shape is the decisions of one read set.
 type shape struct {
-	rs  readSet
-	sig string
-	m   map[int][]cached
+	rs readSet
+	m  map[int][]cached
 }
 
 type cached struct {
@@ -280,8 +273,23 @@ type cached struct {
 	d   Decision
 }
 
-func newDecisionCache(bound readSet, max int) *decisionCache {
-	return &decisionCache{bound: bound, max: max}
+func newDecisionCache(bound readSet, max int, modules map[string]*ast.Module) *decisionCache {
+	c := &decisionCache{bound: bound, max: max, nodes: map[any]*reads{}}
+	vis := ast.NewGenericVisitor(func(x any) bool {
+		switch n := x.(type) {
+		case *ast.Expr:
+			r := collect(n)
+			c.nodes[n] = &r
+		case *ast.Rule:
+			r := collect(n.Head)
+			c.nodes[n] = &r
+		}
+		return false
+	})
+	for _, m := range modules {
+		vis.Walk(m)
+	}
+	return c
 }
 
 // get returns the decision kept for the input document doc.
@@ -323,7 +331,6 @@ func (c *decisionCache) put(rs readSet, doc section, d Decision) {
 		return
 	}
 	h := key.Hash()
-	sig := rs.String()
 	d.ID = ""
 	d = d.clone()
 	c.mu.Lock()
@@ -333,7 +340,7 @@ func (c *decisionCache) put(rs readSet, doc section, d Decision) {
 	}
 	var s *shape
 	for _, x := range c.shapes {
-		if x.sig == sig {
+		if slices.EqualFunc(x.rs.paths, rs.paths, func(a, b ast.Ref) bool { return a.Equal(b) }) {
 			s = x
 			break
 		}
@@ -342,7 +349,7 @@ func (c *decisionCache) put(rs readSet, doc section, d Decision) {
 		if len(c.shapes) >= maxShapes {
 			return
 		}
-		s = &shape{rs: rs, sig: sig, m: map[int][]cached{}}
+		s = &shape{rs: rs, m: map[int][]cached{}}
 		c.shapes = append(c.shapes, s)
 	}
 	for _, e := range s.m[h] {
@@ -353,18 +360,6 @@ func (c *decisionCache) put(rs readSet, doc section, d Decision) {
 	s.m[h] = append(s.m[h], cached{key: key, d: d})
 	c.n++
 	c.bytes += sz
-}
-
-// String is the read set's signature: its paths, sorted.
-func (rs readSet) String() string {
-	var b strings.Builder
-	for i, p := range rs.paths {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(p.String())
-	}
-	return b.String()
 }
 
 // tracer is a new recorder of what one evaluation reads.
@@ -430,8 +425,8 @@ func (t *readTracer) TraceEvent(e topdown.Event) {
 
 // reads is what node (an expression, or a rule's head) reads.
 func (c *decisionCache) reads(node any) *reads {
-	if v, ok := c.nodes.Load(node); ok {
-		return v.(*reads)
+	if r, ok := c.nodes[node]; ok {
+		return r
 	}
 	var r reads
 	switch n := node.(type) {
@@ -440,11 +435,7 @@ func (c *decisionCache) reads(node any) *reads {
 	case *ast.Rule:
 		r = collect(n.Head)
 	}
-	if c.nnodes.Add(1) > maxNodes {
-		return &r
-	}
-	v, _ := c.nodes.LoadOrStore(node, &r)
-	return v.(*reads)
+	return &r
 }
 
 // readSet is what the evaluation read; ok is false when it read the input

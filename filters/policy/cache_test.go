@@ -385,3 +385,31 @@ decision := {"allow": count(names) > 1, "reasons": [concat(",", sort(hdr))]} if 
 		})
 	}
 }
+
+// The learner keeps only the decision the request got: an evaluation
+// without rule indexing that disagreed with it would cost a miss, never
+// a wrong answer.
+func TestDecisionCacheKeepsOnlyWhatTheRequestGot(t *testing.T) {
+	r := loadRego(t, FS(policies.Builtin, policies.Bundle), 0)
+	c := r.cur.Load()
+	in := cacheInput("r", []string{"customers-readers"}, inspect.RiskRead, time.Now())
+	doc, err := documentValue(in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.eval(context.Background(), doc, in.Time)
+	if err != nil || !got.Allow {
+		t.Fatalf("%+v %v", got, err)
+	}
+	other := got.clone()
+	other.Allow = false
+	c.learnFrom(doc, in.Time, other)
+	if c.cache.n != 0 {
+		t.Fatal("a decision the request did not get was kept")
+	}
+	got.ID = "an id"
+	c.learnFrom(doc, in.Time, got)
+	if c.cache.n != 1 {
+		t.Fatal("the decision the request got was not kept")
+	}
+}

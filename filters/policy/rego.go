@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -228,10 +229,15 @@ func (r *Rego) load(ctx context.Context, stamp string) (*compiled, string, error
 	if !definesDecision(b) {
 		return nil, newStamp, fmt.Errorf("policy bundle %s defines no %s", r.o.Source, Query)
 	}
+	// The decision cache's tracer sees every read of the input only
+	// because nothing else reads it: no resolver, external rule source or
+	// custom builtin may be added here while the cache is on.
+	var comp *ast.Compiler
 	pq, err := rego.New(
 		rego.Query(Query),
 		rego.ParsedBundle("custos", b),
 		rego.StrictBuiltinErrors(true),
+		rego.CompilerHook(func(c *ast.Compiler) { comp = c }),
 	).PrepareForEval(ctx)
 	if err != nil {
 		return nil, newStamp, fmt.Errorf("policy bundle %s does not compile: %w", r.o.Source, err)
@@ -241,8 +247,8 @@ func (r *Rego) load(ctx context.Context, stamp string) (*compiled, string, error
 		rev = "sha256:" + newStamp[:16]
 	}
 	c := &compiled{pq: pq, revision: rev, stamp: newStamp}
-	if rs, ok := analyse(b); ok && r.o.DecisionCache > 0 {
-		c.cache = newDecisionCache(rs, r.o.DecisionCache)
+	if rs, ok := analyse(b); ok && r.o.DecisionCache > 0 && comp != nil {
+		c.cache = newDecisionCache(rs, r.o.DecisionCache, comp.Modules)
 	}
 	return c, newStamp, nil
 }
@@ -291,7 +297,7 @@ func (r *Rego) Decide(ctx context.Context, in Input) (Decision, error) {
 	}
 	d.ID = newDecisionID()
 	if c.cache != nil {
-		r.learn(c, doc, in.Time)
+		r.learn(c, doc, in.Time, d)
 	}
 	return d, nil
 }
@@ -326,16 +332,18 @@ const (
 	learnBurst = 200
 )
 
-// learnJob is one evaluation to repeat with a tracer.
+// learnJob is one evaluation to repeat with a tracer, and the decision it
+// gave.
 type learnJob struct {
 	c   *compiled
 	doc ast.Value
 	at  time.Time
+	d   Decision
 }
 
-// learn queues doc, just evaluated by c, for the learner, unless the queue
-// is full or the learner's budget spent.
-func (r *Rego) learn(c *compiled, doc ast.Value, at time.Time) {
+// learn queues doc, just evaluated by c to d, for the learner, unless the
+// queue is full or the learner's budget spent.
+func (r *Rego) learn(c *compiled, doc ast.Value, at time.Time, d Decision) {
 	r.tokensMu.Lock()
 	now := time.Now()
 	r.tokens = min(r.burst, r.tokens+now.Sub(r.refilled).Seconds()*r.rate)
@@ -350,7 +358,7 @@ func (r *Rego) learn(c *compiled, doc ast.Value, at time.Time) {
 	}
 	r.learning.Add(1)
 	select {
-	case r.jobs <- learnJob{c: c, doc: doc, at: at}:
+	case r.jobs <- learnJob{c: c, doc: doc, at: at, d: d}:
 	default:
 		r.learning.Done()
 	}
@@ -365,7 +373,7 @@ func (r *Rego) learner() {
 		case <-r.stop:
 			return
 		case j := <-r.jobs:
-			j.c.learnFrom(j.doc, j.at)
+			j.c.learnFrom(j.doc, j.at, j.d)
 			r.learning.Done()
 		}
 	}
@@ -373,13 +381,19 @@ func (r *Rego) learner() {
 
 // learnFrom evaluates doc with a tracer and without rule indexing (the
 // indexer reads the input unannounced) and keeps the decision by what the
-// evaluation read.
-func (c *compiled) learnFrom(doc ast.Value, at time.Time) {
+// evaluation read, provided it is the decision the request got (want):
+// were OPA's indexed and unindexed evaluations ever to differ, the
+// difference would cost a cache miss, never a wrong answer.
+func (c *compiled) learnFrom(doc ast.Value, at time.Time, want Decision) {
 	ctx, cancel := context.WithTimeout(context.Background(), learnTimeout)
 	defer cancel()
 	tr := c.cache.tracer()
 	d, err := c.eval(ctx, doc, at, rego.EvalQueryTracer(tr), rego.EvalRuleIndexing(false))
 	if err != nil {
+		return
+	}
+	want.ID = ""
+	if !reflect.DeepEqual(d, want) {
 		return
 	}
 	read, ok := tr.readSet()
