@@ -339,6 +339,21 @@ func TestPolicyCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"rule": "destructive-needs-approval"`) || !strings.Contains(out, "data.custos.authz.decision") {
 		t.Fatalf("eval: %v\n%s", err, out)
 	}
+	// An approval the request's summary is not quoted in: the path is not
+	// part of what the decision read.
+	if !strings.Contains(out, "\n  input.action.risk\n") || strings.Contains(out, "input.action.summary") || strings.Contains(out, "input.request") {
+		t.Fatalf("eval's input read:\n%s", out)
+	}
+	clock := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(clock, "custos"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(clock, "custos", "authz.rego"), []byte("package custos.authz\n\ndecision := {\"allow\": time.now_ns() > 0}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err = run(ctx, "policy", "eval", "--input", in, "--bundle", clock); err != nil || !strings.Contains(out, "input read: this bundle's decisions are never cached") {
+		t.Fatalf("eval of a clock-reading bundle: %v\n%s", err, out)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string

@@ -136,8 +136,9 @@ func newPolicyEvalCmd(g *globals) *cobra.Command {
 		Use:   "eval --input FILE [--bundle DIR]",
 		Short: "Evaluate one decision for a policy input document",
 		Long: `Evaluate data.custos.authz.decision for the policy input document in FILE
-(JSON, as docs/policy.md describes it; - reads stdin) and print the decision
-and the rules that fired. --bundle is a bundle directory, a bundle server URL
+(JSON, as docs/policy.md describes it; - reads stdin) and print the decision,
+the rules that fired, and the parts of the input the decision read (requests
+equal in those share it in the decision cache). --bundle is a bundle directory, a bundle server URL
 or builtin:default; it defaults to ./policies when it exists, else the
 built-in bundle. Exit status 0 means a decision was made (allowed or not).`,
 		Args: cobra.NoArgs,
@@ -210,6 +211,18 @@ built-in bundle. Exit status 0 means a decision was made (allowed or not).`,
 			fmt.Fprintln(g.stdout, "rules that fired:")
 			for _, f := range fired {
 				fmt.Fprintf(g.stdout, "  %s  (%s)\n", f.Rule, f.Location)
+			}
+			reads, err := r.Reads(ctx, doc)
+			switch {
+			case errors.Is(err, policy.ErrNotCached):
+				fmt.Fprintf(g.stdout, "input read: %v\n", err)
+			case err != nil:
+				return err
+			default:
+				fmt.Fprintln(g.stdout, "input read (the decision cache shares this decision with requests equal in these):")
+				for _, p := range reads {
+					fmt.Fprintf(g.stdout, "  %s\n", p)
+				}
 			}
 			return nil
 		},

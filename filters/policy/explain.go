@@ -2,7 +2,9 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -56,4 +58,38 @@ func (r *Rego) Explain(ctx context.Context, doc any) (Decision, []Fired, error) 
 	}
 	d.ID, d.Revision = newDecisionID(), c.revision
 	return d, fired, nil
+}
+
+// ErrNotCached says a bundle's decisions are never cached: it calls or
+// names a builtin whose result is not a function of its arguments, or
+// reads the input whole.
+var ErrNotCached = errors.New("this bundle's decisions are never cached: a rule calls or names a builtin whose result is not a function of its arguments (the clock, randomness, the network), or reads the input whole")
+
+// Reads evaluates the decision for doc (JSON values, as for Explain) the
+// way the decision cache learns it, and returns the parts of the input the
+// evaluation read: requests equal on all of them share the decision. It
+// is ErrNotCached for a bundle that is never cached, or when the cache is
+// off.
+func (r *Rego) Reads(ctx context.Context, doc any) ([]string, error) {
+	c := r.cur.Load()
+	if c.cache == nil {
+		return nil, ErrNotCached
+	}
+	v, err := ast.InterfaceToValue(doc)
+	if err != nil {
+		return nil, fmt.Errorf("policy input: %w", err)
+	}
+	tr := c.cache.tracer()
+	if _, err := c.eval(ctx, v, time.Now(), rego.EvalQueryTracer(tr), rego.EvalRuleIndexing(false)); err != nil {
+		return nil, err
+	}
+	rs, ok := tr.readSet()
+	if !ok || !c.cache.bound.covers(rs) {
+		return nil, ErrNotCached
+	}
+	out := make([]string, len(rs.paths))
+	for i, p := range rs.paths {
+		out[i] = p.String()
+	}
+	return out, nil
 }

@@ -37,9 +37,17 @@ needs := {"read": 1, "write": 2, "destructive": 2, "unknown": 1, "admin": 3}
 # One object, computed once per decision (a partial object would be
 # evaluated again inside each comprehension that reads it).
 granting := {g: ranks[lv] |
-	some g in array.concat(input.principal.groups, object.get(input.principal, "group_names", []))
+	some g in array.concat(input.principal.groups, group_names)
 	lv := access[g]
 }
+
+# The principal's group names, when its issuer gives them. Read by path,
+# not with object.get(input.principal, ...), so a decision depends on the
+# names alone, not on the whole principal (the decision cache keys each
+# decision by what it read: `custos policy eval` lists it).
+default group_names := []
+
+group_names := input.principal.group_names
 
 default level := 0
 
