@@ -188,11 +188,28 @@ func builtSection(in Input, built map[string]ast.Value, name string) (ast.Value,
 	return v, nil
 }
 
+// leaf is the value at a path of the input document taken straight from
+// what it is built from, without building its section; known is false
+// for a path it does not take this way. A nil value with known true is
+// nothing there.
+type leaf func(p ast.Ref) (v ast.Value, known bool)
+
 // key is the input document seen through the read set: for each path, []
-// when the document has nothing there, else [value].
-func (rs readSet) key(doc section) (*ast.Array, error) {
+// when the document has nothing there, else [value]. A path leaf knows
+// (when leaf is not nil) is taken from it; any other from its section.
+func (rs readSet) key(doc section, leaf leaf) (*ast.Array, error) {
 	terms := make([]*ast.Term, len(rs.paths))
 	for i, p := range rs.paths {
+		if leaf != nil {
+			if v, known := leaf(p); known {
+				if v == nil {
+					terms[i] = ast.ArrayTerm()
+				} else {
+					terms[i] = ast.ArrayTerm(ast.NewTerm(v))
+				}
+				continue
+			}
+		}
 		v, err := doc(string(p[1].Value.(ast.String)))
 		if err != nil {
 			return nil, err
@@ -292,13 +309,14 @@ func newDecisionCache(bound readSet, max int, modules map[string]*ast.Module) *d
 	return c
 }
 
-// get returns the decision kept for the input document doc.
-func (c *decisionCache) get(doc section) (Decision, bool, error) {
+// get returns the decision kept for the input document doc (leaf, when
+// not nil, gives some of its values directly).
+func (c *decisionCache) get(doc section, leaf leaf) (Decision, bool, error) {
 	c.mu.Lock()
 	shapes := c.shapes
 	c.mu.Unlock()
 	for _, s := range shapes {
-		key, err := s.rs.key(doc)
+		key, err := s.rs.key(doc, leaf)
 		if err != nil {
 			return Decision{}, false, err
 		}
@@ -322,7 +340,7 @@ func (c *decisionCache) put(rs readSet, doc section, d Decision) {
 	if !c.bound.covers(rs) {
 		return
 	}
-	key, err := rs.key(doc)
+	key, err := rs.key(doc, nil)
 	if err != nil {
 		return
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/custos-dev/custos/filters/inspect"
 	"github.com/custos-dev/custos/filters/request"
 	"github.com/custos-dev/custos/policies"
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 func bundleFS(rego string) Source {
@@ -411,5 +412,58 @@ func TestDecisionCacheKeepsOnlyWhatTheRequestGot(t *testing.T) {
 	c.learnFrom(doc, in.Time, got)
 	if c.cache.n != 1 {
 		t.Fatal("the decision the request got was not kept")
+	}
+}
+
+// The decision cache takes single fields straight from the Input; each
+// must be what the document built from it holds there.
+func TestLeafValueAgreesWithTheDocument(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
+	var fields []ast.Ref
+	for _, f := range []string{"issuer", "subject", "kind", "app", "groups", "roles", "actor", "group_names", "groups_unknown", "claims", "nope"} {
+		fields = append(fields, ast.MustParseRef("input.principal."+f))
+	}
+	for _, f := range []string{"connection.name", "connection.kind", "connection.labels", "request.id", "request.method", "request.path",
+		"request.original_path", "request.body_bytes", "request.headers", "action.kind", "action.risk", "action.summary", "action.http", "action.sql", "action.risk.x", "time"} {
+		fields = append(fields, ast.MustParseRef("input."+f))
+	}
+	known := 0
+	for n := range 300 {
+		in := cacheInput(fmt.Sprint(n), nil, inspect.Risk(pick("read", "write", "")), time.Now())
+		if r.IntN(2) == 0 {
+			in.Principal.GroupNames = []string{pick("a", "b"), pick("", "c")}
+			in.Principal.Groups = []string{"g"}
+		}
+		in.Principal.GroupsUnknown = r.IntN(2) == 0
+		in.Principal.App = pick("", "app")
+		in.Action.Kind = pick("http", "sql", "", "risk", "summary")
+		if r.IntN(2) == 0 {
+			in.Action.Details = map[string]any{"x": 1}
+		}
+		if r.IntN(4) == 0 {
+			in.Request = nil
+		}
+		doc, err := documentValue(in, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range fields {
+			v, ok := leafValue(in, p)
+			if !ok {
+				continue
+			}
+			known++
+			want, err := doc.Find(p[1:])
+			if err != nil {
+				want = nil
+			}
+			if (v == nil) != (want == nil) || (v != nil && !exactEqual(v, want)) {
+				t.Fatalf("input %d, %v: leafValue %v, the document %v", n, p, v, want)
+			}
+		}
+	}
+	if known == 0 {
+		t.Fatal("no path taken straight from the input")
 	}
 }

@@ -278,7 +278,8 @@ func (r *Rego) Decide(ctx context.Context, in Input) (Decision, error) {
 	var built map[string]ast.Value
 	if c.cache != nil {
 		built = make(map[string]ast.Value, len(sections))
-		d, ok, err := c.cache.get(func(name string) (ast.Value, error) { return builtSection(in, built, name) })
+		d, ok, err := c.cache.get(func(name string) (ast.Value, error) { return builtSection(in, built, name) },
+			func(p ast.Ref) (ast.Value, bool) { return leafValue(in, p) })
 		if err != nil {
 			return Decision{}, fmt.Errorf("policy input: %w", err)
 		}
