@@ -32,9 +32,9 @@ func loadRego(t *testing.T, src Source, cache int) *Rego {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.tokensMu.Lock()
-	r.rate, r.burst, r.tokens = 1e9, 1e9, 1e9
-	r.tokensMu.Unlock()
+	r.budgetMu.Lock()
+	r.share, r.burst, r.left = 1, time.Hour, time.Hour
+	r.budgetMu.Unlock()
 	t.Cleanup(func() { r.Close() })
 	return r
 }
@@ -465,5 +465,30 @@ func TestLeafValueAgreesWithTheDocument(t *testing.T) {
 	}
 	if known == 0 {
 		t.Fatal("no path taken straight from the input")
+	}
+}
+
+// The learner is handed inputs only while the time it has spent is within
+// its share of a core: past it, requests are decided and not learnt.
+func TestLearnerKeepsToItsShareOfACore(t *testing.T) {
+	r := loadRego(t, FS(policies.Builtin, policies.Bundle), 0)
+	r.budgetMu.Lock()
+	r.share, r.burst, r.left, r.refilled = learnShare, learnBurst, 0, time.Now().Add(-time.Hour)
+	r.budgetMu.Unlock()
+	if left := r.budget(0); left != learnBurst {
+		t.Fatalf("an hour idle refills the budget to %v, want the burst %v", left, learnBurst)
+	}
+	if left := r.budget(learnBurst + 50*time.Millisecond); left > -49*time.Millisecond {
+		t.Fatalf("after overspending, %v left", left)
+	}
+	in := cacheInput("r-1", []string{"customers-readers"}, inspect.RiskRead, time.Now())
+	for i := range 2 {
+		d, err := decide(r, in)
+		if err != nil || !d.Allow || d.Cached {
+			t.Fatalf("request %d: %+v %v (nothing may be learnt over budget)", i, d, err)
+		}
+	}
+	if n := r.cur.Load().cache.n; n != 0 {
+		t.Fatalf("%d decisions learnt over budget", n)
 	}
 }

@@ -91,11 +91,11 @@ type Rego struct {
 	refused string
 	// The learner's queue, budget and work in progress (learn).
 	jobs     chan learnJob
-	tokensMu sync.Mutex
-	tokens   float64
+	budgetMu sync.Mutex
+	left     time.Duration
 	refilled time.Time
-	rate     float64 // learnRate, but for tests
-	burst    float64 // learnBurst, but for tests
+	share    float64       // learnShare, but for tests
+	burst    time.Duration // learnBurst, but for tests
 	learning sync.WaitGroup
 	workers  sync.WaitGroup
 }
@@ -122,7 +122,7 @@ func NewRego(ctx context.Context, o RegoOptions) (*Rego, error) {
 	if o.DecisionCache == 0 {
 		o.DecisionCache = DefaultDecisionCache
 	}
-	r := &Rego{o: o, stop: make(chan struct{}), jobs: make(chan learnJob, learnQueue), tokens: learnBurst, refilled: time.Now(), rate: learnRate, burst: learnBurst}
+	r := &Rego{o: o, stop: make(chan struct{}), jobs: make(chan learnJob, learnQueue), left: learnBurst, refilled: time.Now(), share: learnShare, burst: learnBurst}
 	if v := o.Verification; v != nil {
 		id, alg := v.KeyID, v.Algorithm
 		if id == "" {
@@ -324,13 +324,15 @@ func (c *compiled) eval(ctx context.Context, doc ast.Value, at time.Time, opts .
 // Learning: what an evaluation reads of the input is found by evaluating
 // it again with a tracer, off the request's path, so a decision the cache
 // does not hold costs the request one plain evaluation, as without a
-// cache. The learner takes one input at a time, from a short queue, at
-// most learnRate a second beyond a burst of learnBurst: a stream of
-// inputs that never repeat costs it a bounded share of a core.
+// cache. The learner takes one input at a time, from a short queue, and
+// spends at most learnShare of one core's time (beyond a burst of
+// learnBurst): it is handed an input only while the time it has spent is
+// within that budget, so a stream of inputs that never repeat, or a
+// policy slow to evaluate, costs it no more than that share.
 const (
 	learnQueue = 64
-	learnRate  = 200
-	learnBurst = 200
+	learnShare = 0.1
+	learnBurst = 100 * time.Millisecond
 )
 
 // learnJob is one evaluation to repeat with a tracer, and the decision it
@@ -345,16 +347,7 @@ type learnJob struct {
 // learn queues doc, just evaluated by c to d, for the learner, unless the
 // queue is full or the learner's budget spent.
 func (r *Rego) learn(c *compiled, doc ast.Value, at time.Time, d Decision) {
-	r.tokensMu.Lock()
-	now := time.Now()
-	r.tokens = min(r.burst, r.tokens+now.Sub(r.refilled).Seconds()*r.rate)
-	r.refilled = now
-	ok := r.tokens >= 1
-	if ok {
-		r.tokens--
-	}
-	r.tokensMu.Unlock()
-	if !ok {
+	if r.budget(0) <= 0 {
 		return
 	}
 	r.learning.Add(1)
@@ -363,6 +356,17 @@ func (r *Rego) learn(c *compiled, doc ast.Value, at time.Time, d Decision) {
 	default:
 		r.learning.Done()
 	}
+}
+
+// budget refills the learner's budget for the time since the last call,
+// takes spent from it, and returns what is left.
+func (r *Rego) budget(spent time.Duration) time.Duration {
+	r.budgetMu.Lock()
+	defer r.budgetMu.Unlock()
+	now := time.Now()
+	r.left = min(r.burst, r.left+time.Duration(float64(now.Sub(r.refilled))*r.share)) - spent
+	r.refilled = now
+	return r.left
 }
 
 // learner evaluates the queued inputs again with a tracer and keeps each
@@ -374,7 +378,9 @@ func (r *Rego) learner() {
 		case <-r.stop:
 			return
 		case j := <-r.jobs:
+			start := time.Now()
 			j.c.learnFrom(j.doc, j.at, j.d)
+			r.budget(time.Since(start))
 			r.learning.Done()
 		}
 	}
