@@ -43,6 +43,20 @@ func (cp *ControlPlane) registerMetrics(r *metrics.Registry) {
 		}
 		return nil
 	}, "revision")
+	r.GaugeFunc("custos_policy_cache_entries", "Decisions the decision cache of the bundle revision in force keeps (policy.decision_cache).", func() []metrics.Sample {
+		if rg, ok := cp.Services.Pipeline().Stages().Policy.(*policy.Rego); ok {
+			return []metrics.Sample{{Value: float64(rg.CacheStats().Entries)}}
+		}
+		return nil
+	})
+	r.CounterFunc("custos_policy_cache_learning_total", "Decided inputs the decision cache's learner evaluated again and kept (learnt) or did not keep (unlearnt), or did not evaluate again (skipped: its share of a core spent, or its queue full).", func() []metrics.Sample {
+		rg, ok := cp.Services.Pipeline().Stages().Policy.(*policy.Rego)
+		if !ok {
+			return nil
+		}
+		st := rg.CacheStats()
+		return []metrics.Sample{{Labels: []string{"learnt"}, Value: float64(st.Learnt)}, {Labels: []string{"unlearnt"}, Value: float64(st.Unlearnt)}, {Labels: []string{"skipped"}, Value: float64(st.Skipped)}}
+	}, "outcome")
 	r.GaugeFunc("custos_masking_module_instances", "Instances of the masking module the engine in force created and discarded (after a trap, an exit or a deadline); a reload starts a new engine.", func() []metrics.Sample {
 		w, ok := cp.Services.Pipeline().Stages().Mask.(*mask.WASM)
 		if !ok {

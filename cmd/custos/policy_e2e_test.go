@@ -127,7 +127,8 @@ dev:
 		}
 		if met[`custos_policy_decisions_total{source="cache"}`] < 1 || met[`custos_policy_decisions_total{source="evaluated"}`] < 1 ||
 			met[`custos_check_requests_total{connection="customers",outcome="allowed"}`] < 2 ||
-			met[`custos_policy_bundle_info{revision="`+first.Revision+`"}`] != 1 || met[`custos_audit_log_events`] < 1 || met[`custos_audit_log_healthy`] != 1 {
+			met[`custos_policy_bundle_info{revision="`+first.Revision+`"}`] != 1 ||
+			met[`custos_policy_cache_entries`] < 1 || met[`custos_policy_cache_learning_total{outcome="learnt"}`] < 1 || met[`custos_audit_log_events`] < 1 || met[`custos_audit_log_healthy`] != 1 {
 			t.Fatalf("/metrics after two reads: %v", met)
 		}
 

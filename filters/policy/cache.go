@@ -309,6 +309,13 @@ func newDecisionCache(bound readSet, max int, modules map[string]*ast.Module) *d
 	return c
 }
 
+// entries is how many decisions c keeps.
+func (c *decisionCache) entries() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
 // get returns the decision kept for the input document doc (leaf, when
 // not nil, gives some of its values directly).
 func (c *decisionCache) get(doc section, leaf leaf) (Decision, bool, error) {
@@ -335,18 +342,18 @@ func (c *decisionCache) get(doc section, leaf leaf) (Decision, bool, error) {
 }
 
 // put keeps d (without its id) for the input document doc seen through
-// rs, what its evaluation read.
-func (c *decisionCache) put(rs readSet, doc section, d Decision) {
+// rs, what its evaluation read, and says whether it is kept.
+func (c *decisionCache) put(rs readSet, doc section, d Decision) bool {
 	if !c.bound.covers(rs) {
-		return
+		return false
 	}
 	key, err := rs.key(doc, nil)
 	if err != nil {
-		return
+		return false
 	}
 	sz := size(key)
 	if sz > maxKeyBytes {
-		return
+		return false
 	}
 	h := key.Hash()
 	d.ID = ""
@@ -365,19 +372,20 @@ func (c *decisionCache) put(rs readSet, doc section, d Decision) {
 	}
 	if s == nil {
 		if len(c.shapes) >= maxShapes {
-			return
+			return false
 		}
 		s = &shape{rs: rs, m: map[int][]cached{}}
 		c.shapes = append(c.shapes, s)
 	}
 	for _, e := range s.m[h] {
 		if exactEqual(e.key, key) {
-			return
+			return true
 		}
 	}
 	s.m[h] = append(s.m[h], cached{key: key, d: d})
 	c.n++
 	c.bytes += sz
+	return true
 }
 
 // tracer is a new recorder of what one evaluation reads.

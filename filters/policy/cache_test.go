@@ -304,6 +304,11 @@ func TestDecisionCacheLearnsWhatEachEvaluationReads(t *testing.T) {
 	if c.n != 3 || len(c.shapes) != 2 {
 		t.Fatalf("%d decisions in %d shapes kept, want 3 in 2", c.n, len(c.shapes))
 	}
+	// Each of the 3 evaluations (the first GET, both PUTs) was learnt; the
+	// other GETs were answered without one.
+	if st := r.CacheStats(); st.Entries != 3 || st.Learnt != 3 || st.Unlearnt != 0 || st.Skipped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
 	// The same denial again is found.
 	if d, err := decide(r, at("w", "PUT", "/2", inspect.RiskWrite)); err != nil || !d.Cached {
 		t.Fatalf("the same denial again: %+v %v", d, err)
@@ -490,5 +495,8 @@ func TestLearnerKeepsToItsShareOfACore(t *testing.T) {
 	}
 	if n := r.cur.Load().cache.n; n != 0 {
 		t.Fatalf("%d decisions learnt over budget", n)
+	}
+	if st := r.CacheStats(); st.Skipped != 2 || st.Learnt != 0 || st.Entries != 0 {
+		t.Fatalf("stats %+v, want 2 skipped", st)
 	}
 }

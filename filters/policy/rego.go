@@ -96,6 +96,9 @@ type Rego struct {
 	refilled time.Time
 	share    float64       // learnShare, but for tests
 	burst    time.Duration // learnBurst, but for tests
+	learnt   atomic.Uint64
+	unlearnt atomic.Uint64
+	skipped  atomic.Uint64
 	learning sync.WaitGroup
 	workers  sync.WaitGroup
 }
@@ -348,6 +351,7 @@ type learnJob struct {
 // queue is full or the learner's budget spent.
 func (r *Rego) learn(c *compiled, doc ast.Value, at time.Time, d Decision) {
 	if r.budget(0) <= 0 {
+		r.skipped.Add(1)
 		return
 	}
 	r.learning.Add(1)
@@ -355,7 +359,29 @@ func (r *Rego) learn(c *compiled, doc ast.Value, at time.Time, d Decision) {
 	case r.jobs <- learnJob{c: c, doc: doc, at: at, d: d}:
 	default:
 		r.learning.Done()
+		r.skipped.Add(1)
 	}
+}
+
+// CacheStats is what the decision cache holds and how its learning went.
+type CacheStats struct {
+	// Entries is how many decisions the revision in force keeps.
+	Entries int
+	// Learnt counts inputs evaluated again by the learner whose decision
+	// was kept; Unlearnt those whose was not (it read the input whole,
+	// disagreed with the request's, or its key was too big); Skipped those
+	// not evaluated again (the learner's share of a core spent, or its
+	// queue full). All since the start.
+	Learnt, Unlearnt, Skipped uint64
+}
+
+// CacheStats reports on the decision cache (zero when it is off).
+func (r *Rego) CacheStats() CacheStats {
+	st := CacheStats{Learnt: r.learnt.Load(), Unlearnt: r.unlearnt.Load(), Skipped: r.skipped.Load()}
+	if c := r.cur.Load(); c.cache != nil {
+		st.Entries = c.cache.entries()
+	}
+	return st
 }
 
 // budget refills the learner's budget for the time since the last call,
@@ -379,7 +405,11 @@ func (r *Rego) learner() {
 			return
 		case j := <-r.jobs:
 			start := time.Now()
-			j.c.learnFrom(j.doc, j.at, j.d)
+			if j.c.learnFrom(j.doc, j.at, j.d) {
+				r.learnt.Add(1)
+			} else {
+				r.unlearnt.Add(1)
+			}
 			r.budget(time.Since(start))
 			r.learning.Done()
 		}
@@ -388,30 +418,31 @@ func (r *Rego) learner() {
 
 // learnFrom evaluates doc with a tracer and without rule indexing (the
 // indexer reads the input unannounced) and keeps the decision by what the
-// evaluation read, provided it is the decision the request got (want):
+// evaluation read, provided it is the decision the request got (want),
+// and says whether it kept it:
 // were OPA's indexed and unindexed evaluations ever to differ, the
 // difference would cost a cache miss, never a wrong answer.
-func (c *compiled) learnFrom(doc ast.Value, at time.Time, want Decision) {
+func (c *compiled) learnFrom(doc ast.Value, at time.Time, want Decision) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), learnTimeout)
 	defer cancel()
 	tr := c.cache.tracer()
 	d, err := c.eval(ctx, doc, at, rego.EvalQueryTracer(tr), rego.EvalRuleIndexing(false))
 	if err != nil {
-		return
+		return false
 	}
 	want.ID = ""
 	if !reflect.DeepEqual(d, want) {
-		return
+		return false
 	}
 	read, ok := tr.readSet()
 	if !ok {
-		return
+		return false
 	}
 	obj, ok := doc.(ast.Object)
 	if !ok {
-		return
+		return false
 	}
-	c.cache.put(read, func(name string) (ast.Value, error) {
+	return c.cache.put(read, func(name string) (ast.Value, error) {
 		if t := obj.Get(ast.StringTerm(name)); t != nil {
 			return t.Value, nil
 		}
