@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -498,5 +499,49 @@ func TestLearnerKeepsToItsShareOfACore(t *testing.T) {
 	}
 	if st := r.CacheStats(); st.Skipped != 2 || st.Learnt != 0 || st.Entries != 0 {
 		t.Fatalf("stats %+v, want 2 skipped", st)
+	}
+}
+
+// Requests decided at once, while the learner keeps decisions and a small
+// cache keeps starting again, get what an evaluation gives (run with -race
+// by make test).
+func TestDecisionCacheUnderConcurrency(t *testing.T) {
+	cached := loadRego(t, FS(policies.Builtin, policies.Bundle), 50)
+	plain := loadRego(t, FS(policies.Builtin, policies.Bundle), -1)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 9))
+			pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
+			for n := range 300 {
+				in := cacheInput(fmt.Sprintf("r-%d-%d", w, n), []string{pick("customers-readers", "customers-writers", "marketing")},
+					inspect.Risk(pick("read", "write", "destructive")), time.Now())
+				in.Principal.Subject = pick("a", "b", "c")
+				in.Request.Path = pick("/1", "/2", "/3")
+				in.Action.Summary = "GET " + in.Request.Path
+				got, err1 := cached.Decide(context.Background(), in)
+				want, err2 := plain.Decide(context.Background(), in)
+				if err1 != nil || err2 != nil {
+					errs <- fmt.Errorf("%v / %v", err1, err2)
+					return
+				}
+				want.ID, got.ID, got.Cached = "", "", false
+				if !reflect.DeepEqual(want, got) {
+					errs <- fmt.Errorf("worker %d input %d: the cache answered %+v, an evaluation %+v", w, n, got, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if st := cached.CacheStats(); st.Learnt == 0 {
+		t.Fatalf("stats %+v: nothing learnt", st)
 	}
 }
