@@ -301,7 +301,7 @@ func (r *Rego) Decide(ctx context.Context, in Input) (Decision, error) {
 	}
 	d.ID = newDecisionID()
 	if c.cache != nil {
-		r.learn(c, doc, in.Time, d)
+		r.learn(c, doc, in.Time, d.clone()) // the caller owns d
 	}
 	return d, nil
 }
@@ -418,10 +418,10 @@ func (r *Rego) learner() {
 
 // learnFrom evaluates doc with a tracer and without rule indexing (the
 // indexer reads the input unannounced) and keeps the decision by what the
-// evaluation read, provided it is the decision the request got (want),
-// and says whether it kept it:
+// evaluation read, provided it is the decision the request got (want):
 // were OPA's indexed and unindexed evaluations ever to differ, the
-// difference would cost a cache miss, never a wrong answer.
+// difference would cost a cache miss, never a wrong answer. It says
+// whether the decision was kept.
 func (c *compiled) learnFrom(doc ast.Value, at time.Time, want Decision) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), learnTimeout)
 	defer cancel()
@@ -450,8 +450,10 @@ func (c *compiled) learnFrom(doc ast.Value, at time.Time, want Decision) bool {
 	}, d)
 }
 
-// learnTimeout bounds one evaluation by the learner.
-const learnTimeout = 5 * time.Second
+// learnTimeout bounds one evaluation by the learner: a policy that slow
+// is not worth learning (its time is taken from the learner's budget all
+// the same).
+const learnTimeout = time.Second
 
 // newDecisionID is a random id for one evaluation.
 func newDecisionID() string {
