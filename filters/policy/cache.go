@@ -344,9 +344,6 @@ func (c *decisionCache) get(doc section, leaf leaf) (Decision, bool, error) {
 // put keeps d (without its id) for the input document doc seen through
 // rs, what its evaluation read, and says whether it is kept.
 func (c *decisionCache) put(rs readSet, doc section, d Decision) bool {
-	if !c.bound.covers(rs) {
-		return false
-	}
 	key, err := rs.key(doc, nil)
 	if err != nil {
 		return false

@@ -79,12 +79,11 @@ func (r *Rego) Reads(ctx context.Context, doc any) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy input: %w", err)
 	}
-	tr := c.cache.tracer()
-	if _, err := c.eval(ctx, v, time.Now(), rego.EvalQueryTracer(tr), rego.EvalRuleIndexing(false)); err != nil {
+	_, rs, ok, err := c.traceReads(ctx, v, time.Now())
+	if err != nil {
 		return nil, err
 	}
-	rs, ok := tr.readSet()
-	if !ok || !c.cache.bound.covers(rs) {
+	if !ok {
 		return nil, ErrNotCached
 	}
 	out := make([]string, len(rs.paths))

@@ -425,17 +425,12 @@ func (r *Rego) learner() {
 func (c *compiled) learnFrom(doc ast.Value, at time.Time, want Decision) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), learnTimeout)
 	defer cancel()
-	tr := c.cache.tracer()
-	d, err := c.eval(ctx, doc, at, rego.EvalQueryTracer(tr), rego.EvalRuleIndexing(false))
-	if err != nil {
+	d, read, ok, err := c.traceReads(ctx, doc, at)
+	if err != nil || !ok {
 		return false
 	}
 	want.ID = ""
 	if !reflect.DeepEqual(d, want) {
-		return false
-	}
-	read, ok := tr.readSet()
-	if !ok {
 		return false
 	}
 	obj, ok := doc.(ast.Object)
@@ -448,6 +443,20 @@ func (c *compiled) learnFrom(doc ast.Value, at time.Time, want Decision) bool {
 		}
 		return nil, nil
 	}, d)
+}
+
+// traceReads evaluates doc with a tracer and without rule indexing (the
+// indexer reads the input unannounced): the decision, and what the
+// evaluation read of the input; ok is false when that cannot key a cache
+// entry (the input read whole, or a path the bundle's Rego never names).
+func (c *compiled) traceReads(ctx context.Context, doc ast.Value, at time.Time) (Decision, readSet, bool, error) {
+	tr := c.cache.tracer()
+	d, err := c.eval(ctx, doc, at, rego.EvalQueryTracer(tr), rego.EvalRuleIndexing(false))
+	if err != nil {
+		return Decision{}, readSet{}, false, err
+	}
+	rs, ok := tr.readSet()
+	return d, rs, ok && c.cache.bound.covers(rs), nil
 }
 
 // learnTimeout bounds one evaluation by the learner: a policy that slow
