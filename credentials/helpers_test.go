@@ -37,9 +37,16 @@ func (l *secretLog) String() string {
 // newLog returns a logger whose records are checked at cleanup: none may
 // hold any of the secrets that secrets() returns then.
 func newLog(t testing.TB, secrets func() []string) *slog.Logger {
+	log, _ := newSecretLog(t, secrets)
+	return log
+}
+
+// newSecretLog is newLog that also returns the log's output, for a test
+// that waits for a record.
+func newSecretLog(t testing.TB, secrets func() []string) (*slog.Logger, *secretLog) {
 	l := &secretLog{t: t}
 	t.Cleanup(func() { assertNoSecret(t, "log", l.String(), secrets()...) })
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug})), l
 }
 
 // assertNoSecret fails t when text holds any of secrets (or a URL-encoded

@@ -3,6 +3,7 @@ package credentials_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -72,14 +73,14 @@ func (te *tokenEndpoint) hold() (release func()) {
 	return func() { te.gate.Store(nil); close(ch) }
 }
 
-func oauthInjector(t *testing.T, te *tokenEndpoint, c *clock, logSecrets func() []string) credentials.Injector {
+func oauthInjector(t *testing.T, te *tokenEndpoint, c *clock, log *slog.Logger) credentials.Injector {
 	t.Helper()
 	return mustNew(t, credentials.Spec{OAuthClientCredentials: &credentials.OAuthClientCredentials{
 		TokenURL:         te.srv.URL + "/oidc" + devissuer.TokenPath,
 		ClientID:         "custos",
 		ClientSecretFile: writeFile(t, "client.secret", te.is.Secret()+"\n"),
 		Scope:            "https://storage.azure.com/.default",
-	}}, credentials.Options{Now: c.now, Logger: newLog(t, logSecrets), RetryAfter: time.Minute})
+	}}, credentials.Options{Now: c.now, Logger: log, RetryAfter: time.Minute})
 }
 
 func authz(t *testing.T, inj credentials.Injector) (string, error) {
@@ -126,11 +127,20 @@ func TestOAuthTokenLifecycle(t *testing.T) {
 		mu     sync.Mutex
 		tokens []string
 	)
-	inj := oauthInjector(t, te, c, func() []string {
+	log, logged := newSecretLog(t, func() []string {
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]string{te.is.Secret()}, tokens...)
 	})
+	inj := oauthInjector(t, te, c, log)
+	// failuresRecorded waits until the injector has recorded n failed
+	// refreshes (it logs each once its retry time is set): the clock
+	// moves on only after that, or the retry would be timed from the
+	// moved clock.
+	failuresRecorded := func(n int) {
+		t.Helper()
+		waitFor(t, func() bool { return strings.Count(logged.String(), "upstream token refresh failed") == n })
+	}
 	seen := func(tok string) {
 		mu.Lock()
 		tokens = append(tokens, strings.TrimPrefix(tok, "Bearer "))
@@ -217,6 +227,7 @@ func TestOAuthTokenLifecycle(t *testing.T) {
 		}
 	}
 	waitFor(t, func() bool { return te.requests.Load() == 3 })
+	failuresRecorded(1)
 	for range 200 {
 		if _, err := authz(t, inj); err != nil {
 			t.Fatal(err)
@@ -230,6 +241,7 @@ func TestOAuthTokenLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return te.requests.Load() == 4 })
+	failuresRecorded(2)
 	te.down.Store(false)
 	c.advance(time.Minute)
 	tok3 := waitForNewToken(t, inj, tok2)
