@@ -252,8 +252,9 @@ const (
 
 // decisionCache holds the decisions of one bundle revision, each by the
 // part of the input its evaluation read. An evaluation reads only some of
-// what the bundle can read: a reader's allowed GET never reaches the deny
-// rule that quotes the request's summary, so its decision holds for every
+// what the bundle can read (an HTTP request's evaluation never reaches
+// the default bundle's rules for SQL tables), and a decision holds for
+// every input equal in what it read: the default bundle's hold for every
 // path. The cache therefore keeps one table per read set seen (a shape),
 // and a request is looked up in each: a hit in any is the decision its
 // evaluation would give, since an evaluation that reads the same values

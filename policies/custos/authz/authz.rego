@@ -10,7 +10,11 @@
 # always need an approval, and workloads never read secrets nor
 # impersonate; Azure actions such as listKeys need two approvals. A rule for
 # a kind only ever adds to what the risk asks. Every reason is a sentence
-# the agent's owner can act on.
+# the agent's owner can act on. A reason names what the owner must change
+# (groups, levels, connection, tables), never the request itself: the
+# audit record holds the request beside its decision, and a decision that
+# does not read the request's summary or path is one decision for every
+# path, which the decision cache answers without evaluating again.
 package custos.authz
 
 cfg := data.custos.config
@@ -101,7 +105,7 @@ ask(n) := sprintf("; ask for one of: %s", [concat(", ", gs)]) if {
 deny contains msg if {
 	level > 0
 	level < requires_risk
-	why := sprintf("this %s action (%s)", [risk, input.action.summary])
+	why := sprintf("this %s action", [risk])
 	msg := sprintf("%s has %s access to %q; %s needs %s access%s", [who, names[level], conn, why, names[requires_risk], ask(requires_risk)])
 }
 
@@ -121,7 +125,7 @@ deny contains msg if {
 	input.principal.kind == "workload"
 	input.action.kind == "kubernetes"
 	input.action.kubernetes.resource == "secrets"
-	msg := sprintf("workloads never read Kubernetes secrets (%s); %s must get them another way", [input.action.summary, who])
+	msg := sprintf("workloads never read Kubernetes secrets; %s must get them another way", [who])
 }
 
 approvers := object.get(cfg.approvers, conn, object.get(cfg.approvers, "default", []))
@@ -173,7 +177,7 @@ sensitive_touched contains bare(t) if {
 
 kind_requires[why] := 2 if {
 	count(sensitive_touched) > 0
-	why := sprintf("touching sensitive table %s (%s)", [concat(", ", sort(sensitive_touched)), input.action.summary])
+	why := sprintf("touching sensitive table %s", [concat(", ", sort(sensitive_touched))])
 }
 
 # graphql: a mutation writes, whatever risk it was given.
@@ -188,7 +192,7 @@ kind_requires[why] := 2 if {
 	input.action.kind == "graphql"
 	some op in object.get(input.action, ["graphql", "operations"], [])
 	op.type == "mutation"
-	why := sprintf("the GraphQL mutation %s (%s)", [concat(", ", sort(mutations)), input.action.summary])
+	why := sprintf("the GraphQL mutation %s", [concat(", ", sort(mutations))])
 }
 
 # kubernetes: a shell in a pod, or a tunnel to it, is never unattended.
@@ -204,7 +208,7 @@ deny contains msg if {
 	input.principal.kind == "workload"
 	input.action.kind == "kubernetes"
 	object.get(input.action.kubernetes, "impersonate", "") != ""
-	msg := sprintf("workloads never impersonate in Kubernetes (%s as %s); give %s the access it needs under its own name", [input.action.summary, input.action.kubernetes.impersonate, who])
+	msg := sprintf("workloads never impersonate in Kubernetes (as %s); give %s the access it needs under its own name", [input.action.kubernetes.impersonate, who])
 }
 
 # azure: an ARM action (a POST such as listKeys, regenerateKey,
