@@ -17,7 +17,7 @@ func TestBearerFileReload(t *testing.T) {
 	c := &clock{}
 	path := writeFile(t, "token", "first-token\n")
 	inj := mustNew(t, credentials.Spec{Bearer: &credentials.Bearer{TokenFile: path}},
-		credentials.Options{Now: c.now, ReloadInterval: time.Second, Logger: newLog(t, func() []string {
+		credentials.Options{Now: c.now, ReloadInterval: time.Hour, Logger: newLog(t, func() []string {
 			return []string{"first-token", "second-token", "third-token-longer"}
 		})})
 	get := func() string {
@@ -35,31 +35,31 @@ func TestBearerFileReload(t *testing.T) {
 	if got := get(); got != "first-token" {
 		t.Fatalf("re-read before ReloadInterval: %q", got)
 	}
-	c.advance(time.Second)
+	c.advance(time.Hour)
 	if got := get(); got != "second-token" {
 		t.Fatalf("after a rename: %q", got)
 	}
 	if err := os.WriteFile(path, []byte("third-token-longer"), 0o600); err != nil { // in place
 		t.Fatal(err)
 	}
-	c.advance(time.Second)
+	c.advance(time.Hour)
 	if got := get(); got != "third-token-longer" {
 		t.Fatalf("after an in-place write: %q", got)
 	}
 	if err := os.WriteFile(path, nil, 0o600); err != nil { // caught mid-write
 		t.Fatal(err)
 	}
-	c.advance(time.Second)
+	c.advance(time.Hour)
 	if got := get(); got != "third-token-longer" {
 		t.Fatalf("an empty file replaced the token: %q", got)
 	}
 	os.Remove(path)
-	c.advance(time.Second)
+	c.advance(time.Hour)
 	if got := get(); got != "third-token-longer" {
 		t.Fatalf("a removed file replaced the token: %q", got)
 	}
 	replaceFile(t, path, "first-token")
-	c.advance(time.Second)
+	c.advance(time.Hour)
 	if got := get(); got != "first-token" {
 		t.Fatalf("after the file came back: %q", got)
 	}

@@ -30,7 +30,13 @@ func copyBuiltin(t *testing.T) string {
 
 func writeRego(t *testing.T, dir, file, content string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, file), []byte(content), 0o644); err != nil {
+	// Written aside and renamed over, so a poll never reads half a file.
+	path := filepath.Join(dir, file)
+	tmp := filepath.Join(t.TempDir(), filepath.Base(file))
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -45,6 +51,26 @@ func waitPolicyChanged(t *testing.T, s *stacktest.Fixture, n int) record.Event {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no policy_changed event #%d (%d so far)", n, len(s.Events.Of(record.PolicyChanged, "")))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitPolicyLoaded waits for a policy_changed event after the first n
+// that loaded a bundle (not one that refused it) and returns it.
+func waitPolicyLoaded(t *testing.T, s *stacktest.Fixture, n int) record.Event {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if ev := s.Events.Of(record.PolicyChanged, ""); len(ev) > n {
+			for _, e := range ev[n:] {
+				if !strings.Contains(e.Detail, "refused") {
+					return e
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no bundle loaded after policy_changed event #%d", n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -188,14 +214,18 @@ dev:
 		}
 
 		// A policy that answers garbage: 503, never an allow, shadow or not.
-		if err := os.Remove(filepath.Join(bundle, "custos/authz/broken.rego")); err != nil {
-			t.Fatal(err)
-		}
+		// The broken file goes last, so that every bundle a poll may see
+		// on the way is refused or the garbage one.
 		writeRego(t, bundle, "custos/authz/authz.rego", "package custos.authz\n\ndecision := {\"allow\": \"yes\"}\n")
 		if err := os.Remove(filepath.Join(bundle, "custos/authz/authz_test.rego")); err != nil {
 			t.Fatal(err)
 		}
-		waitPolicyChanged(t, s, 4)
+		if err := os.Remove(filepath.Join(bundle, "custos/authz/broken.rego")); err != nil {
+			t.Fatal(err)
+		}
+		if garbage := waitPolicyLoaded(t, s, 3); garbage.Revision == second.Revision {
+			t.Fatalf("garbage policy_changed %+v", garbage)
+		}
 		before = s.Upstream.Count()
 		for _, path := range []string{"/customers/1", "/shadowed/1"} {
 			resp, body = call("GET", path, reader)
