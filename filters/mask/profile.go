@@ -209,6 +209,16 @@ func (ps profiles) union(p Profile) (engine.Config, bool, error) {
 }
 
 func configJSON(c engine.Config) ([]byte, error) {
+	// Each pattern goes with its program, for modules that carry no
+	// regular expression engine (docs/masking-abi.md).
+	c.Patterns = append([]engine.Pattern(nil), c.Patterns...)
+	for k := range c.Patterns {
+		prog, err := engine.CompileProg(c.Patterns[k].Regex)
+		if err != nil {
+			return nil, fmt.Errorf("masking config: pattern %q: %w", c.Patterns[k].Name, err)
+		}
+		c.Patterns[k].Prog = prog
+	}
 	b, err := json.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("masking config: %w", err)

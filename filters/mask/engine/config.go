@@ -107,6 +107,9 @@ type Pattern struct {
 	Regex string `json:"regex"`
 	// Operator is how a match is masked (default redact).
 	Operator string `json:"operator,omitempty"`
+	// Prog is Regex compiled, for modules without a regex engine; the
+	// host fills it in (CompileProg) and this engine ignores it.
+	Prog *Prog `json:"prog,omitempty"`
 }
 
 // DefaultAccountFields are the field names whose values are account numbers
