@@ -208,15 +208,28 @@ func TestExtProcBufferedOverLimit(t *testing.T) {
 func TestExtProcStreamedChunksInOrderSeveralOutstanding(t *testing.T) {
 	bothPlanes(t, func(t *testing.T, p plane) {
 		chunks := []string{"alpha-", "bravo-", "charlie"}
-		release := make(chan struct{})
+		// The upstream writes each chunk once the processor has received
+		// the one before, so that no two arrive together (each is one
+		// message); the processor answers none before the second arrives.
+		received := make(chan struct{}, len(chunks)+1)
 		h := p.start(t, setup{
 			proc: procConfig(&procfilterv3.ProcessingMode{ResponseBodyMode: streamed}),
-			upstream: func(w http.ResponseWriter, _ *http.Request) {
+			upstream: func(w http.ResponseWriter, r *http.Request) {
 				fl := w.(http.Flusher)
-				for _, c := range chunks {
+				for i, c := range chunks {
 					io.WriteString(w, c)
 					fl.Flush()
-					time.Sleep(20 * time.Millisecond)
+					if i == len(chunks)-1 {
+						break
+					}
+					select {
+					case <-received:
+					case <-r.Context().Done():
+						return
+					case <-time.After(5 * time.Second):
+						// Not received: the test fails on the body or the
+						// message count.
+					}
 				}
 			},
 		})
@@ -226,6 +239,10 @@ func TestExtProcStreamedChunksInOrderSeveralOutstanding(t *testing.T) {
 				b := m.GetResponseBody()
 				if b == nil {
 					return continueWith(m, nil)
+				}
+				select {
+				case received <- struct{}{}:
+				default:
 				}
 				held = append(held, m)
 				if !b.GetEndOfStream() && len(held) < 2 {
@@ -241,7 +258,6 @@ func TestExtProcStreamedChunksInOrderSeveralOutstanding(t *testing.T) {
 				return nil
 			})
 		}
-		close(release)
 		resp, body := h.get("/x")
 		wantStatus(t, resp, body, 200)
 		if body != "ALPHA-BRAVO-CHARLIE" {
@@ -567,7 +583,10 @@ func TestExtProcOverrideMessageTimeout(t *testing.T) {
 				cfg.MessageTimeout = durationpbMS(100)
 				cfg.MaxMessageTimeout = durationpb.New(time.Second)
 				h := p.start(t, setup{proc: cfg})
-				h.proc.handle = func(c *procConn) error {
+				// The override must arrive within the 100 ms, which must not
+				// also cover connecting to the processor.
+				h.warmUp()
+				h.proc.setHandle(func(c *procConn) error {
 					return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 						if m.GetRequestHeaders() != nil {
 							for _, d := range tc.overrides {
@@ -581,7 +600,7 @@ func TestExtProcOverrideMessageTimeout(t *testing.T) {
 						}
 						return continueWith(m, nil)
 					})
-				}
+				})
 				resp, body := h.get("/x")
 				wantStatus(t, resp, body, tc.want)
 			})

@@ -146,6 +146,13 @@ func (s *scriptedProc) messages(i int) []*extprocv3.ProcessingRequest {
 	return append([]*extprocv3.ProcessingRequest(nil), s.streams[i]...)
 }
 
+// setHandle replaces the handler of the streams that start from now on.
+func (s *scriptedProc) setHandle(f func(c *procConn) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.handle = f
+}
+
 func (s *scriptedProc) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -573,6 +580,21 @@ func (h *harness) do(req *http.Request) (*http.Response, string) {
 	}
 	h.record(req, resp, string(b))
 	return resp, string(b)
+}
+
+// warmUp sends GET /warm-up until one is answered 200, so that the data
+// plane's gRPC connection to the scripted server exists before a test that
+// times the processor's replies: the first ext_proc message's
+// message_timeout also covers connecting and the HTTP/2 handshake. It uses
+// h.client, whose connection the test's next h.get reuses (Envoy keeps a
+// gRPC connection per worker thread, and a downstream connection stays on
+// its worker). Call it before setting the test's handler (with setHandle).
+func (h *harness) warmUp() {
+	h.t.Helper()
+	eventually(h.t, "a request through the processor", func() bool {
+		resp, _ := h.get("/warm-up")
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 func (h *harness) get(path string, headers ...string) (*http.Response, string) {

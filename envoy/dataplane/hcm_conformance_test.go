@@ -28,12 +28,19 @@ import (
 // holdingProc answers request headers only after an override_message_timeout
 // of hold and a wait of hold; everything else at once.
 func holdingProc(hold time.Duration) func(c *procConn) error {
+	return holdingProcUntil(hold, nil)
+}
+
+// holdingProcUntil is holdingProc whose wait also ends when release is
+// closed (never when it is nil).
+func holdingProcUntil(hold time.Duration, release <-chan struct{}) func(c *procConn) error {
 	return func(c *procConn) error {
 		return replyEach(c, func(m *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 			if m.GetRequestHeaders() != nil {
 				_ = c.Send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(hold + time.Second)})
 				select {
 				case <-time.After(hold):
+				case <-release:
 				case <-c.Context().Done():
 					return nil
 				}
@@ -43,9 +50,11 @@ func holdingProc(hold time.Duration) func(c *procConn) error {
 	}
 }
 
+// holdConfig lets a processor hold a message up to 10 s by
+// override_message_timeout. Its message_timeout stays procConfig's 1 s: the
+// first message waits also for the connection to the processor.
 func holdConfig() *procfilterv3.ExternalProcessor {
 	cfg := procConfig(nil)
-	cfg.MessageTimeout = durationpbMS(100)
 	cfg.MaxMessageTimeout = durationpb.New(10 * time.Second)
 	return cfg
 }
@@ -76,7 +85,7 @@ func TestConnectionManagerStreamIdleTimeoutCutsAHold(t *testing.T) {
 				504, "", "ext_proc_error_per-message_timeout_exceeded"},
 			{"hold ends before the reply's message timeout", 150 * time.Millisecond, 300 * time.Millisecond, time.Second,
 				504, "stream timeout", "stream_idle_timeout"},
-			{"idle timeout above the hold", 3 * time.Second, 500 * time.Millisecond, 100 * time.Millisecond, 200, "upstream says hello", ""},
+			{"idle timeout above the hold", 3 * time.Second, 500 * time.Millisecond, time.Second, 200, "upstream says hello", ""},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				cfg := holdConfig()
@@ -84,7 +93,11 @@ func TestConnectionManagerStreamIdleTimeoutCutsAHold(t *testing.T) {
 				h := p.start(t, setup{proc: cfg, details: true, hcm: func(m *hcmv3.HttpConnectionManager) {
 					m.StreamIdleTimeout = durationpb.New(tc.idle)
 				}})
-				h.proc.handle = holdingProc(tc.hold)
+				// The held request's first message must be answered (its
+				// override) within the message timeout, which must not also
+				// cover connecting to the processor.
+				h.warmUp()
+				h.proc.setHandle(holdingProc(tc.hold))
 				resp, body := h.get("/x")
 				wantStatus(t, resp, body, tc.want)
 				if body != tc.body {
@@ -486,7 +499,9 @@ func TestClusterCircuitBreakerFullOfHeldStreamsRefuses(t *testing.T) {
 				Priority: corev3.RoutingPriority_DEFAULT, MaxRequests: wrapperspb.UInt32(1),
 			}}}
 		}})
-		h.proc.handle = holdingProc(800 * time.Millisecond)
+		// The first request is held until the second has its answer.
+		release := make(chan struct{})
+		h.proc.handle = holdingProcUntil(8*time.Second, release)
 		var wg sync.WaitGroup
 		wg.Add(1)
 		var heldStatus int
@@ -504,6 +519,7 @@ func TestClusterCircuitBreakerFullOfHeldStreamsRefuses(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		resp, body := h.get("/second")
+		close(release)
 		wantStatus(t, resp, body, 500)
 		wantDetails(t, resp, "ext_proc_error_gRPC_error_14{upstream_connect_error_or_disconnect/reset_before_headers._reset_reason:_overflow{upstream_reset_before_response_started{overflow}}}")
 		wg.Wait()
@@ -631,7 +647,7 @@ func TestClusterChangeResetsSideStreamsAndDrainsRequests(t *testing.T) {
 					t.Fatalf("the held request: %v", r.err)
 				}
 				return r.resp, r.body
-			case <-time.After(5 * time.Second):
+			case <-time.After(10 * time.Second):
 				t.Fatal("the held request never ended")
 			}
 			return nil, ""
@@ -640,17 +656,23 @@ func TestClusterChangeResetsSideStreamsAndDrainsRequests(t *testing.T) {
 		t.Run("held ext_proc stream", func(t *testing.T) {
 			s := setup{proc: holdConfig(), details: true}
 			h := p.start(t, s)
-			h.proc.handle = holdingProc(700 * time.Millisecond)
+			// Held until the cluster change resets the stream (8 s at most:
+			// then the request would be answered 200).
+			h.proc.handle = holdingProc(8 * time.Second)
 			resp, body := during(t, h, s, h.proc.count, func(s *setup) { s.grpcCluster = slower })
 			wantStatus(t, resp, body, 500)
 			wantDetails(t, resp, "ext_proc_error_gRPC_error_13{via_upstream}")
 		})
 		t.Run("ext_authz check in flight", func(t *testing.T) {
-			s := setup{authz: authzConfig(), details: true}
+			// Held until the cluster change resets the check (8 s at most:
+			// then it would allow), under a timeout longer than that.
+			authz := authzConfig()
+			authz.GetGrpcService().Timeout = durationpb.New(10 * time.Second)
+			s := setup{authz: authz, details: true}
 			h := p.start(t, s)
 			h.authz.check = func(ctx context.Context, _ *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 				select {
-				case <-time.After(700 * time.Millisecond):
+				case <-time.After(8 * time.Second):
 				case <-ctx.Done():
 				}
 				return allow(), nil
