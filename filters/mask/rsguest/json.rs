@@ -1,0 +1,587 @@
+//! JSON and NDJSON, as engine/json.go: a streaming tokenizer (a stack of
+//! containers with the current key or index), never a decoded document. A
+//! string or number is consumed only once it is whole in the input.
+
+use crate::config::*;
+use crate::detect::{ctx_slot, is_digit, FieldCtx, CLS};
+use crate::masker::*;
+use crate::swar::*;
+
+pub const J_TOP: u8 = 0;
+pub const J_VALUE: u8 = 1;
+pub const J_VALUE_OR_END: u8 = 2;
+pub const J_KEY_OR_END: u8 = 3;
+pub const J_KEY: u8 = 4;
+pub const J_COLON: u8 = 5;
+pub const J_COMMA_OR_END: u8 = 6;
+
+pub const MAX_DEPTH: usize = 512;
+
+/// The length of the shortest value a built-in detector matches.
+const MIN_VALUE: usize = 6;
+
+/// The fewest digits a numeric detector matches.
+pub const MIN_DIGITS: usize = 8;
+
+#[derive(Clone, Default)]
+pub struct Frame {
+    pub arr: bool,
+    pub idx: u64,
+    pub key: Vec<u8>,
+    pub ctx: FieldCtx,
+}
+
+#[derive(Default)]
+pub struct JsonState {
+    pub doc: u64,
+    pub st: u8,
+    pub depth: usize,
+    pub frames: Vec<Frame>,
+}
+
+impl JsonState {
+    pub fn reset(&mut self) {
+        self.doc = 0;
+        self.st = J_TOP;
+        self.depth = 0;
+    }
+}
+
+/// What scan_string found.
+struct Scan {
+    end: usize,
+    esc: bool,
+    hit: bool,
+    ok: bool,
+}
+
+/// Finds the closing quote of the string whose content starts at inp[j],
+/// eight bytes at a time.
+#[inline(always)]
+fn scan_string(inp: &[u8], mut j: usize, pf: &Prefilter) -> Result<Scan, ErrKind> {
+    let n = inp.len();
+    let mut cand: u64 = 0;
+    let mut esc = false;
+    while j < n {
+        if j + 8 <= n {
+            let x = load8(inp, j);
+            let s = string_stops(x);
+            if cand == 0 {
+                cand = pf.candidates_noctrl(x) & ((s & s.wrapping_neg()).wrapping_sub(1));
+            }
+            if s == 0 {
+                j += 8;
+                continue;
+            }
+            j += first_byte(s);
+        }
+        let c = inp[j];
+        if c == b'"' {
+            return Ok(Scan { end: j, esc, hit: cand != 0, ok: true });
+        } else if c == b'\\' {
+            esc = true;
+            j += 2;
+            continue;
+        } else if c < 0x20 {
+            return Err(ErrKind::Syntax);
+        }
+        if CLS[c as usize] & pf.trig != 0 {
+            cand = 1;
+        }
+        j += 1;
+    }
+    Ok(Scan { end: 0, esc, hit: false, ok: false })
+}
+
+fn is_num_char(c: u8) -> bool {
+    is_digit(c) || c == b'-' || c == b'+' || c == b'.' || c == b'e' || c == b'E'
+}
+
+const NO_FILTER: Prefilter = Prefilter { digit: 0, lead: 0, at: 0, eq: 0, dash: 0, space: 0, ctrl: 0, trig: 0 };
+
+impl Masker {
+    fn value_ctx(&self) -> FieldCtx {
+        let js = &self.js;
+        if js.depth == 0 {
+            return FieldCtx::default();
+        }
+        js.frames[js.depth - 1].ctx
+    }
+
+    fn push(&mut self, arr: bool) -> Result<(), ErrKind> {
+        if self.js.depth == MAX_DEPTH {
+            return Err(ErrKind::Depth);
+        }
+        let ctx = if arr { self.value_ctx() } else { FieldCtx::default() };
+        let js = &mut self.js;
+        if js.depth == js.frames.len() {
+            js.frames.push(Frame::default());
+        }
+        let f = &mut js.frames[js.depth];
+        f.arr = arr;
+        f.idx = 0;
+        f.key.clear();
+        f.ctx = ctx;
+        js.depth += 1;
+        js.st = if arr { J_VALUE_OR_END } else { J_KEY_OR_END };
+        Ok(())
+    }
+
+    fn value_done(&mut self) {
+        let js = &mut self.js;
+        if js.depth == 0 {
+            js.st = J_TOP;
+            js.doc += 1;
+        } else {
+            js.st = J_COMMA_OR_END;
+        }
+    }
+
+    fn pop(&mut self) {
+        self.js.depth -= 1;
+        self.value_done();
+    }
+
+    /// Masks JSON (or NDJSON) and returns how much of inp it consumed.
+    pub fn mask_json(&mut self, p: &Profile, inp: &[u8], fin: bool, nd: bool) -> Result<usize, ErrKind> {
+        self.tail_on = false;
+        self.before = 0;
+        let n = inp.len();
+        let mut i = 0usize;
+        let mut emitted = 0usize;
+        let no_rules = p.rules.is_empty() && p.patterns.is_empty();
+        while i < n {
+            let c = inp[i];
+            if c == b' ' || c == b'\n' || c == b'\r' || c == b'\t' {
+                i += 1;
+                continue;
+            }
+            match self.js.st {
+                J_TOP | J_VALUE | J_VALUE_OR_END => {
+                    if c == b']' && self.js.st == J_VALUE_OR_END {
+                        self.pop();
+                        i += 1;
+                        continue;
+                    }
+                    let start = i;
+                    if c == b'{' || c == b'[' {
+                        self.push(c == b'[')?;
+                        i += 1;
+                        continue;
+                    } else if c == b'"' {
+                        let pf = self.pf;
+                        let sc = scan_string(inp, i + 1, &pf)?;
+                        if !sc.ok {
+                            return self.incomplete(inp, i, emitted, fin);
+                        }
+                        let e = sc.end;
+                        if no_rules && !self.value_ctx().has && !sc.esc && (!sc.hit || e - i - 1 < MIN_VALUE) {
+                            i = e + 1;
+                            self.value_done();
+                            continue;
+                        }
+                        let changed = self.json_value(p, &inp[i + 1..e], true, sc.esc, sc.hit, nd)?;
+                        if changed {
+                            self.out.extend_from_slice(&inp[emitted..start]);
+                            let v = std::mem::take(&mut self.val);
+                            self.out.extend_from_slice(&v);
+                            self.val = v;
+                            emitted = e + 1;
+                        }
+                        i = e + 1;
+                    } else if c == b'-' || is_digit(c) {
+                        let mut j = i + 1;
+                        while j < n && is_num_char(inp[j]) {
+                            j += 1;
+                        }
+                        if j == n && !fin {
+                            return self.incomplete(inp, i, emitted, fin);
+                        }
+                        if j - i < MIN_DIGITS && no_rules && !self.value_ctx().has {
+                            i = j;
+                            self.value_done();
+                            continue;
+                        }
+                        let changed = self.json_value(p, &inp[i..j], false, false, true, nd)?;
+                        if changed {
+                            self.out.extend_from_slice(&inp[emitted..start]);
+                            let v = std::mem::take(&mut self.val);
+                            self.out.extend_from_slice(&v);
+                            self.val = v;
+                            emitted = j;
+                        }
+                        i = j;
+                    } else if c == b't' || c == b'f' || c == b'n' {
+                        let lit: &[u8] = if c == b't' {
+                            b"true"
+                        } else if c == b'f' {
+                            b"false"
+                        } else {
+                            b"null"
+                        };
+                        if n - i < lit.len() {
+                            if fin || inp[i..] != lit[..n - i] {
+                                return Err(ErrKind::Syntax);
+                            }
+                            return self.incomplete(inp, i, emitted, fin);
+                        }
+                        if &inp[i..i + lit.len()] != lit {
+                            return Err(ErrKind::Syntax);
+                        }
+                        i += lit.len();
+                    } else {
+                        return Err(ErrKind::Syntax);
+                    }
+                    self.value_done();
+                }
+                J_KEY_OR_END | J_KEY => {
+                    if c == b'}' && self.js.st == J_KEY_OR_END {
+                        self.pop();
+                        i += 1;
+                        continue;
+                    }
+                    if c != b'"' {
+                        return Err(ErrKind::Syntax);
+                    }
+                    let mut e = usize::MAX;
+                    let mut esc = false;
+                    let mut ok = false;
+                    if i + 9 <= n {
+                        let x = load8(inp, i + 1);
+                        let st = string_stops(x);
+                        if st != 0 {
+                            let k = first_byte(st);
+                            if inp[i + 1 + k] == b'"' {
+                                e = i + 1 + k;
+                                ok = true;
+                            }
+                        }
+                    }
+                    if e == usize::MAX {
+                        let sc = scan_string(inp, i + 1, &NO_FILTER)?;
+                        e = sc.end;
+                        esc = sc.esc;
+                        ok = sc.ok;
+                    }
+                    if !ok {
+                        return self.incomplete(inp, i, emitted, fin);
+                    }
+                    let d = self.js.depth - 1;
+                    let mut key = std::mem::take(&mut self.js.frames[d].key);
+                    key.clear();
+                    if esc {
+                        let r = decode_string(&mut key, &inp[i + 1..e]);
+                        if let Err(err) = r {
+                            self.js.frames[d].key = key;
+                            return Err(err);
+                        }
+                    } else {
+                        key.extend_from_slice(&inp[i + 1..e]);
+                    }
+                    // the context cache's lookup, inlined
+                    let ctx = if key.is_empty() {
+                        FieldCtx::default()
+                    } else {
+                        let h = ctx_slot(&key);
+                        let ent = &self.ctx_cache[h];
+                        if self.ctx_prof == p.id && ent.gen == self.ctx_gen && ent.key == key {
+                            ent.ctx
+                        } else {
+                            self.context(p, &key)
+                        }
+                    };
+                    let f = &mut self.js.frames[d];
+                    f.key = key;
+                    f.ctx = ctx;
+                    i = e + 1;
+                    self.js.st = J_COLON;
+                }
+                J_COLON => {
+                    if c != b':' {
+                        return Err(ErrKind::Syntax);
+                    }
+                    i += 1;
+                    self.js.st = J_VALUE;
+                }
+                _ => {
+                    // J_COMMA_OR_END
+                    let d = self.js.depth - 1;
+                    let arr = self.js.frames[d].arr;
+                    if c == b',' {
+                        if arr {
+                            self.js.frames[d].idx += 1;
+                            self.js.st = J_VALUE;
+                        } else {
+                            self.js.st = J_KEY;
+                        }
+                        i += 1;
+                    } else if (c == b'}' && !arr) || (c == b']' && arr) {
+                        self.pop();
+                        i += 1;
+                    } else {
+                        return Err(ErrKind::Syntax);
+                    }
+                }
+            }
+        }
+        if fin && self.js.st != J_TOP {
+            return Err(ErrKind::Truncated);
+        }
+        self.out.extend_from_slice(&inp[emitted..n]);
+        Ok(n)
+    }
+
+    /// Ends a call at inp[i], where a token starts that is not whole.
+    pub fn incomplete(&mut self, inp: &[u8], i: usize, emitted: usize, fin: bool) -> Result<usize, ErrKind> {
+        if fin {
+            return Err(ErrKind::Truncated);
+        }
+        if inp.len() - i > MAX_TOKEN {
+            return Err(ErrKind::TooLarge);
+        }
+        self.out.extend_from_slice(&inp[emitted..i]);
+        Ok(i)
+    }
+
+    /// Masks one string (raw content, still escaped when esc) or number;
+    /// whether the value changed, its new JSON text in self.val.
+    fn json_value(&mut self, p: &Profile, raw: &[u8], str_: bool, esc: bool, hit: bool, nd: bool) -> Result<bool, ErrKind> {
+        let fc = self.value_ctx();
+        let (mut whole, mut has) = (fc.whole, fc.has);
+        if !p.rules.is_empty() {
+            if let Some(ent) = self.rule_at(p) {
+                whole = ent;
+                has = true;
+            }
+        }
+        if !has && p.patterns.is_empty() && ((!esc && !hit) || raw.len() < MIN_VALUE) {
+            return Ok(false);
+        }
+        let mut dec = std::mem::take(&mut self.dec);
+        let r = self.json_value_text(p, raw, str_, esc, nd, fc, whole, has, &mut dec);
+        self.dec = dec;
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn json_value_text(
+        &mut self,
+        p: &Profile,
+        raw: &[u8],
+        str_: bool,
+        esc: bool,
+        nd: bool,
+        fc: FieldCtx,
+        whole: u8,
+        has: bool,
+        dec: &mut Vec<u8>,
+    ) -> Result<bool, ErrKind> {
+        let text: &[u8] = if esc {
+            dec.clear();
+            decode_string(dec, raw)?;
+            dec
+        } else {
+            raw
+        };
+        let mut v = std::mem::take(&mut self.val);
+        v.clear();
+        if has {
+            if p.ops[whole as usize] == OP_NULL {
+                self.counts[whole as usize][OP_NULL as usize] += 1;
+                self.used |= 1 << whole;
+                v.extend_from_slice(b"null");
+            } else {
+                v.push(b'"');
+                let mut s2 = std::mem::take(&mut self.scratch2);
+                s2.clear();
+                self.replace(&mut s2, p, whole, text);
+                append_json_string(&mut v, &s2);
+                self.scratch2 = s2;
+                v.push(b'"');
+            }
+            self.val = v;
+            self.json_pointer(nd);
+            return Ok(true);
+        }
+        if let Err(e) = self.detect(p, text, &fc, true) {
+            self.val = v;
+            return Err(e);
+        }
+        if self.matches.is_empty() {
+            self.val = v;
+            return Ok(false);
+        }
+        let ms = std::mem::take(&mut self.matches);
+        if nulls(p, &ms) {
+            self.matches = ms;
+            self.count_all(p);
+            v.extend_from_slice(b"null");
+        } else if !esc && str_ {
+            v.push(b'"');
+            self.apply(&mut v, p, text, &ms);
+            v.push(b'"');
+            self.matches = ms;
+        } else {
+            let mut s2 = std::mem::take(&mut self.scratch2);
+            s2.clear();
+            self.apply(&mut s2, p, text, &ms);
+            v.push(b'"');
+            append_json_string(&mut v, &s2);
+            v.push(b'"');
+            self.scratch2 = s2;
+            self.matches = ms;
+        }
+        self.val = v;
+        self.json_pointer(nd);
+        Ok(true)
+    }
+
+    /// The entity of the field rule matching the current value's path.
+    fn rule_at(&self, p: &Profile) -> Option<u8> {
+        let js = &self.js;
+        let mut num = Vec::new();
+        for r in &p.rules {
+            if r.segs.len() != js.depth {
+                continue;
+            }
+            let mut ok = true;
+            for (k, s) in r.segs.iter().enumerate() {
+                let f = &js.frames[k];
+                if s.as_slice() == b"*" {
+                    continue;
+                }
+                if f.arr {
+                    num.clear();
+                    append_int(&mut num, f.idx);
+                    if *s != num {
+                        ok = false;
+                        break;
+                    }
+                } else if *s != f.key {
+                    ok = false;
+                    break;
+                }
+            }
+            if ok {
+                return Some(r.ent);
+            }
+        }
+        None
+    }
+
+    fn json_pointer(&mut self, nd: bool) {
+        if self.pointers_full() {
+            self.dropped += 1;
+            return;
+        }
+        let mut b = std::mem::take(&mut self.ptr_buf);
+        b.clear();
+        if nd {
+            b.push(b'/');
+            append_int(&mut b, self.js.doc);
+        }
+        for k in 0..self.js.depth {
+            let f = &self.js.frames[k];
+            if f.arr {
+                b.push(b'/');
+                append_int(&mut b, f.idx);
+            } else {
+                append_pointer_token(&mut b, &f.key);
+            }
+        }
+        self.pointer(&b);
+        self.ptr_buf = b;
+    }
+}
+
+/// Appends the decoded content of a JSON string (without its quotes).
+pub fn decode_string(dst: &mut Vec<u8>, raw: &[u8]) -> Result<(), ErrKind> {
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        if c != b'\\' {
+            let mut j = i + 1;
+            while j < raw.len() && raw[j] != b'\\' {
+                j += 1;
+            }
+            dst.extend_from_slice(&raw[i..j]);
+            i = j;
+            continue;
+        }
+        if i + 1 >= raw.len() {
+            return Err(ErrKind::Syntax);
+        }
+        match raw[i + 1] {
+            b'"' | b'\\' | b'/' => dst.push(raw[i + 1]),
+            b'b' => dst.push(8),
+            b'f' => dst.push(12),
+            b'n' => dst.push(b'\n'),
+            b'r' => dst.push(b'\r'),
+            b't' => dst.push(b'\t'),
+            b'u' => {
+                let mut r = match hex4(&raw[i + 2..]) {
+                    Some(r) => r,
+                    None => return Err(ErrKind::Syntax),
+                };
+                i += 6;
+                if (0xd800..0xdc00).contains(&r) && i + 1 < raw.len() && raw[i] == b'\\' && raw[i + 1] == b'u' {
+                    if let Some(r2) = hex4(&raw[i + 2..]) {
+                        if (0xdc00..0xe000).contains(&r2) {
+                            r = ((r - 0xd800) << 10 | (r2 - 0xdc00)) + 0x10000;
+                            i += 6;
+                        }
+                    }
+                }
+                if (0xd800..0xe000).contains(&r) {
+                    r = 0xfffd;
+                }
+                let ch = char::from_u32(r).unwrap_or('\u{fffd}');
+                let mut buf = [0u8; 4];
+                dst.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                continue;
+            }
+            _ => return Err(ErrKind::Syntax),
+        }
+        i += 2;
+    }
+    Ok(())
+}
+
+fn hex4(b: &[u8]) -> Option<u32> {
+    if b.len() < 4 {
+        return None;
+    }
+    let mut r = 0u32;
+    for &c in &b[..4] {
+        let v = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        r = r << 4 | v as u32;
+    }
+    Some(r)
+}
+
+/// Appends s escaped for the inside of a JSON string.
+pub fn append_json_string(dst: &mut Vec<u8>, s: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &c in s {
+        match c {
+            b'"' | b'\\' => {
+                dst.push(b'\\');
+                dst.push(c);
+            }
+            b'\n' => dst.extend_from_slice(b"\\n"),
+            b'\r' => dst.extend_from_slice(b"\\r"),
+            b'\t' => dst.extend_from_slice(b"\\t"),
+            _ if c < 0x20 || c == 0x7f => {
+                dst.extend_from_slice(b"\\u00");
+                dst.push(HEX[(c >> 4) as usize]);
+                dst.push(HEX[(c & 15) as usize]);
+            }
+            _ => dst.push(c),
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The report, as engine/report.go's AppendReport: what a call masked, in
+//! the ABI's wire form (counts per entity and operator, pointers, dropped).
+
+use crate::config::*;
+use crate::masker::*;
+
+impl Masker {
+    /// Appends the last call's report in the ABI's wire form.
+    pub fn append_report(&self, dst: &mut Vec<u8>, p: &Profile) {
+        for e in 0..p.names.len() {
+            if self.used & (1 << e) == 0 {
+                continue;
+            }
+            for (op, &c) in self.counts[e].iter().enumerate() {
+                if c > 0 {
+                    dst.push(b'c');
+                    append_bytes(dst, &p.names[e]);
+                    append_bytes(dst, OP_NAMES[op].as_bytes());
+                    append_uvarint(dst, c as u64);
+                }
+            }
+        }
+        let mut s = 0;
+        for &e in &self.ptr_ends {
+            dst.push(b'p');
+            append_bytes(dst, &self.ptr_data[s..e as usize]);
+            s = e as usize;
+        }
+        if self.dropped > 0 {
+            dst.push(b'd');
+            append_uvarint(dst, self.dropped as u64);
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! SWAR ("SIMD within a register"), as engine/swar.go: the scan loops look
+//! at eight bytes at a time in a u64 to skip the bytes that cannot start a
+//! value. Each mask has the high bit of byte k set when byte k matches,
+//! exactly (no carries cross bytes), so the lowest set bit is the first
+//! match.
+
+use crate::detect::{CL_AT, CL_CTRL, CL_DASH, CL_DIGIT, CL_EQ, CL_LEAD, CL_SPACE};
+
+pub const LO8: u64 = 0x0101010101010101;
+pub const HI8: u64 = 0x8080808080808080;
+
+/// The eight bytes at b[i..] as a little-endian word (the caller checks
+/// i + 8 <= b.len()).
+#[inline(always)]
+pub fn load8(b: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Marks the bytes of x equal to c.
+#[inline(always)]
+pub fn eq_mask(x: u64, c: u8) -> u64 {
+    let v = x ^ LO8.wrapping_mul(c as u64);
+    !(((v & !HI8).wrapping_add(0x7f * LO8)) | v) & HI8
+}
+
+/// Marks the ASCII digits of x.
+#[inline(always)]
+pub fn digit_mask(x: u64) -> u64 {
+    let t = x & !HI8;
+    (t.wrapping_add(0x50 * LO8)) & !(t.wrapping_add(0x46 * LO8)) & !x & HI8
+}
+
+/// Marks the bytes of x below 0x20.
+#[inline(always)]
+pub fn ctrl_mask(x: u64) -> u64 {
+    let t = x & !HI8;
+    !(t.wrapping_add(0x60 * LO8)) & !x & HI8
+}
+
+/// Marks the spaces of x that may end a "Bearer": those after "er", in
+/// either case, and those in x's first two bytes.
+#[inline(always)]
+pub fn bearer_spaces(x: u64) -> u64 {
+    let l = x | 0x20 * LO8;
+    let v = (l ^ 0x20 * LO8)
+        | (((l << 8) | b'r' as u64) ^ (b'r' as u64).wrapping_mul(LO8))
+        | (((l << 16) | ((b'e' as u64) << 8) | b'e' as u64) ^ (b'e' as u64).wrapping_mul(LO8));
+    !(((v & !HI8).wrapping_add(0x7f * LO8)) | v) & HI8
+}
+
+/// Marks the dashes of x that may start "-----BEGIN": those followed by a
+/// dash, and x's last byte.
+#[inline(always)]
+pub fn pem_dashes(x: u64) -> u64 {
+    let d = eq_mask(x, b'-');
+    d & ((d >> 8) | (0x80u64 << 56))
+}
+
+/// The index of the first marked byte of a non-zero mask.
+#[inline(always)]
+pub fn first_byte(mask: u64) -> usize {
+    (mask.trailing_zeros() / 8) as usize
+}
+
+/// A profile's trigger classes as all-ones or all-zeros words.
+#[derive(Clone, Copy, Default)]
+pub struct Prefilter {
+    pub digit: u64,
+    pub lead: u64,
+    pub at: u64,
+    pub eq: u64,
+    pub dash: u64,
+    pub space: u64,
+    pub ctrl: u64,
+    pub trig: u8,
+}
+
+fn on_if(b: bool) -> u64 {
+    if b {
+        !0
+    } else {
+        0
+    }
+}
+
+impl Prefilter {
+    pub fn new(trig: u8) -> Prefilter {
+        Prefilter {
+            digit: on_if(trig & CL_DIGIT != 0),
+            lead: on_if(trig & CL_LEAD != 0),
+            at: on_if(trig & CL_AT != 0),
+            eq: on_if(trig & CL_EQ != 0),
+            dash: on_if(trig & CL_DASH != 0),
+            space: on_if(trig & CL_SPACE != 0),
+            ctrl: on_if(trig & CL_CTRL != 0),
+            trig,
+        }
+    }
+
+    /// Marks the bytes of x that may start a value under the trigger
+    /// classes (without the control bytes: scan_string's form).
+    #[inline(always)]
+    pub fn candidates_noctrl(&self, x: u64) -> u64 {
+        digit_mask(x) & self.digit
+            | (eq_mask(x, b'+') | eq_mask(x, b'(')) & self.lead
+            | eq_mask(x, b'@') & self.at
+            | eq_mask(x, b'=') & self.eq
+            | pem_dashes(x) & self.dash
+            | bearer_spaces(x) & self.space
+    }
+
+    /// Marks the bytes of x that may start a value, control bytes included.
+    #[inline(always)]
+    pub fn candidates(&self, x: u64) -> u64 {
+        self.candidates_noctrl(x) | (ctrl_mask(x) | eq_mask(x, 0x7f)) & self.ctrl
+    }
+
+    /// The index of the first byte at or after t[i] that may start a value,
+    /// or a position within 8 bytes of the end of t.
+    #[inline(always)]
+    pub fn skip(&self, t: &[u8], mut i: usize) -> usize {
+        while i + 8 <= t.len() {
+            let c = self.candidates(load8(t, i));
+            if c != 0 {
+                return i + first_byte(c);
+            }
+            i += 8;
+        }
+        i
+    }
+}
+
+/// Marks the bytes that end a JSON string's raw run: '"', '\\' and control
+/// bytes.
+#[inline(always)]
+pub fn string_stops(x: u64) -> u64 {
+    eq_mask(x, b'"') | eq_mask(x, b'\\') | ctrl_mask(x)
+}
