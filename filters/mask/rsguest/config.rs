@@ -175,6 +175,10 @@ pub fn compile(c: Config, id: usize) -> Result<Profile, String> {
         if pt.name.is_empty() {
             return Err("masking config: a pattern without a name".into());
         }
+        let id = custom(&mut p, &mut ids, &pt.name)?;
+        let op = op_of(&pt.operator)?;
+        // (Go compiles the regex before; without the host's program this
+        // module cannot, and says so once the rest of the pattern is read)
         let prog = match &pt.prog {
             Some(prog) => prog.clone(),
             None => {
@@ -184,8 +188,6 @@ pub fn compile(c: Config, id: usize) -> Result<Profile, String> {
                 ))
             }
         };
-        let id = custom(&mut p, &mut ids, &pt.name)?;
-        let op = op_of(&pt.operator)?;
         explicit[id as usize] = true;
         p.ops[id as usize] = op;
         p.patterns.push(PatternRule { prog, ent: id });
