@@ -253,6 +253,10 @@ pub fn nulls(p: &Profile, ms: &[Match]) -> bool {
 /// Appends "/" and s escaped as a JSON pointer token.
 pub fn append_pointer_token(dst: &mut Vec<u8>, s: &[u8]) {
     dst.push(b'/');
+    if !s.iter().any(|&c| c == b'~' || c == b'/') {
+        dst.extend_from_slice(s);
+        return;
+    }
     for &c in s {
         match c {
             b'~' => dst.extend_from_slice(b"~0"),

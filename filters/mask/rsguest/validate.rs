@@ -93,13 +93,17 @@ pub fn iban_valid(s: &[u8]) -> bool {
     if s.len() < 15 || !s[2].is_ascii_digit() || !s[3].is_ascii_digit() {
         return false;
     }
-    let mut r: u32 = 0;
+    // r*100 + 35 stays far below 2^64 while r < 2^56: reduce only then
+    // (the same remainder as reducing at every step).
+    let mut r: u64 = 0;
     let mut add = |c: u8| {
         if c.is_ascii_digit() {
-            r = (r * 10 + (c - b'0') as u32) % 97;
+            r = r * 10 + (c - b'0') as u64;
         } else if c.is_ascii_uppercase() {
-            let v = (c - b'A') as u32 + 10;
-            r = (r * 100 + v) % 97;
+            r = r * 100 + (c - b'A') as u64 + 10;
+        }
+        if r >= 1 << 56 {
+            r %= 97;
         }
     };
     for &c in &s[4..] {
@@ -108,5 +112,6 @@ pub fn iban_valid(s: &[u8]) -> bool {
     for &c in &s[..4] {
         add(c);
     }
+    let r = r % 97;
     r == 1
 }
