@@ -19,7 +19,12 @@ pub struct CsvState {
 }
 
 fn index_byte(b: &[u8], c: u8) -> Option<usize> {
-    b.iter().position(|&x| x == c)
+    let k = crate::swar::skip_while(b, 0, |x| x != c);
+    if k < b.len() {
+        Some(k)
+    } else {
+        None
+    }
 }
 
 impl Masker {
@@ -73,10 +78,7 @@ impl Masker {
                     }
                     end = j + 1;
                 } else {
-                    let mut j = i;
-                    while j < n && inp[j] != b',' && inp[j] != b'\n' && inp[j] != b'\r' {
-                        j += 1;
-                    }
+                    let j = crate::swar::skip_while(inp, i, |c| c != b',' && c != b'\n' && c != b'\r');
                     if j == n && !fin {
                         return self.incomplete(inp, i, emitted, fin);
                     }
@@ -194,7 +196,7 @@ impl Masker {
         }
         let v = &mut self.val;
         v.clear();
-        if quoted || s2.iter().any(|&c| c == b',' || c == b'"' || c == b'\r' || c == b'\n') {
+        if quoted || crate::swar::skip_while(&s2, 0, |c| c != b',' && c != b'"' && c != b'\r' && c != b'\n') < s2.len() {
             v.push(b'"');
             for &c in &s2 {
                 if c == b'"' {

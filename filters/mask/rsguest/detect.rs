@@ -4,6 +4,7 @@
 use crate::config::*;
 use crate::masker::{Masker, ErrKind};
 use crate::validate::*;
+use crate::swar::{bytes_eq, skip_back_while, skip_digits, skip_while};
 
 // byte classes: what a byte can start.
 pub const CL_DIGIT: u8 = 1;
@@ -234,7 +235,7 @@ impl Masker {
         let h = ctx_slot(name);
         {
             let e = &self.ctx_cache[h];
-            if e.gen == self.ctx_gen && e.key == name {
+            if e.gen == self.ctx_gen && bytes_eq(&e.key, name) {
                 return e.ctx;
             }
         }
@@ -369,20 +370,10 @@ impl Masker {
                     && eq_fold_ascii(&t[i - 6..i], b"bearer")
                     && (i == 6 || !is_alpha(t[i - 7]))
                 {
-                    let mut j = i + 1;
-                    while j < n
-                        && (is_word(t[j])
-                            || t[j] == b'-'
-                            || t[j] == b'.'
-                            || t[j] == b'~'
-                            || t[j] == b'+'
-                            || t[j] == b'/')
-                    {
-                        j += 1;
-                    }
-                    while j < n && t[j] == b'=' {
-                        j += 1;
-                    }
+                    let j = skip_while(t, i + 1, |c| {
+                        is_word(c) || c == b'-' || c == b'.' || c == b'~' || c == b'+' || c == b'/'
+                    });
+                    let j = skip_while(t, j, |c| c == b'=');
                     if j - (i + 1) >= 8 {
                         self.add(i + 1, j, ENT_BEARER);
                         i = j;
@@ -438,19 +429,14 @@ impl Masker {
             lead = 0;
         }
         if !self.boundary_before(t, start) {
-            while i < n && is_word(t[i]) {
-                i += 1;
-            }
-            return i;
+            return skip_while(t, i, is_word);
         }
         let mut gs = std::mem::take(&mut self.groups);
         gs.clear();
         let mut j = i;
         loop {
             let s = j;
-            while j < n && is_digit(t[j]) {
-                j += 1;
-            }
+            j = skip_digits(t, j);
             gs.push(Group { s, e: j });
             if gs.len() == MAX_GROUPS {
                 break;
@@ -471,9 +457,7 @@ impl Masker {
         let mut ng = gs.len();
         if !boundary_after(t, next) {
             ng -= 1;
-            while next < n && is_word(t[next]) {
-                next += 1;
-            }
+            next = skip_while(t, next, is_word);
         }
         let mut a = 0;
         while a < ng {
@@ -646,6 +630,26 @@ impl Masker {
         b.clear();
         let mut j = s;
         let n = t.len();
+        // the electronic form, want letters and digits in a row, as the
+        // loop below reads it, a word at a time
+        let e = skip_while(&t[..n.min(s + want)], s, is_alnum);
+        if e == s + want {
+            let mut k = s;
+            while k + 8 <= e {
+                let x = crate::swar::load8(t, k);
+                // letters and digits only: the lower-case letters are the bytes >= 'a'
+                let lower = ((x & !crate::swar::HI8) + (0x80 - 0x61) * crate::swar::LO8) & crate::swar::HI8;
+                b.extend_from_slice(&(x - (lower >> 2)).to_le_bytes());
+                k += 8;
+            }
+            for _ in 0..7 {
+                if k < e {
+                    b.push(upper(t[k]));
+                    k += 1;
+                }
+            }
+            j = e;
+        }
         while j < n && b.len() < want {
             let c = t[j];
             if is_alnum(c) {
@@ -743,10 +747,7 @@ pub fn upper(c: u8) -> u8 {
 
 /// The span of the address around the '@' at t[at], or e == 0.
 fn email(t: &[u8], at: usize) -> (usize, usize) {
-    let mut s = at;
-    while s > 0 && at - s < 64 && is_local(t[s - 1]) {
-        s -= 1;
-    }
+    let s = skip_back_while(t, at, at.saturating_sub(64), is_local);
     if s == at || t[s] == b'.' || (s > 0 && is_local(t[s - 1])) {
         return (0, 0);
     }
@@ -756,9 +757,7 @@ fn email(t: &[u8], at: usize) -> (usize, usize) {
     let mut last_start;
     loop {
         let ls = j;
-        while j < n && (is_alnum(t[j]) || t[j] == b'-') {
-            j += 1;
-        }
+        j = skip_while(t, j, |c| is_alnum(c) || c == b'-');
         if j == ls {
             return (0, 0);
         }
@@ -773,10 +772,8 @@ fn email(t: &[u8], at: usize) -> (usize, usize) {
     if labels < 2 || j - last_start < 2 || j - at > 253 {
         return (0, 0);
     }
-    for &c in &t[last_start..j] {
-        if !is_alpha(c) {
-            return (0, 0);
-        }
+    if skip_while(&t[..j], last_start, is_alpha) != j {
+        return (0, 0);
     }
     if j < n && (is_word(t[j]) || t[j] == b'@') {
         return (0, 0);
@@ -787,38 +784,23 @@ fn email(t: &[u8], at: usize) -> (usize, usize) {
 /// Reads a secret value after the '=' at t[i]: an Azure Storage
 /// AccountKey= (or SharedAccessKey=) and a SAS sig=.
 fn secret_after_eq(t: &[u8], i: usize, on: u64) -> (usize, u8) {
-    let mut ks = i;
-    while ks > 0 && i - ks < 16 && is_alpha(t[ks - 1]) {
-        ks -= 1;
-    }
+    let ks = skip_back_while(t, i, i.saturating_sub(16), is_alpha);
     let key = &t[ks..i];
     if ks > 0 && is_word(t[ks - 1]) {
         return (0, 0);
     }
-    let n = t.len();
+
     let mut j = i + 1;
     if on & (1 << ENT_AZURE_KEY) != 0 && (eq_fold_ascii(key, b"accountkey") || eq_fold_ascii(key, b"sharedaccesskey")) {
-        while j < n && (is_alnum(t[j]) || t[j] == b'+' || t[j] == b'/') {
-            j += 1;
-        }
-        while j < n && t[j] == b'=' {
-            j += 1;
-        }
+        j = skip_while(t, j, |c| is_alnum(c) || c == b'+' || c == b'/');
+        j = skip_while(t, j, |c| c == b'=');
         if j - (i + 1) >= 20 {
             return (j, ENT_AZURE_KEY);
         }
     } else if on & (1 << ENT_SAS) != 0 && eq_fold_ascii(key, b"sig") {
-        while j < n
-            && (is_alnum(t[j])
-                || t[j] == b'%'
-                || t[j] == b'+'
-                || t[j] == b'/'
-                || t[j] == b'='
-                || t[j] == b'_'
-                || t[j] == b'-')
-        {
-            j += 1;
-        }
+        j = skip_while(t, j, |c| {
+            is_alnum(c) || c == b'%' || c == b'+' || c == b'/' || c == b'=' || c == b'_' || c == b'-'
+        });
         if j - (i + 1) >= 8 {
             return (j, ENT_SAS);
         }

@@ -63,7 +63,29 @@ fn scan_string(inp: &[u8], mut j: usize, pf: &Prefilter) -> Result<Scan, ErrKind
     let mut cand: u64 = 0;
     let mut esc = false;
     while j < n {
-        if j + 8 <= n {
+        if j + 16 <= n {
+            // two words an iteration (see swar.rs: loop iterations cost)
+            let x = load8(inp, j);
+            let s = string_stops(x);
+            if cand == 0 {
+                cand = pf.candidates_noctrl(x) & ((s & s.wrapping_neg()).wrapping_sub(1));
+            }
+            if s != 0 {
+                j += first_byte(s);
+            } else {
+                j += 8;
+                let x = load8(inp, j);
+                let s = string_stops(x);
+                if cand == 0 {
+                    cand = pf.candidates_noctrl(x) & ((s & s.wrapping_neg()).wrapping_sub(1));
+                }
+                if s == 0 {
+                    j += 8;
+                    continue;
+                }
+                j += first_byte(s);
+            }
+        } else if j + 8 <= n {
             let x = load8(inp, j);
             let s = string_stops(x);
             if cand == 0 {
@@ -190,10 +212,7 @@ impl Masker {
                         }
                         i = e + 1;
                     } else if c == b'-' || is_digit(c) {
-                        let mut j = i + 1;
-                        while j < n && is_num_char(inp[j]) {
-                            j += 1;
-                        }
+                        let j = skip_while(inp, i + 1, is_num_char);
                         if j == n && !fin {
                             return self.incomplete(inp, i, emitted, fin);
                         }
@@ -233,6 +252,17 @@ impl Masker {
                         return Err(ErrKind::Syntax);
                     }
                     self.value_done();
+                    // the comma after it, as the next iteration would read it
+                    if self.js.st == J_COMMA_OR_END && i < n && inp[i] == b',' {
+                        let d = self.js.depth - 1;
+                        if self.js.frames[d].arr {
+                            self.js.frames[d].idx += 1;
+                            self.js.st = J_VALUE;
+                        } else {
+                            self.js.st = J_KEY;
+                        }
+                        i += 1;
+                    }
                 }
                 J_KEY_OR_END | J_KEY => {
                     if c == b'}' && self.js.st == J_KEY_OR_END {
@@ -284,7 +314,7 @@ impl Masker {
                     } else {
                         let h = ctx_slot(&key);
                         let ent = &self.ctx_cache[h];
-                        if self.ctx_prof == p.id && ent.gen == self.ctx_gen && ent.key == key {
+                        if self.ctx_prof == p.id && ent.gen == self.ctx_gen && bytes_eq(&ent.key, &key) {
                             ent.ctx
                         } else {
                             self.context(p, &key)
@@ -295,6 +325,11 @@ impl Masker {
                     f.ctx = ctx;
                     i = e + 1;
                     self.js.st = J_COLON;
+                    // the colon, as the next iteration would read it
+                    if i < n && inp[i] == b':' {
+                        i += 1;
+                        self.js.st = J_VALUE;
+                    }
                 }
                 J_COLON => {
                     if c != b':' {
@@ -500,10 +535,7 @@ pub fn decode_string(dst: &mut Vec<u8>, raw: &[u8]) -> Result<(), ErrKind> {
     while i < raw.len() {
         let c = raw[i];
         if c != b'\\' {
-            let mut j = i + 1;
-            while j < raw.len() && raw[j] != b'\\' {
-                j += 1;
-            }
+            let j = skip_while(raw, i + 1, |c| c != b'\\');
             dst.extend_from_slice(&raw[i..j]);
             i = j;
             continue;

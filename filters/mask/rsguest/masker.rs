@@ -127,10 +127,8 @@ impl Masker {
         self.out.clear();
         self.ptr_data.clear();
         self.ptr_ends.clear();
-        for e in 0..MAX_ENTITIES {
-            if self.used & (1 << e) != 0 {
-                self.counts[e] = [0; 4];
-            }
+        if self.used != 0 {
+            self.counts = [[0; 4]; MAX_ENTITIES];
         }
         self.used = 0;
         self.dropped = 0;
@@ -253,7 +251,7 @@ pub fn nulls(p: &Profile, ms: &[Match]) -> bool {
 /// Appends "/" and s escaped as a JSON pointer token.
 pub fn append_pointer_token(dst: &mut Vec<u8>, s: &[u8]) {
     dst.push(b'/');
-    if !s.iter().any(|&c| c == b'~' || c == b'/') {
+    if !crate::swar::has_either(s, b'~', b'/') {
         dst.extend_from_slice(s);
         return;
     }

@@ -7,8 +7,11 @@ use crate::masker::*;
 impl Masker {
     /// Appends the last call's report in the ABI's wire form.
     pub fn append_report(&self, dst: &mut Vec<u8>, p: &Profile) {
-        for e in 0..p.names.len() {
-            if self.used & (1 << e) == 0 {
+        let mut used = self.used;
+        while used != 0 {
+            let e = used.trailing_zeros() as usize;
+            used &= used - 1;
+            if e >= p.names.len() {
                 continue;
             }
             for (op, &c) in self.counts[e].iter().enumerate() {

@@ -121,7 +121,18 @@ impl Prefilter {
     /// or a position within 8 bytes of the end of t.
     #[inline(always)]
     pub fn skip(&self, t: &[u8], mut i: usize) -> usize {
-        while i + 8 <= t.len() {
+        while i + 16 <= t.len() {
+            let c = self.candidates(load8(t, i));
+            if c != 0 {
+                return i + first_byte(c);
+            }
+            let c = self.candidates(load8(t, i + 8));
+            if c != 0 {
+                return i + 8 + first_byte(c);
+            }
+            i += 16;
+        }
+        if i + 8 <= t.len() {
             let c = self.candidates(load8(t, i));
             if c != 0 {
                 return i + first_byte(c);
@@ -137,4 +148,110 @@ impl Prefilter {
 #[inline(always)]
 pub fn string_stops(x: u64) -> u64 {
     eq_mask(x, b'"') | eq_mask(x, b'\\') | ctrl_mask(x)
+}
+
+// Scans with few loop iterations. Under wazero, a module the host cannot
+// vouch for runs interruptible: every loop iteration (loop header) calls
+// out to check the call's deadline, which costs more than the loop's body.
+// These helpers test eight bytes per iteration (SWAR, or a body unrolled
+// eight times) and finish with a fixed-length tail LLVM unrolls.
+
+/// The first index at or after j where f(t[index]) fails, or t.len().
+#[inline(always)]
+pub fn skip_while<F: Fn(u8) -> bool>(t: &[u8], mut j: usize, f: F) -> usize {
+    let n = t.len();
+    while j + 8 <= n {
+        let w = &t[j..j + 8];
+        for k in 0..8 {
+            if !f(w[k]) {
+                return j + k;
+            }
+        }
+        j += 8;
+    }
+    for _ in 0..7 {
+        if j < n && f(t[j]) {
+            j += 1;
+        } else {
+            return j;
+        }
+    }
+    j
+}
+
+/// The lowest index s in lo..=j such that f holds for every byte of
+/// t[s..j] (scanning back from j, stopping at lo).
+#[inline(always)]
+pub fn skip_back_while<F: Fn(u8) -> bool>(t: &[u8], mut j: usize, lo: usize, f: F) -> usize {
+    while j >= lo + 8 {
+        let w = &t[j - 8..j];
+        for k in 0..8 {
+            if !f(w[7 - k]) {
+                return j - k;
+            }
+        }
+        j -= 8;
+    }
+    for _ in 0..7 {
+        if j > lo && f(t[j - 1]) {
+            j -= 1;
+        } else {
+            return j;
+        }
+    }
+    j
+}
+
+/// The first index at or after j that is not an ASCII digit, or t.len().
+#[inline(always)]
+pub fn skip_digits(t: &[u8], mut j: usize) -> usize {
+    let n = t.len();
+    while j + 8 <= n {
+        let m = !digit_mask(load8(t, j)) & HI8;
+        if m != 0 {
+            return j + first_byte(m);
+        }
+        j += 8;
+    }
+    skip_while(t, j, |c| c.is_ascii_digit())
+}
+
+/// a == b, eight bytes per iteration.
+#[inline(always)]
+pub fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let mut j = 0;
+    while j + 8 <= n {
+        if load8(a, j) != load8(b, j) {
+            return false;
+        }
+        j += 8;
+    }
+    for _ in 0..7 {
+        if j < n {
+            if a[j] != b[j] {
+                return false;
+            }
+            j += 1;
+        }
+    }
+    true
+}
+
+/// Whether s holds a byte equal to a or b.
+#[inline(always)]
+pub fn has_either(s: &[u8], a: u8, b: u8) -> bool {
+    let n = s.len();
+    let mut j = 0;
+    while j + 8 <= n {
+        let x = load8(s, j);
+        if eq_mask(x, a) | eq_mask(x, b) != 0 {
+            return true;
+        }
+        j += 8;
+    }
+    skip_while(s, j, |c| c != a && c != b) < n
 }
