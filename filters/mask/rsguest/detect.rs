@@ -186,8 +186,23 @@ pub fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     let first = n[0];
     let last = h.len() - n.len();
     let mut i = 0;
+    // the first byte's candidates a word at a time, each checked whole
+    while i + 8 <= h.len() && i <= last {
+        let mut m = crate::swar::eq_mask(crate::swar::load8(h, i), first);
+        while m != 0 {
+            let k = i + crate::swar::first_byte(m);
+            if k > last {
+                return None;
+            }
+            if bytes_eq(&h[k..k + n.len()], n) {
+                return Some(k);
+            }
+            m &= m - 1;
+        }
+        i += 8;
+    }
     while i <= last {
-        if h[i] == first && &h[i..i + n.len()] == n {
+        if h[i] == first && bytes_eq(&h[i..i + n.len()], n) {
             return Some(i);
         }
         i += 1;
@@ -490,19 +505,36 @@ impl Masker {
         fc: &FieldCtx,
         on: u64,
     ) -> Option<(usize, usize, u8)> {
-        let mut nd = 0;
-        for g in gs {
-            nd += g.e - g.s;
-        }
-        if nd > 19 || nd < crate::json::MIN_DIGITS {
-            return None;
-        }
+        // One pass over the groups: the digits, their count, the one
+        // separator throughout (uniform: 1 when there is none such) and the
+        // card's group shape.
         let mut d = std::mem::take(&mut self.digits);
         d.clear();
-        for g in gs {
-            d.extend_from_slice(&t[g.s..g.e]);
+        let mut nd = 0;
+        let mut uniform = 0u8;
+        let mut shape = true;
+        let last = gs.len() - 1;
+        if gs.len() > 1 {
+            uniform = t[gs[0].e];
         }
-        let r = self.classify_digits(t, gs, led, start, fc, on, &d, nd);
+        for (k, g) in gs.iter().enumerate() {
+            let l = g.e - g.s;
+            nd += l;
+            if nd <= 19 {
+                d.extend_from_slice(&t[g.s..g.e]);
+            }
+            if k < last && uniform != 1 && (gs[k + 1].s - g.e != 1 || t[g.e] != uniform) {
+                uniform = 1;
+            }
+            if l > 6 || (l < 3 && k != last) {
+                shape = false;
+            }
+        }
+        let r = if nd > 19 || nd < crate::json::MIN_DIGITS {
+            None
+        } else {
+            self.classify_digits(t, gs, led, start, fc, on, &d, nd, uniform, gs.len() == 1 || shape)
+        };
         self.digits = d;
         r
     }
@@ -518,37 +550,19 @@ impl Masker {
         on: u64,
         d: &[u8],
         nd: usize,
+        uniform: u8,
+        shape: bool,
     ) -> Option<(usize, usize, u8)> {
         let mut s = gs[0].s;
         let e = gs[gs.len() - 1].e;
-        let mut uniform = 0u8;
-        if gs.len() > 1 {
-            uniform = t[gs[0].e];
-            for k in 0..gs.len() - 1 {
-                if gs[k + 1].s - gs[k].e != 1 || t[gs[k].e] != uniform {
-                    uniform = 1;
-                    break;
-                }
-            }
-        }
         if on & (1 << ENT_CARD) != 0
             && nd >= 13
             && card_prefix(d)
             && (gs.len() == 1 || uniform == b' ' || uniform == b'-')
+            && shape
+            && luhn(d)
         {
-            let mut shape = true;
-            if gs.len() > 1 {
-                for k in 0..gs.len() {
-                    let l = gs[k].e - gs[k].s;
-                    if l > 6 || (l < 3 && k != gs.len() - 1) {
-                        shape = false;
-                        break;
-                    }
-                }
-            }
-            if shape && luhn(d) {
-                return Some((s, e, ENT_CARD));
-            }
+            return Some((s, e, ENT_CARD));
         }
         if on & (1 << ENT_PHONE) != 0 {
             if led && t[start] == b'+' && (8..=15).contains(&nd) && d[0] != b'0' {
@@ -600,22 +614,21 @@ impl Masker {
         let tail: &[u8] = if self.tail_on { &self.ts.tail } else { &[] };
         if s < WINDOW && !tail.is_empty() {
             let k = tail.len().saturating_sub(WINDOW - s);
-            for &c in &tail[k..] {
-                w[l] = c;
-                l += 1;
-            }
+            let src = &tail[k..];
+            w[..src.len()].copy_from_slice(src);
+            l = src.len();
         }
         let lo = s.saturating_sub(WINDOW);
-        for &c in &t[lo..s] {
-            w[l] = c;
-            l += 1;
+        w[l..l + (s - lo)].copy_from_slice(&t[lo..s]);
+        l += s - lo;
+        // lower-case A-Z, a word at a time (bytes >= 0x80 stay)
+        for k in 0..(2 * WINDOW) / 8 {
+            let x = crate::swar::load8(&w, 8 * k);
+            let v = x & !crate::swar::HI8;
+            let upper = (v + (0x80 - 0x41) * crate::swar::LO8) & !(v + (0x80 - 0x5b) * crate::swar::LO8) & !x & crate::swar::HI8;
+            w[8 * k..8 * k + 8].copy_from_slice(&(x + (upper >> 2)).to_le_bytes());
         }
-        let w = &mut w[..l];
-        for c in w.iter_mut() {
-            if c.is_ascii_uppercase() {
-                *c += b'a' - b'A';
-            }
-        }
+        let w = &w[..l];
         words.iter().any(|kw| contains(w, kw))
     }
 
