@@ -36,12 +36,16 @@ struct Parser<'a> {
     depth: usize,
 }
 
+/// A byte as encoding/json's error messages quote it (quoteChar: the byte
+/// read as a rune, %q without the double quotes).
 fn describe(c: u8) -> String {
     match c {
         b'\'' => "'\\''".into(),
         b'"' => "'\"'".into(),
-        c if (0x20..0x7f).contains(&c) => format!("'{}'", c as char),
-        c => format!("'\\x{:02x}'", c),
+        c => {
+            let q = crate::config::go_quote(&char::from(c).to_string());
+            format!("'{}'", &q[1..q.len() - 1])
+        }
     }
 }
 
