@@ -45,6 +45,7 @@ lint:
 	else echo "docker-compose not installed: compose.yaml not checked"; fi
 
 GUEST_WASM := filters/mask/guest/custos-mask.wasm
+RS_WASM    := filters/mask/rsguest/custos-mask-rs.wasm
 
 .PHONY: wasm bench-guest
 
@@ -56,8 +57,12 @@ bench-guest:
 	GOOS=wasip1 GOARCH=wasm GOFLAGS= $(GO) test -c -o bin/engine-test.wasm ./filters/mask/engine
 	$(GO) run github.com/tetratelabs/wazero/cmd/wazero run bin/engine-test.wasm -test.run "^$$" -test.bench "Floor|JSONShapes|MaskerJSON"
 
-## wasm: rebuild the masking module the host embeds (commit it: a fresh clone
-## vets and builds without building it); TestGuestModuleIsReproducible checks
-## the committed module is what these flags build under go.mod's toolchain
+## wasm: rebuild the masking modules (commit them: a fresh clone vets and
+## builds without building them): the Go engine's (the reference;
+## TestGuestModuleIsReproducible checks it under go.mod's toolchain) and the
+## built-in Rust one (Debian's rustc 1.63 and libstd-rust-dev-wasm32;
+## TestBuiltinModuleIsReproducible checks it)
 wasm:
 	GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 GOWASM= GOFLAGS= $(GO) build -trimpath -buildvcs=false -buildmode=c-shared -ldflags="-s -w -buildid=" -o $(GUEST_WASM) ./filters/mask/guest
+	@[ -x /usr/bin/rustc ] || { echo "no /usr/bin/rustc: apt-get install rustc libstd-rust-dev-wasm32 (Debian's Rust 1.63)"; exit 1; }
+	sh filters/mask/rsguest/build.sh $(RS_WASM)

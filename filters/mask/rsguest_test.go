@@ -1,17 +1,23 @@
-//go:build rsguest
-
 package mask
 
 import (
 	"bytes"
+	_ "embed" // the Go module, the reference
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 )
+
+// goModule is the Go engine's module (filters/mask/guest), which the
+// built-in Rust module is held to.
+//
+//go:embed guest/custos-mask.wasm
+var goModule []byte
 
 // rsProfiles are the profiles both modules are compared under: the
 // built-in ones and one with every kind of rule and operator.
@@ -148,26 +154,38 @@ func maskChunks(t *testing.T, e Engine, p Profile, ct string, body []byte, r *ra
 	return out, s.Details(), nil
 }
 
-// TestRustModuleMatchesGoEngine: the Rust module (filters/mask/rsguest)
-// gives the built-in Go module's output, report and errors for every
-// body, format, profile and chunking.
-func TestRustModuleMatchesGoEngine(t *testing.T) {
-	path := filepath.Join("rsguest", "custos-mask-rs.wasm")
-	if p := os.Getenv("CUSTOS_COMPARE_MODULE"); p != "" { // another module to hold to the Go one
-		path = p
+// rsHMACKey keys both modules' hmac operator.
+var rsHMACKey = []byte("0123456789abcdef0123456789abcdef")
+
+// goAndBuiltin are the Go module and the built-in one, configured alike.
+// CUSTOS_COMPARE_MODULE names another module to hold to the Go one.
+func goAndBuiltin(t testing.TB) (goe, rse *WASM) {
+	t.Helper()
+	mod := BuiltinModule
+	if p := os.Getenv("CUSTOS_COMPARE_MODULE"); p != "" {
+		var err error
+		if mod, err = os.ReadFile(p); err != nil {
+			t.Fatal(err)
+		}
 	}
-	mod, err := os.ReadFile(path)
+	goe, err := NewWASM(t.Context(), Options{Module: goModule, Profiles: rsProfiles, HMACKey: rsHMACKey})
 	if err != nil {
 		t.Fatal(err)
 	}
-	goe, err := NewWASM(t.Context(), Options{Profiles: rsProfiles, HMACKey: []byte("0123456789abcdef0123456789abcdef")})
+	t.Cleanup(func() { goe.Close(t.Context()) })
+	rse, err = NewWASM(t.Context(), Options{Module: mod, Profiles: rsProfiles, HMACKey: rsHMACKey})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rse, err := NewWASM(t.Context(), Options{Module: mod, Profiles: rsProfiles, HMACKey: []byte("0123456789abcdef0123456789abcdef")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { rse.Close(t.Context()) })
+	return goe, rse
+}
+
+// TestBuiltinModuleMatchesGoEngine: the built-in module (Rust,
+// filters/mask/rsguest) gives the Go module's output, report and errors
+// for every body, format, profile and chunking.
+func TestBuiltinModuleMatchesGoEngine(t *testing.T) {
+	goe, rse := goAndBuiltin(t)
 	g := gen{r: rand.New(rand.NewPCG(3, 4))}
 	cases, masked, failed := 0, 0, 0
 	for round := range 60 {
@@ -190,13 +208,14 @@ func TestRustModuleMatchesGoEngine(t *testing.T) {
 					}
 				}
 				if (werr == nil) != (gerr == nil) {
-					t.Fatalf("%s %s round %d: Go module error %v, Rust module error %v", f, prof, round, werr, gerr)
+					t.Fatalf("%s %s round %d: Go module error %v, built-in module error %v", f, prof, round, werr, gerr)
 				}
 				if !bytes.Equal(got, want) {
-					t.Fatalf("%s %s round %d: outputs differ\nGo:   %.600q\nRust: %.600q", f, prof, round, want, got)
+					// where, not what: the bytes may be unmasked values
+					t.Fatalf("%s %s round %d: outputs differ from byte %d (%d and %d bytes)", f, prof, round, firstDiff(want, got), len(want), len(got))
 				}
 				if !reflect.DeepEqual(gd, wd) {
-					t.Fatalf("%s %s round %d: reports differ\nGo:   %+v\nRust: %+v", f, prof, round, wd, gd)
+					t.Fatalf("%s %s round %d: reports differ\nGo:   %+v\nbuilt-in: %+v", f, prof, round, wd, gd)
 				}
 			}
 		}
@@ -205,4 +224,71 @@ func TestRustModuleMatchesGoEngine(t *testing.T) {
 		t.Fatalf("%d bodies, %d values masked, %d failed: the bodies do not test the modules", cases, masked, failed)
 	}
 	t.Logf("%d bodies masked alike (%d values masked, %d bodies failed alike)", cases, masked, failed)
+}
+
+// FuzzBuiltinModuleMatchesGoEngine: any body, in any format and profile,
+// cut anywhere, is masked by the built-in module as by the Go one.
+func FuzzBuiltinModuleMatchesGoEngine(f *testing.F) {
+	g := gen{r: rand.New(rand.NewPCG(5, 6))}
+	for i, format := range []string{"json", "ndjson", "csv", "text"} {
+		f.Add(rsDoc(g, format, 3), uint8(i), uint8(i), uint64(i))
+	}
+	f.Add([]byte(`{"a":"4111 1111 1111 1111","b":"\u0034111111111111111"}`), uint8(0), uint8(0), uint64(7))
+	f.Add([]byte("-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----"), uint8(3), uint8(2), uint64(3))
+	f.Add([]byte("id,card\r\n1,\"4111-1111-1111-1111\"\r\n"), uint8(2), uint8(1), uint64(1))
+	goe, rse := goAndBuiltin(f)
+	formats := []string{"json", "ndjson", "csv", "text"}
+	profiles := []string{"all", "pci", "pii", "secrets", "rules"}
+	f.Fuzz(func(t *testing.T, body []byte, format, prof uint8, seed uint64) {
+		ct := rsContentTypes[formats[int(format)%len(formats)]]
+		p := NewProfile(profiles[int(prof)%len(profiles)])
+		want, wd, werr := maskChunks(t, goe, p, ct, body, rand.New(rand.NewPCG(seed, 1)))
+		got, gd, gerr := maskChunks(t, rse, p, ct, body, rand.New(rand.NewPCG(seed, 1)))
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("Go module error %v, built-in module error %v", werr, gerr)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("outputs differ from byte %d (%d and %d bytes)", firstDiff(want, got), len(want), len(got))
+		}
+		if !reflect.DeepEqual(gd, wd) {
+			t.Fatalf("reports differ\nGo:       %+v\nbuilt-in: %+v", wd, gd)
+		}
+	})
+}
+
+// TestBuiltinModuleIsReproducible proves the committed module is what
+// filters/mask/rsguest builds to under Debian's rustc 1.63 (build.sh).
+func TestBuiltinModuleIsReproducible(t *testing.T) {
+	const rustc = "/usr/bin/rustc"
+	v, err := exec.Command(rustc, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(v), "rustc 1.63.0") {
+		msg := fmt.Sprintf("%s is not Debian's rustc 1.63.0 (%q, %v): apt-get install rustc libstd-rust-dev-wasm32", rustc, strings.TrimSpace(string(v)), err)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	out := filepath.Join(t.TempDir(), "custos-mask-rs.wasm")
+	cmd := exec.Command("sh", "filters/mask/rsguest/build.sh", out)
+	cmd.Dir = repoRoot(t)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build.sh: %v\n%s", err, b)
+	}
+	built, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(built, BuiltinModule) {
+		t.Fatalf("filters/mask/rsguest/custos-mask-rs.wasm (%d bytes) is not what the source builds to (%d bytes): run make wasm and commit it", len(BuiltinModule), len(built))
+	}
+}
+
+// firstDiff is the offset of the first byte where a and b differ.
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }
