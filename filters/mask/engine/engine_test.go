@@ -144,3 +144,19 @@ func TestCSV(t *testing.T) {
 		}
 	}
 }
+
+// A state that claims to be inside a container with none open, or at the
+// top level inside one, is corrupt: an error, not a panic.
+func TestCorruptJSONStateIsAnError(t *testing.T) {
+	c, _ := Builtin("all")
+	p := mustProfile(t, c)
+	for _, st := range [][]byte{
+		{stateVersion, byte(JSON), 0, jCommaOrEnd, 0},
+		{stateVersion, byte(JSON), 0, jKey, 0},
+		{stateVersion, byte(NDJSON), 0, jTop, 1, 0, 0, 0},
+	} {
+		if _, err := NewMasker().Mask(p, Format(st[1]), st, []byte(`,"a":1}`), false); err != ErrState {
+			t.Errorf("state %v: %v, want ErrState", st, err)
+		}
+	}
+}

@@ -33,7 +33,8 @@ func (m *Masker) loadState(p *Profile, f Format, b []byte) error {
 		js.doc = int(r.uvarint())
 		js.st = uint8(r.uvarint())
 		depth := int(r.uvarint())
-		if depth > maxDepth || js.st > jCommaOrEnd {
+		// only a top-level state has no container open, and it has none
+		if depth > maxDepth || js.st > jCommaOrEnd || (depth == 0) != (js.st == jTop) {
 			return ErrState
 		}
 		for k := 0; k < depth && !r.bad; k++ {

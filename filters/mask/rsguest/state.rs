@@ -10,7 +10,7 @@
 use crate::config::*;
 use crate::csv::MAX_COLUMNS;
 use crate::detect::FieldCtx;
-use crate::json::{Frame, J_COMMA_OR_END, J_KEY_OR_END, MAX_DEPTH};
+use crate::json::{Frame, J_COMMA_OR_END, J_KEY_OR_END, J_TOP, MAX_DEPTH};
 use crate::masker::*;
 
 const STATE_VERSION: u8 = 1;
@@ -90,7 +90,8 @@ impl Masker {
                 self.js.st = st as u8;
                 let depth64 = r.uvarint();
                 let depth = if depth64 > MAX_DEPTH as u64 { MAX_DEPTH + 1 } else { depth64 as usize };
-                if depth > MAX_DEPTH || (st as u8) > J_COMMA_OR_END {
+                // only a top-level state has no container open, and it has none
+                if depth > MAX_DEPTH || (st as u8) > J_COMMA_OR_END || (depth == 0) != ((st as u8) == J_TOP) {
                     return Err(ErrKind::State);
                 }
                 let js = &mut self.js;
