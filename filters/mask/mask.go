@@ -1,9 +1,11 @@
 // Package mask redacts sensitive values from response bodies on their way to
 // the agent. Engine is the seam. WASM is the engine: the detectors of
-// filters/mask/engine compiled to a WASI module (filters/mask/guest, or a
-// replacement implementing docs/masking-abi.md) run by wazero, compiled once
-// and pooled. Native runs the same detectors in-process. None refuses every
-// profile, so a masked connection is never served unmasked.
+// filters/mask/engine in a WebAssembly module (built in: their Rust port,
+// filters/mask/rsguest, held byte for byte to their Go build,
+// filters/mask/guest; or a replacement implementing docs/masking-abi.md)
+// run by wazero, compiled once and pooled. Native runs the same detectors
+// in-process. None refuses every profile, so a masked connection is never
+// served unmasked.
 package mask
 
 import (

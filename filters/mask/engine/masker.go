@@ -7,9 +7,12 @@
 // each call taking the stream's state and the bytes not yet consumed, and
 // returning the masked output, how much input it consumed and the next
 // state. The caller keeps the unconsumed bytes (a value cut by the chunk
-// boundary) and hands them back with the next chunk. The WASM guest
+// boundary) and hands them back with the next chunk. The Go WASM guest
 // (filters/mask/guest) wraps this package behind the ABI of
-// docs/masking-abi.md; tests and benchmarks run it natively too.
+// docs/masking-abi.md; tests and benchmarks run it natively too. The
+// built-in module is this package ported to Rust (filters/mask/rsguest),
+// which filters/mask's tests hold to the Go guest byte for byte: a change
+// here is made there too.
 package engine
 
 import (
