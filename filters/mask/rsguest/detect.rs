@@ -428,6 +428,7 @@ impl Masker {
 
     /// Reads the number-like run at t[i] and adds the values it holds; it
     /// returns where scanning resumes.
+    #[inline(never)]
     fn numeric(&mut self, t: &[u8], mut i: usize, fc: &FieldCtx, on: u64) -> usize {
         let n = t.len();
         let mut start = i;
@@ -633,6 +634,7 @@ impl Masker {
     }
 
     /// The end of a valid IBAN starting at t[s] (two letters), or 0.
+    #[inline(never)]
     fn iban(&mut self, t: &[u8], s: usize) -> usize {
         let cc = [t[s] & !0x20, t[s + 1] & !0x20];
         let want = iban_length(cc);
@@ -682,6 +684,7 @@ impl Masker {
 
     /// Adds the matches of p's regular expressions and puts the matches back
     /// in order, the first and longest winning an overlap.
+    #[inline(never)]
     fn custom_patterns(&mut self, p: &Profile, t: &[u8], off: u64) {
         let mut added = false;
         for pr in &p.patterns {
@@ -759,6 +762,7 @@ pub fn upper(c: u8) -> u8 {
 }
 
 /// The span of the address around the '@' at t[at], or e == 0.
+#[inline(never)]
 fn email(t: &[u8], at: usize) -> (usize, usize) {
     let s = skip_back_while(t, at, at.saturating_sub(64), is_local);
     if s == at || t[s] == b'.' || (s > 0 && is_local(t[s - 1])) {
@@ -796,6 +800,7 @@ fn email(t: &[u8], at: usize) -> (usize, usize) {
 
 /// Reads a secret value after the '=' at t[i]: an Azure Storage
 /// AccountKey= (or SharedAccessKey=) and a SAS sig=.
+#[inline(never)]
 fn secret_after_eq(t: &[u8], i: usize, on: u64) -> (usize, u8) {
     let ks = skip_back_while(t, i, i.saturating_sub(16), is_alpha);
     let key = &t[ks..i];
@@ -823,6 +828,7 @@ fn secret_after_eq(t: &[u8], i: usize, on: u64) -> (usize, u8) {
 
 /// The end of the private key block starting at t[i]: complete is false
 /// when its end is not in t; e is 0 when the block is not a private key.
+#[inline(never)]
 fn pem_block(t: &[u8], i: usize) -> (usize, bool) {
     let rest = &t[i + PEM_BEGIN.len()..];
     let k = match find(rest, PEM_DASH) {

@@ -64,27 +64,17 @@ fn scan_string(inp: &[u8], mut j: usize, pf: &Prefilter) -> Result<Scan, ErrKind
     let mut esc = false;
     while j < n {
         if j + 16 <= n {
-            // two words an iteration (see swar.rs: loop iterations cost)
-            let x = load8(inp, j);
-            let s = string_stops(x);
+            // sixteen bytes an iteration (see swar.rs: loop iterations cost)
+            let b = Block16::load(inp, j);
+            let s = b.string_stops();
             if cand == 0 {
-                cand = pf.candidates_noctrl(x) & ((s & s.wrapping_neg()).wrapping_sub(1));
+                cand = pf.candidates16(&b, false) as u64 & ((s & s.wrapping_neg()).wrapping_sub(1)) as u64;
             }
-            if s != 0 {
-                j += first_byte(s);
-            } else {
-                j += 8;
-                let x = load8(inp, j);
-                let s = string_stops(x);
-                if cand == 0 {
-                    cand = pf.candidates_noctrl(x) & ((s & s.wrapping_neg()).wrapping_sub(1));
-                }
-                if s == 0 {
-                    j += 8;
-                    continue;
-                }
-                j += first_byte(s);
+            if s == 0 {
+                j += 16;
+                continue;
             }
+            j += s.trailing_zeros() as usize;
         } else if j + 8 <= n {
             let x = load8(inp, j);
             let s = string_stops(x);

@@ -122,13 +122,11 @@ impl Prefilter {
     #[inline(always)]
     pub fn skip(&self, t: &[u8], mut i: usize) -> usize {
         while i + 16 <= t.len() {
-            let c = self.candidates(load8(t, i));
+            // sixteen bytes an iteration (see below: loop iterations cost)
+            let b = Block16::load(t, i);
+            let c = self.candidates16(&b, true);
             if c != 0 {
-                return i + first_byte(c);
-            }
-            let c = self.candidates(load8(t, i + 8));
-            if c != 0 {
-                return i + 8 + first_byte(c);
+                return i + c.trailing_zeros() as usize;
             }
             i += 16;
         }
@@ -140,6 +138,137 @@ impl Prefilter {
             i += 8;
         }
         i
+    }
+
+    /// Marks (bit k for byte k) the bytes of b that may start a value,
+    /// exactly as candidates (ctrl) or candidates_noctrl (!ctrl) mark its
+    /// two words (the spaces of each word's first two bytes, the dash of
+    /// its last byte): where skip stops decides which bytes detect reads
+    /// one by one, and so whether a control byte is seen (CSV).
+    #[inline(always)]
+    pub fn candidates16(&self, b: &Block16, ctrl: bool) -> u32 {
+        let dash = b.eq(b'-');
+        // bearer_spaces also marks NUL bytes (x | 0x20 is a space)
+        let space = b.eq2(b' ', 0);
+        let mut m = b.digits() & self.digit as u32
+            | b.eq2(b'+', b'(') & self.lead as u32
+            | b.eq(b'@') & self.at as u32
+            | b.eq(b'=') & self.eq as u32
+            | dash & ((dash >> 1) | 0x8080) & self.dash as u32;
+        if space & self.space as u32 != 0 {
+            m |= space & ((b.eq_fold(b'r') << 1) | 0x0101) & ((b.eq_fold(b'e') << 2) | 0x0303);
+        }
+        if ctrl {
+            m |= b.ctrl() & self.ctrl as u32;
+        }
+        m
+    }
+}
+
+/// Sixteen bytes of input, tested a byte class at a time: each test
+/// returns a bitmask, bit k set when byte k is in the class. WebAssembly
+/// SIMD (v128) on wasm32, two SWAR words elsewhere (native tests).
+#[cfg(target_arch = "wasm32")]
+pub struct Block16(core::arch::wasm32::v128);
+
+#[cfg(target_arch = "wasm32")]
+impl Block16 {
+    /// The sixteen bytes at t[i..] (the caller checks i + 16 <= t.len()).
+    #[inline(always)]
+    pub fn load(t: &[u8], i: usize) -> Block16 {
+        let w: &[u8; 16] = t[i..i + 16].try_into().unwrap();
+        Block16(core::arch::wasm32::u8x16(
+            w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8], w[9], w[10], w[11], w[12], w[13], w[14], w[15],
+        ))
+    }
+
+    /// The bytes equal to c.
+    #[inline(always)]
+    pub fn eq(&self, c: u8) -> u32 {
+        use core::arch::wasm32::*;
+        u8x16_bitmask(u8x16_eq(self.0, u8x16_splat(c))) as u32
+    }
+
+    /// The bytes equal to a or b.
+    #[inline(always)]
+    pub fn eq2(&self, a: u8, b: u8) -> u32 {
+        use core::arch::wasm32::*;
+        u8x16_bitmask(v128_or(u8x16_eq(self.0, u8x16_splat(a)), u8x16_eq(self.0, u8x16_splat(b)))) as u32
+    }
+
+    /// The bytes equal to the lower-case letter c in either case.
+    #[inline(always)]
+    pub fn eq_fold(&self, c: u8) -> u32 {
+        use core::arch::wasm32::*;
+        u8x16_bitmask(u8x16_eq(v128_or(self.0, u8x16_splat(0x20)), u8x16_splat(c))) as u32
+    }
+
+    /// The ASCII digits.
+    #[inline(always)]
+    pub fn digits(&self) -> u32 {
+        use core::arch::wasm32::*;
+        u8x16_bitmask(u8x16_lt(u8x16_sub(self.0, u8x16_splat(b'0')), u8x16_splat(10))) as u32
+    }
+
+    /// The control bytes: below 0x20, and 0x7f.
+    #[inline(always)]
+    pub fn ctrl(&self) -> u32 {
+        use core::arch::wasm32::*;
+        u8x16_bitmask(v128_or(u8x16_lt(self.0, u8x16_splat(0x20)), u8x16_eq(self.0, u8x16_splat(0x7f)))) as u32
+    }
+
+    /// What ends a JSON string's raw run: '"', '\\' and the bytes below 0x20.
+    #[inline(always)]
+    pub fn string_stops(&self) -> u32 {
+        use core::arch::wasm32::*;
+        let x = self.0;
+        u8x16_bitmask(v128_or(
+            v128_or(u8x16_eq(x, u8x16_splat(b'"')), u8x16_eq(x, u8x16_splat(b'\\'))),
+            u8x16_lt(x, u8x16_splat(0x20)),
+        )) as u32
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub struct Block16(u64, u64);
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Block16 {
+    #[inline(always)]
+    pub fn load(t: &[u8], i: usize) -> Block16 {
+        Block16(load8(t, i), load8(t, i + 8))
+    }
+
+    /// The high bits of two SWAR masks as a 16-bit mask.
+    #[inline(always)]
+    fn bits(&self, f: impl Fn(u64) -> u64) -> u32 {
+        let pack = |m: u64| {
+            let mut r = 0u32;
+            for k in 0..8 {
+                r |= ((m >> (8 * k + 7)) as u32 & 1) << k;
+            }
+            r
+        };
+        pack(f(self.0)) | pack(f(self.1)) << 8
+    }
+
+    pub fn eq(&self, c: u8) -> u32 {
+        self.bits(|x| eq_mask(x, c))
+    }
+    pub fn eq2(&self, a: u8, b: u8) -> u32 {
+        self.bits(|x| eq_mask(x, a) | eq_mask(x, b))
+    }
+    pub fn eq_fold(&self, c: u8) -> u32 {
+        self.bits(|x| eq_mask(x | 0x20 * LO8, c))
+    }
+    pub fn digits(&self) -> u32 {
+        self.bits(digit_mask)
+    }
+    pub fn ctrl(&self) -> u32 {
+        self.bits(|x| ctrl_mask(x) | eq_mask(x, 0x7f))
+    }
+    pub fn string_stops(&self) -> u32 {
+        self.bits(string_stops)
     }
 }
 
