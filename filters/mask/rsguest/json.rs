@@ -25,6 +25,9 @@ pub const MIN_DIGITS: usize = 8;
 
 #[derive(Clone, Default)]
 pub struct Frame {
+    /// Which container this is: JsonState::opened when it was opened (or
+    /// loaded from the state), unique within a Masker.
+    pub open: u64,
     pub arr: bool,
     pub idx: u64,
     pub key: Vec<u8>,
@@ -37,6 +40,8 @@ pub struct JsonState {
     pub st: u8,
     pub depth: usize,
     pub frames: Vec<Frame>,
+    /// The containers opened so far (Frame::open's counter; never reset).
+    pub opened: u64,
 }
 
 impl JsonState {
@@ -129,7 +134,9 @@ impl Masker {
         if js.depth == js.frames.len() {
             js.frames.push(Frame::default());
         }
+        js.opened += 1;
         let f = &mut js.frames[js.depth];
+        f.open = js.opened;
         f.arr = arr;
         f.idx = 0;
         f.key.clear();
@@ -494,29 +501,60 @@ impl Masker {
         None
     }
 
+    /// Records the JSON pointer of the value being masked, written straight
+    /// into the pointer list. The pointer's prefix (the document number and
+    /// the containers above the innermost one) does not change while the
+    /// innermost container is open: it is copied from the previous pointer
+    /// recorded in the same container rather than built again.
     fn json_pointer(&mut self, nd: bool) {
         if self.pointers_full() {
             self.dropped += 1;
             return;
         }
-        let mut b = std::mem::take(&mut self.ptr_buf);
-        b.clear();
-        if nd {
-            b.push(b'/');
-            append_int(&mut b, self.js.doc);
-        }
-        for k in 0..self.js.depth {
-            let f = &self.js.frames[k];
-            if f.arr {
+        let js = &self.js;
+        let b = &mut self.ptr_data;
+        let start = b.len();
+        let d = js.depth;
+        let pc = self.ptr_prefix;
+        if d > 0 && pc.open == js.frames[d - 1].open && pc.depth == d {
+            b.extend_from_within(pc.start..pc.start + pc.len);
+        } else {
+            if nd {
                 b.push(b'/');
-                append_int(&mut b, f.idx);
-            } else {
-                append_pointer_token(&mut b, &f.key);
+                append_int(b, js.doc);
+            }
+            for f in &js.frames[..d.saturating_sub(1)] {
+                append_segment(b, f);
+            }
+            if d > 0 {
+                self.ptr_prefix = PtrPrefix { open: js.frames[d - 1].open, depth: d, start, len: b.len() - start };
             }
         }
-        self.pointer(&b);
-        self.ptr_buf = b;
+        if d > 0 {
+            append_segment(b, &js.frames[d - 1]);
+        }
+        self.ptr_ends.push(b.len() as u32);
     }
+}
+
+/// Appends the JSON pointer segment of a container's current member.
+fn append_segment(b: &mut Vec<u8>, f: &Frame) {
+    if f.arr {
+        b.push(b'/');
+        append_int(b, f.idx);
+    } else {
+        append_pointer_token(b, &f.key);
+    }
+}
+
+/// Where the pointer prefix of the container opened as open (at depth
+/// depth) lies in Masker::ptr_data: this call's pointers, appended only.
+#[derive(Clone, Copy, Default)]
+pub struct PtrPrefix {
+    pub open: u64,
+    pub depth: usize,
+    pub start: usize,
+    pub len: usize,
 }
 
 /// Appends the decoded content of a JSON string (without its quotes).

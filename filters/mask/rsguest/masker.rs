@@ -69,6 +69,7 @@ pub struct Masker {
     pub ptr_data: Vec<u8>,
     pub ptr_ends: Vec<u32>,
     pub ptr_buf: Vec<u8>,
+    pub ptr_prefix: crate::json::PtrPrefix,
     pub dropped: usize,
     pub pf: Prefilter,
     pub ctx_cache: Vec<CtxEntry>,
@@ -108,6 +109,7 @@ impl Masker {
             ptr_data: Vec::new(),
             ptr_ends: Vec::new(),
             ptr_buf: Vec::new(),
+            ptr_prefix: crate::json::PtrPrefix::default(),
             dropped: 0,
             pf: Prefilter::default(),
             ctx_cache: vec![CtxEntry::default(); 64],
@@ -127,6 +129,7 @@ impl Masker {
         self.out.clear();
         self.ptr_data.clear();
         self.ptr_ends.clear();
+        self.ptr_prefix = crate::json::PtrPrefix::default();
         if self.used != 0 {
             self.counts = [[0; 4]; MAX_ENTITIES];
         }

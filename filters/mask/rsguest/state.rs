@@ -100,7 +100,9 @@ impl Masker {
                     if k == js.frames.len() {
                         js.frames.push(Frame::default());
                     }
+                    js.opened += 1;
                     let fr = &mut js.frames[k];
+                    fr.open = js.opened;
                     fr.arr = r.uvarint() == 1;
                     fr.idx = r.uvarint();
                     let key = r.bytes();
