@@ -2,6 +2,7 @@ package mask
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -57,7 +58,51 @@ func TestReportCountsKeepNoValues(t *testing.T) {
 		{Entity: "card", Operator: "4111111111111111", N: 1},
 	}})
 	want := map[string]map[string]int{"card": {"redact": 2, Other: 1}, "digits": {"last4": 1}, Other: {"redact": 1}}
-	if !reflect.DeepEqual(s.details.Counts, want) {
-		t.Fatalf("counts %v", s.details.Counts)
+	if got := s.Details().Counts; !reflect.DeepEqual(got, want) {
+		t.Fatalf("counts %v", got)
+	}
+	// many names (a replacement module's): merged all the same
+	for range 2 {
+		var r engine.Report
+		for c := 'a'; c <= 't'; c++ {
+			r.Counts = append(r.Counts, engine.Count{Entity: "name_" + string(c), Operator: engine.HMAC, N: 1})
+			want["name_"+string(c)] = map[string]int{engine.HMAC: 2}
+		}
+		r.Counts = append(r.Counts, engine.Count{Entity: "card", Operator: engine.Redact, N: 1})
+		s.add(r)
+	}
+	want["card"][engine.Redact] += 2
+	if got := s.Details().Counts; !reflect.DeepEqual(got, want) {
+		t.Fatalf("counts %v, want %v", got, want)
+	}
+	if got := s.Report(); got["card"] != 5 || got["name_t"] != 2 || got[Other] != 1 || len(got) != 23 {
+		t.Fatalf("report %v", got)
+	}
+}
+
+// A stream keeps at most 1,000 pointers and counts the rest, whether the
+// reports come in one call or several.
+func TestReportPointersAreBounded(t *testing.T) {
+	s := &stream{u: &union{}}
+	ptrs := func(call, n int) []string {
+		var p []string
+		for k := range n {
+			p = append(p, fmt.Sprintf("/%d/%d", call, k))
+		}
+		return p
+	}
+	first := ptrs(0, 600)
+	s.add(engine.Report{Pointers: first})
+	s.add(engine.Report{Pointers: ptrs(1, 600), Dropped: 7})
+	s.add(engine.Report{Pointers: ptrs(2, 600)})
+	d := s.Details()
+	if len(d.Pointers) != maxPointers || d.PointersDropped != 800+7 {
+		t.Fatalf("%d pointers kept, %d dropped", len(d.Pointers), d.PointersDropped)
+	}
+	if d.Pointers[599] != "/0/599" || d.Pointers[600] != "/1/0" || d.Pointers[999] != "/1/399" {
+		t.Fatalf("pointers %q %q %q", d.Pointers[599], d.Pointers[600], d.Pointers[999])
+	}
+	if len(first) != 600 || first[0] != "/0/0" {
+		t.Fatal("the first report's pointers changed")
 	}
 }

@@ -49,12 +49,12 @@ func NewNative(o NativeOptions) (*Native, error) {
 // Open starts masking one body.
 func (n *Native) Open(p Profile, b Body) (Stream, error) { return n.open(p, b) }
 
-func (n *Native) call(u *union, f engine.Format, state, in []byte, final bool, dst []byte) ([]byte, int, []byte, engine.Report, error) {
+func (n *Native) call(u *union, f engine.Format, state, in []byte, final bool, dst, stDst []byte) ([]byte, int, []byte, engine.Report, error) {
 	m := n.maskers.Get().(*engine.Masker)
 	defer n.maskers.Put(m)
 	r, err := m.Mask(u.native, f, state, in, final)
 	if err != nil {
 		return nil, 0, nil, engine.Report{}, err
 	}
-	return append(dst, r.Out...), r.Consumed, append([]byte(nil), r.State...), m.Report(u.native), nil
+	return append(dst, r.Out...), r.Consumed, append(stDst, r.State...), m.Report(u.native), nil
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode"
 
 	"github.com/custos-dev/custos/filters/mask/engine"
 )
@@ -48,9 +49,14 @@ func format(contentType string) (engine.Format, bool) {
 	if strings.TrimSpace(contentType) == "" {
 		return engine.Text, true
 	}
-	mt, _, err := mime.ParseMediaType(contentType)
-	if err != nil {
-		mt = strings.ToLower(strings.TrimSpace(strings.SplitN(contentType, ";", 2)[0]))
+	// A bare lower-case type ("application/json") is its own media type;
+	// anything else is parsed.
+	mt := contentType
+	if strings.IndexFunc(mt, func(r rune) bool { return r == ';' || unicode.IsSpace(r) || r >= 'A' && r <= 'Z' }) >= 0 {
+		var err error
+		if mt, _, err = mime.ParseMediaType(contentType); err != nil {
+			mt = strings.ToLower(strings.TrimSpace(strings.SplitN(contentType, ";", 2)[0]))
+		}
 	}
 	switch {
 	case mt == "application/x-ndjson" || mt == "application/ndjson" || mt == "application/jsonl" ||

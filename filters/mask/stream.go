@@ -26,8 +26,9 @@ const maxPointers = 1000
 // backend runs the engine: natively or in a WASM instance.
 type backend interface {
 	// call masks in (the stream's unconsumed bytes then new ones),
-	// appending the output to dst.
-	call(u *union, f engine.Format, state, in []byte, final bool, dst []byte) (out []byte, consumed int, next []byte, rep engine.Report, err error)
+	// appending the output to dst and the next state to stDst (which may
+	// share state's array: state is read first).
+	call(u *union, f engine.Format, state, in []byte, final bool, dst, stDst []byte) (out []byte, consumed int, next []byte, rep engine.Report, err error)
 }
 
 // core is what both engines share: the profiles and their unions.
@@ -130,6 +131,10 @@ type stream struct {
 	codec   *codec
 	pending []byte
 	state   []byte
+	// counts are merged per entity and operator (index finds one once
+	// there are many); details holds the rest of the report.
+	counts  []engine.Count
+	index   map[[2]string]int
 	details Details
 	err     error
 	done    bool
@@ -169,25 +174,31 @@ func (s *stream) fail(err error) error {
 }
 
 // maskPlain masks decoded bytes, in slices of at most sliceSize new bytes.
+// The bytes the engine has not consumed wait in s.pending; when none wait,
+// the slice goes to the engine as it is.
 func (s *stream) maskPlain(dst, plain []byte, end bool) ([]byte, error) {
 	for {
 		k := len(plain)
 		if k > sliceSize {
 			k = sliceSize
 		}
-		s.pending = append(s.pending, plain[:k]...)
+		in := plain[:k]
+		if len(s.pending) > 0 {
+			s.pending = append(s.pending, in...)
+			in = s.pending
+		}
 		plain = plain[k:]
 		final := end && len(plain) == 0
-		out, consumed, next, rep, err := s.c.be.call(s.u, s.f, s.state, s.pending, final, dst)
+		out, consumed, next, rep, err := s.c.be.call(s.u, s.f, s.state, in, final, dst, s.state[:0])
 		if err != nil {
 			return nil, err
 		}
-		if consumed < 0 || consumed > len(s.pending) || (final && consumed != len(s.pending)) {
+		if consumed < 0 || consumed > len(in) || (final && consumed != len(in)) {
 			return nil, errors.New("masking: the module consumed more or less than it was given")
 		}
 		dst = out
-		s.state = append(s.state[:0], next...)
-		s.pending = append(s.pending[:0], s.pending[consumed:]...)
+		s.state = next
+		s.pending = append(s.pending[:0], in[consumed:]...)
 		s.add(rep)
 		if len(plain) == 0 {
 			return dst, nil
@@ -251,38 +262,76 @@ func (s *stream) add(r engine.Report) {
 		if !reportOperators[c.Operator] {
 			c.Operator = Other
 		}
-		if s.details.Counts == nil {
-			s.details.Counts = map[string]map[string]int{}
-		}
-		if s.details.Counts[c.Entity] == nil {
-			s.details.Counts[c.Entity] = map[string]int{}
-		}
-		s.details.Counts[c.Entity][c.Operator] += c.N
+		s.count(c)
 	}
-	for _, p := range r.Pointers {
-		if len(s.details.Pointers) >= maxPointers {
-			s.details.PointersDropped++
-			continue
+	if s.details.Pointers == nil && len(r.Pointers) <= maxPointers {
+		// the report's own slice: it is the call's, and its capacity is
+		// its length, so a later append copies it
+		s.details.Pointers = r.Pointers
+	} else {
+		for _, p := range r.Pointers {
+			if len(s.details.Pointers) >= maxPointers {
+				s.details.PointersDropped++
+				continue
+			}
+			s.details.Pointers = append(s.details.Pointers, p)
 		}
-		s.details.Pointers = append(s.details.Pointers, p)
 	}
 	s.details.PointersDropped += r.Dropped
 }
 
+// count adds c to the stream's counts.
+func (s *stream) count(c engine.Count) {
+	if s.index != nil {
+		k := [2]string{c.Entity, c.Operator}
+		if i, ok := s.index[k]; ok {
+			s.counts[i].N += c.N
+		} else {
+			s.index[k] = len(s.counts)
+			s.counts = append(s.counts, c)
+		}
+		return
+	}
+	for i := range s.counts {
+		if s.counts[i].Entity == c.Entity && s.counts[i].Operator == c.Operator {
+			s.counts[i].N += c.N
+			return
+		}
+	}
+	s.counts = append(s.counts, c)
+	if len(s.counts) > 16 {
+		// a module reporting many names: look them up, not through
+		s.index = make(map[[2]string]int, len(s.counts))
+		for i, c := range s.counts {
+			s.index[[2]string{c.Entity, c.Operator}] = i
+		}
+	}
+}
+
 func (s *stream) Report() Report {
 	var r Report
-	for e, ops := range s.details.Counts {
-		for _, n := range ops {
-			if r == nil {
-				r = Report{}
-			}
-			r[e] += n
+	for _, c := range s.counts {
+		if r == nil {
+			r = Report{}
 		}
+		r[c.Entity] += c.N
 	}
 	return r
 }
 
-func (s *stream) Details() Details { return s.details }
+func (s *stream) Details() Details {
+	d := s.details
+	for _, c := range s.counts {
+		if d.Counts == nil {
+			d.Counts = map[string]map[string]int{}
+		}
+		if d.Counts[c.Entity] == nil {
+			d.Counts[c.Entity] = map[string]int{}
+		}
+		d.Counts[c.Entity][c.Operator] += c.N
+	}
+	return d
+}
 
 func (s *stream) Close() {
 	if s.codec != nil {

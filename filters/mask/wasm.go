@@ -415,12 +415,12 @@ var status = map[int32]error{
 	-4: engine.ErrTruncated, -5: engine.ErrState,
 }
 
-func (w *WASM) call(u *union, f engine.Format, state, in []byte, final bool, dst []byte) ([]byte, int, []byte, engine.Report, error) {
+func (w *WASM) call(u *union, f engine.Format, state, in []byte, final bool, dst, stDst []byte) ([]byte, int, []byte, engine.Report, error) {
 	inst, err := w.get()
 	if err != nil {
 		return nil, 0, nil, engine.Report{}, err
 	}
-	out, consumed, next, rep, err, broken := w.callIn(inst, u, f, state, in, final, dst)
+	out, consumed, next, rep, err, broken := w.callIn(inst, u, f, state, in, final, dst, stDst)
 	if broken {
 		w.discard(inst)
 	} else {
@@ -431,7 +431,7 @@ func (w *WASM) call(u *union, f engine.Format, state, in []byte, final bool, dst
 
 // callIn runs one mask call in inst; broken says inst must be discarded
 // (a trap, an exit, a deadline, a reply out of bounds).
-func (w *WASM) callIn(inst *instance, u *union, f engine.Format, state, in []byte, final bool, dst []byte) (out []byte, consumed int, next []byte, rep engine.Report, err error, broken bool) {
+func (w *WASM) callIn(inst *instance, u *union, f engine.Format, state, in []byte, final bool, dst, stDst []byte) (out []byte, consumed int, next []byte, rep engine.Report, err error, broken bool) {
 	ctx := context.Background()
 	fail := func(e error) ([]byte, int, []byte, engine.Report, error, bool) {
 		return nil, 0, nil, engine.Report{}, fmt.Errorf("masking module: %w", e), true
@@ -485,7 +485,7 @@ func (w *WASM) callIn(inst *instance, u *union, f engine.Format, state, in []byt
 	if err != nil {
 		return fail(err)
 	}
-	return append(dst, o...), int(r[2]), append([]byte(nil), s...), rep, nil, false
+	return append(dst, o...), int(r[2]), append(stDst, s...), rep, nil, false
 }
 
 var (

@@ -73,29 +73,65 @@ func (m *Masker) AppendReport(dst []byte, p *Profile) []byte {
 // ErrReport says a report's wire form is malformed.
 var ErrReport = errors.New("masking: malformed report")
 
-// ParseReport reads a report in the ABI's wire form.
+// ParseReport reads a report in the ABI's wire form. The names and
+// pointers it returns share one copy of b: a report costs three
+// allocations whatever it holds.
 func ParseReport(b []byte) (Report, error) {
 	var rep Report
+	if len(b) == 0 {
+		return rep, nil
+	}
+	// The first pass checks the form and counts, so that the slices are
+	// allocated once.
+	nc, np := 0, 0
 	r := reader{b: b}
 	for len(r.b) > 0 && !r.bad {
 		tag := r.b[0]
 		r.b = r.b[1:]
 		switch tag {
 		case 'c':
-			e := string(r.bytes())
-			op := string(r.bytes())
-			n := r.uvarint()
-			rep.Counts = append(rep.Counts, Count{Entity: e, Operator: op, N: int(n)})
+			r.bytes()
+			r.bytes()
+			r.uvarint()
+			nc++
 		case 'p':
-			rep.Pointers = append(rep.Pointers, string(r.bytes()))
+			r.bytes()
+			np++
 		case 'd':
-			rep.Dropped += int(r.uvarint())
+			r.uvarint()
 		default:
 			return Report{}, ErrReport
 		}
 	}
 	if r.bad {
 		return Report{}, ErrReport
+	}
+	all := string(b)
+	str := func(v []byte) string {
+		off := len(b) - len(r.b) - len(v)
+		return all[off : off+len(v)]
+	}
+	if nc > 0 {
+		rep.Counts = make([]Count, 0, nc)
+	}
+	if np > 0 {
+		rep.Pointers = make([]string, 0, np)
+	}
+	r = reader{b: b}
+	for len(r.b) > 0 {
+		tag := r.b[0]
+		r.b = r.b[1:]
+		switch tag {
+		case 'c':
+			e := str(r.bytes())
+			op := str(r.bytes())
+			n := r.uvarint()
+			rep.Counts = append(rep.Counts, Count{Entity: e, Operator: op, N: int(n)})
+		case 'p':
+			rep.Pointers = append(rep.Pointers, str(r.bytes()))
+		case 'd':
+			rep.Dropped += int(r.uvarint())
+		}
 	}
 	return rep, nil
 }

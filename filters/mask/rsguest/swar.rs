@@ -242,13 +242,8 @@ impl Block16 {
     /// The high bits of two SWAR masks as a 16-bit mask.
     #[inline(always)]
     fn bits(&self, f: impl Fn(u64) -> u64) -> u32 {
-        let pack = |m: u64| {
-            let mut r = 0u32;
-            for k in 0..8 {
-                r |= ((m >> (8 * k + 7)) as u32 & 1) << k;
-            }
-            r
-        };
+        // gathers the eight high bits into one byte, bit k from byte k
+        let pack = |m: u64| ((((m & HI8) >> 7).wrapping_mul(0x0102040810204080)) >> 56) as u32;
         pack(f(self.0)) | pack(f(self.1)) << 8
     }
 
