@@ -259,15 +259,7 @@ func FuzzBuiltinModuleMatchesGoEngine(f *testing.F) {
 // TestBuiltinModuleIsReproducible proves the committed module is what
 // filters/mask/rsguest builds to under Debian's rustc 1.63 (build.sh).
 func TestBuiltinModuleIsReproducible(t *testing.T) {
-	const rustc = "/usr/bin/rustc"
-	v, err := exec.Command(rustc, "--version").Output()
-	if err != nil || !strings.HasPrefix(string(v), "rustc 1.63.0") {
-		msg := fmt.Sprintf("%s is not Debian's rustc 1.63.0 (%q, %v): apt-get install rustc libstd-rust-dev-wasm32", rustc, strings.TrimSpace(string(v)), err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	needRustc(t)
 	out := filepath.Join(t.TempDir(), "custos-mask-rs.wasm")
 	cmd := exec.Command("sh", "filters/mask/rsguest/build.sh", out)
 	cmd.Dir = repoRoot(t)
@@ -280,6 +272,43 @@ func TestBuiltinModuleIsReproducible(t *testing.T) {
 	}
 	if !bytes.Equal(built, BuiltinModule) {
 		t.Fatalf("filters/mask/rsguest/custos-mask-rs.wasm (%d bytes) is not what the source builds to (%d bytes): run make wasm and commit it", len(BuiltinModule), len(built))
+	}
+}
+
+// debianRustc is the compiler build.sh uses.
+const debianRustc = "/usr/bin/rustc"
+
+// needRustc skips the test (fails it under CI=true) unless Debian's rustc
+// 1.63 is installed.
+func needRustc(t *testing.T) {
+	t.Helper()
+	v, err := exec.Command(debianRustc, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(v), "rustc 1.63.0") {
+		msg := fmt.Sprintf("%s is not Debian's rustc 1.63.0 (%q, %v): apt-get install rustc libstd-rust-dev-wasm32", debianRustc, strings.TrimSpace(string(v)), err)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+}
+
+// TestRsguestUnitTests runs the Rust port's own tests, natively: SHA-256
+// and HMAC against their published vectors, the profile reader, and
+// may_match against detect.
+func TestRsguestUnitTests(t *testing.T) {
+	needRustc(t)
+	bin := filepath.Join(t.TempDir(), "rsguest-test")
+	build := exec.Command(debianRustc, "--edition", "2021", "--test", "-O", "-o", bin, "filters/mask/rsguest/lib.rs")
+	build.Dir = repoRoot(t)
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("rustc --test: %v\n%s", err, b)
+	}
+	out, err := exec.Command(bin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("the Rust tests failed: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "may_match_never_hides_a_value ... ok") {
+		t.Fatalf("the may_match test did not run:\n%s", out)
 	}
 }
 

@@ -112,25 +112,68 @@ fn scan_string(inp: &[u8], mut j: usize, pf: &Prefilter) -> Result<Scan, ErrKind
 
 /// Whether the built-in detectors may find a value in t, a short string's
 /// raw content (no escapes), read whole as detect reads it: false only when
-/// they certainly find none. The numeric detectors need 8 digits, an IBAN
-/// a digit after two letters, an e-mail an '@', the Azure and SAS keys a
-/// '=', a private key "-----BEGIN" and a bearer token "bearer ". Scanning
-/// t once here is cheaper than a detect call finding nothing (names such as
-/// "Customer 12", amounts such as 79659.23).
-fn may_match(t: &[u8]) -> bool {
-    let mut digits = 0;
+/// they certainly find none. The numeric detectors need nine digits in one
+/// run of digits and separators (eight when t has a '+': an E.164 phone),
+/// an IBAN a digit after two letters, an e-mail an '@', the Azure and SAS
+/// keys a '=', a private key "-----BEGIN" and a bearer token "bearer ".
+/// Reading t here, a block or two at a time, is cheaper than a detect call
+/// finding nothing (names such as "Customer 12", amounts such as 79659.23,
+/// times such as 2026-03-05T10:20:30Z).
+fn may_match(inp: &[u8], s: usize, e: usize) -> bool {
+    let l = e - s;
+    if l > 32 || s + 32 > inp.len() {
+        return may_match_bytes(&inp[s..e]);
+    }
+    // bit k of each mask for t[k]
+    let (b0, b1) = (Block16::load(inp, s), Block16::load(inp, s + 16));
+    let two = |m0: u32, m1: u32| (m0 | m1 << 16) & ((1u64 << l) - 1) as u32;
+    let d = two(b0.digits(), b1.digits());
+    let a = two(b0.letters(), b1.letters());
+    // an '@', a '=' or a digit after two letters
+    if two(b0.eq2(b'@', b'='), b1.eq2(b'@', b'=')) | d & (a << 1) & (a << 2) != 0 {
+        return true;
+    }
+    let dash = two(b0.eq(b'-'), b1.eq(b'-'));
+    let space = two(b0.eq(b' '), b1.eq(b' '));
+    // "--", or a space after "er" (of "bearer"): rare, read byte by byte
+    if dash & (dash >> 1) | space & two(b0.eq_fold(b'r'), b1.eq_fold(b'r')) << 1 & two(b0.eq_fold(b'e'), b1.eq_fold(b'e')) << 2 != 0 {
+        return may_match_bytes(&inp[s..e]);
+    }
+    if d.count_ones() < MIN_DIGITS as u32 {
+        return false;
+    }
+    let need = if two(b0.eq(b'+'), b1.eq(b'+')) != 0 { MIN_DIGITS } else { MIN_DIGITS + 1 } as u32;
+    // the runs of digits and separators, lowest first
+    let mut r = d | dash | space | two(b0.eq2(b'.', b'('), b1.eq2(b'.', b'(')) | two(b0.eq(b')'), b1.eq(b')'));
+    while r != 0 {
+        let run = r & !r.wrapping_add(r & r.wrapping_neg());
+        if (d & run).count_ones() >= need {
+            return true;
+        }
+        r &= !run;
+    }
+    false
+}
+
+/// may_match's reading of t, byte by byte.
+fn may_match_bytes(t: &[u8]) -> bool {
+    // digits in the current run (numeric's groups and their separators,
+    // any number of separators: more than numeric joins)
+    let mut run = 0;
+    let need = if t.contains(&b'+') { MIN_DIGITS } else { MIN_DIGITS + 1 };
     for (k, &c) in t.iter().enumerate() {
         match c {
             b'0'..=b'9' => {
-                digits += 1;
-                if digits >= MIN_DIGITS || (k >= 2 && t[k - 1].is_ascii_alphabetic() && t[k - 2].is_ascii_alphabetic()) {
+                run += 1;
+                if run >= need || (k >= 2 && t[k - 1].is_ascii_alphabetic() && t[k - 2].is_ascii_alphabetic()) {
                     return true;
                 }
             }
             b'@' | b'=' => return true,
             b'-' if k + 1 < t.len() && t[k + 1] == b'-' => return true,
             b' ' if k >= 6 && t[k - 6..k].eq_ignore_ascii_case(b"bearer") => return true,
-            _ => {}
+            b' ' | b'-' | b'.' | b'(' | b')' => {}
+            _ => run = 0,
         }
     }
     false
@@ -223,7 +266,7 @@ impl Masker {
                         if no_rules
                             && !self.value_ctx().has
                             && !sc.esc
-                            && (!sc.hit || e - i - 1 < MIN_VALUE || (e - i - 1 <= 32 && !may_match(&inp[i + 1..e])))
+                            && (!sc.hit || e - i - 1 < MIN_VALUE || (e - i - 1 <= 32 && !may_match(inp, i + 1, e)))
                         {
                             i = e + 1;
                             self.value_done();
@@ -243,7 +286,7 @@ impl Masker {
                         if j == n && !fin {
                             return self.incomplete(inp, i, emitted, fin);
                         }
-                        if no_rules && !self.value_ctx().has && (j - i < MIN_DIGITS || (j - i <= 32 && !may_match(&inp[i..j]))) {
+                        if no_rules && !self.value_ctx().has && (j - i < MIN_DIGITS || (j - i <= 32 && !may_match(inp, i, j))) {
                             i = j;
                             self.value_done();
                             continue;
@@ -672,6 +715,69 @@ pub fn append_json_string(dst: &mut Vec<u8>, s: &[u8]) {
                 dst.push(HEX[(c & 15) as usize]);
             }
             _ => dst.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{compile, parse_config};
+    use crate::swar::Prefilter;
+
+    /// may_match is false only where detect finds nothing: short strings
+    /// built from the pieces the detectors look for, each one may_match
+    /// turns away handed to detect under every built-in entity.
+    #[test]
+    fn may_match_never_hides_a_value() {
+        let cfg = br#"{"entities":["aba","account","azure_key","bearer","card","email","iban","phone","private_key","sas","ssn"]}"#;
+        let p = compile(parse_config(cfg).unwrap(), 0).unwrap();
+        let mut m = Masker::new();
+        m.trig = p.triggers();
+        m.pf = Prefilter::new(m.trig);
+        let pieces: &[&[u8]] = &[
+            b"0", b"1", b"4", b"9", b"5", b"12", b"555", b"2026", b"a", b"Z", b"e", b"r", b"B", b"T", b"bearer ", b"Bearer ",
+            b" ", b"-", b"--", b"@", b"=", b"+", b"+1", b"(", b")", b".", b":", b"x", b"GB", b"NO", b"DE89", b"sig=",
+            b"accountkey=", b"4111111111111111", b"123-45-6789", b"021000021", b"\x01", b"_", b"/",
+        ];
+        let mut seed: u64 = 12345;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let mut turned = 0;
+        for _ in 0..400_000 {
+            let mut s: Vec<u8> = Vec::new();
+            let n = next() % 12 + 1;
+            for _ in 0..n {
+                s.extend_from_slice(pieces[next() as usize % pieces.len()]);
+            }
+            s.truncate(32);
+            // the string in a larger input, as mask_json reads it
+            let mut inp = s.clone();
+            for k in 0..40 {
+                inp.push(pieces[(next() as usize + k) % pieces.len()][0]);
+            }
+            let may = may_match(&inp, 0, s.len());
+            assert_eq!(may, may_match_bytes(&s), "{:?}", String::from_utf8_lossy(&s));
+            if may {
+                continue;
+            }
+            turned += 1;
+            let r = m.detect(&p, &s, &FieldCtx::default(), true);
+            assert!(
+                r.is_ok() && m.matches.is_empty(),
+                "may_match turned away {:?}, where detect finds a value",
+                String::from_utf8_lossy(&s)
+            );
+        }
+        // the test means something only if many strings are turned away
+        assert!(turned > 40_000, "only {} strings turned away", turned);
+        for t in [&b"2026-03-05T10:20:30Z"[..], b"Customer 12", b"79659.23", b"+1234567", b"12:34:56.789"] {
+            assert!(!may_match_bytes(t), "{:?}", String::from_utf8_lossy(t));
+        }
+        for t in [&b"123-45-6789"[..], b"+12345678", b"(555) 123-4567", b"DE89", b"a@b", b"x=", b"--", b"Bearer ", b"12.345.678 9"] {
+            assert!(may_match_bytes(t), "{:?}", String::from_utf8_lossy(t));
         }
     }
 }

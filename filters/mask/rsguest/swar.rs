@@ -32,6 +32,15 @@ pub fn digit_mask(x: u64) -> u64 {
     (t.wrapping_add(0x50 * LO8)) & !(t.wrapping_add(0x46 * LO8)) & !x & HI8
 }
 
+/// Marks the ASCII letters of x.
+#[cfg(not(target_arch = "wasm32"))]
+#[inline(always)]
+pub fn letter_mask(x: u64) -> u64 {
+    let l = x | 0x20 * LO8;
+    let t = l & !HI8;
+    (t.wrapping_add(0x1f * LO8)) & !(t.wrapping_add(0x05 * LO8)) & !l & HI8
+}
+
 /// Marks the bytes of x below 0x20.
 #[inline(always)]
 pub fn ctrl_mask(x: u64) -> u64 {
@@ -210,6 +219,13 @@ impl Block16 {
         u8x16_bitmask(u8x16_lt(u8x16_sub(self.0, u8x16_splat(b'0')), u8x16_splat(10))) as u32
     }
 
+    /// The ASCII letters.
+    #[inline(always)]
+    pub fn letters(&self) -> u32 {
+        use core::arch::wasm32::*;
+        u8x16_bitmask(u8x16_lt(u8x16_sub(v128_or(self.0, u8x16_splat(0x20)), u8x16_splat(b'a')), u8x16_splat(26))) as u32
+    }
+
     /// The control bytes: below 0x20, and 0x7f.
     #[inline(always)]
     pub fn ctrl(&self) -> u32 {
@@ -258,6 +274,9 @@ impl Block16 {
     }
     pub fn digits(&self) -> u32 {
         self.bits(digit_mask)
+    }
+    pub fn letters(&self) -> u32 {
+        self.bits(letter_mask)
     }
     pub fn ctrl(&self) -> u32 {
         self.bits(|x| ctrl_mask(x) | eq_mask(x, 0x7f))
