@@ -135,9 +135,16 @@ fn may_match(inp: &[u8], s: usize, e: usize) -> bool {
     }
     let dash = two(b0.eq(b'-'), b1.eq(b'-'));
     let space = two(b0.eq(b' '), b1.eq(b' '));
-    // "--", or a space after "er" (of "bearer"): rare, read byte by byte
-    if dash & (dash >> 1) | space & two(b0.eq_fold(b'r'), b1.eq_fold(b'r')) << 1 & two(b0.eq_fold(b'e'), b1.eq_fold(b'e')) << 2 != 0 {
+    // "--", or a space after "bearer": rare, read byte by byte
+    if dash & (dash >> 1) != 0 {
         return may_match_bytes(&inp[s..e]);
+    }
+    if space != 0 {
+        let (r, e_) = (two(b0.eq_fold(b'r'), b1.eq_fold(b'r')), two(b0.eq_fold(b'e'), b1.eq_fold(b'e')));
+        let sp = space & r << 1 & e_ << 2 & r << 3;
+        if sp != 0 && sp & two(b0.eq_fold(b'a'), b1.eq_fold(b'a')) << 4 & e_ << 5 & two(b0.eq_fold(b'b'), b1.eq_fold(b'b')) << 6 != 0 {
+            return may_match_bytes(&inp[s..e]);
+        }
     }
     if d.count_ones() < MIN_DIGITS as u32 {
         return false;
@@ -160,12 +167,11 @@ fn may_match_bytes(t: &[u8]) -> bool {
     // digits in the current run (numeric's groups and their separators,
     // any number of separators: more than numeric joins)
     let mut run = 0;
-    let need = if t.contains(&b'+') { MIN_DIGITS } else { MIN_DIGITS + 1 };
     for (k, &c) in t.iter().enumerate() {
         match c {
             b'0'..=b'9' => {
                 run += 1;
-                if run >= need || (k >= 2 && t[k - 1].is_ascii_alphabetic() && t[k - 2].is_ascii_alphabetic()) {
+                if run > MIN_DIGITS || (run == MIN_DIGITS && t.contains(&b'+')) || (k >= 2 && t[k - 1].is_ascii_alphabetic() && t[k - 2].is_ascii_alphabetic()) {
                     return true;
                 }
             }
@@ -575,38 +581,43 @@ impl Masker {
     }
 
     /// Records the JSON pointer of the value being masked, written straight
-    /// into the pointer list. The pointer's prefix (the document number and
-    /// the containers above the innermost one) does not change while the
-    /// innermost container is open: it is copied from the previous pointer
-    /// recorded in the same container rather than built again.
+    /// into the pointer records. The pointer's prefix (the document number
+    /// and the containers above the innermost one) does not change while
+    /// the innermost container is open: it is kept in ptr_prefix and
+    /// copied rather than built again.
     fn json_pointer(&mut self, nd: bool) {
         if self.pointers_full() {
             self.dropped += 1;
             return;
         }
         let js = &self.js;
+        let d = js.depth;
+        let pc = &mut self.ptr_prefix;
+        if d > 0 && (pc.open != js.frames[d - 1].open || pc.depth != d) {
+            pc.open = js.frames[d - 1].open;
+            pc.depth = d;
+            pc.b.clear();
+            if nd {
+                pc.b.push(b'/');
+                append_int(&mut pc.b, js.doc);
+            }
+            for f in &js.frames[..d - 1] {
+                append_segment(&mut pc.b, f);
+            }
+        }
         let b = &mut self.ptr_data;
         let start = b.len();
-        let d = js.depth;
-        let pc = self.ptr_prefix;
-        if d > 0 && pc.open == js.frames[d - 1].open && pc.depth == d {
-            b.extend_from_within(pc.start..pc.start + pc.len);
-        } else {
-            if nd {
-                b.push(b'/');
-                append_int(b, js.doc);
-            }
-            for f in &js.frames[..d.saturating_sub(1)] {
-                append_segment(b, f);
-            }
-            if d > 0 {
-                self.ptr_prefix = PtrPrefix { open: js.frames[d - 1].open, depth: d, start, len: b.len() - start };
-            }
-        }
+        b.push(b'p');
+        b.push(0);
         if d > 0 {
+            b.extend_from_slice(&pc.b);
             append_segment(b, &js.frames[d - 1]);
+        } else if nd {
+            b.push(b'/');
+            append_int(b, js.doc);
         }
-        self.ptr_ends.push(b.len() as u32);
+        end_pointer_record(b, start);
+        self.ptr_n += 1;
     }
 }
 
@@ -620,14 +631,13 @@ fn append_segment(b: &mut Vec<u8>, f: &Frame) {
     }
 }
 
-/// Where the pointer prefix of the container opened as open (at depth
-/// depth) lies in Masker::ptr_data: this call's pointers, appended only.
-#[derive(Clone, Copy, Default)]
+/// The pointer prefix of the container opened as open (at depth depth):
+/// the document number and the members above it (open 0: none yet).
+#[derive(Clone, Default)]
 pub struct PtrPrefix {
     pub open: u64,
     pub depth: usize,
-    pub start: usize,
-    pub len: usize,
+    pub b: Vec<u8>,
 }
 
 /// Appends the decoded content of a JSON string (without its quotes).

@@ -66,8 +66,10 @@ pub struct Masker {
     pub state: Vec<u8>,
     pub counts: [[u32; 4]; MAX_ENTITIES],
     pub used: u64,
+    /// The call's pointers as the report's records ('p', length, bytes).
     pub ptr_data: Vec<u8>,
-    pub ptr_ends: Vec<u32>,
+    /// How many pointers ptr_data holds.
+    pub ptr_n: usize,
     pub ptr_buf: Vec<u8>,
     pub ptr_prefix: crate::json::PtrPrefix,
     pub dropped: usize,
@@ -107,7 +109,7 @@ impl Masker {
             counts: [[0; 4]; MAX_ENTITIES],
             used: 0,
             ptr_data: Vec::new(),
-            ptr_ends: Vec::new(),
+            ptr_n: 0,
             ptr_buf: Vec::new(),
             ptr_prefix: crate::json::PtrPrefix::default(),
             dropped: 0,
@@ -128,8 +130,8 @@ impl Masker {
     pub fn mask(&mut self, p: &Profile, f: u8, state: &[u8], input: &[u8], fin: bool) -> Result<MaskResult, ErrKind> {
         self.out.clear();
         self.ptr_data.clear();
-        self.ptr_ends.clear();
-        self.ptr_prefix = crate::json::PtrPrefix::default();
+        self.ptr_n = 0;
+        self.ptr_prefix.open = 0;
         if self.used != 0 {
             self.counts = [[0; 4]; MAX_ENTITIES];
         }
@@ -222,18 +224,33 @@ impl Masker {
 
     /// Records the JSON pointer of the value being masked.
     pub fn pointer(&mut self, b: &[u8]) {
-        if self.ptr_ends.len() >= MAX_POINTERS {
+        if self.pointers_full() {
             self.dropped += 1;
             return;
         }
-        self.ptr_data.extend_from_slice(b);
-        self.ptr_ends.push(self.ptr_data.len() as u32);
+        self.ptr_data.push(b'p');
+        append_bytes(&mut self.ptr_data, b);
+        self.ptr_n += 1;
     }
 
     /// Whether the pointer list is full (the next one is dropped).
     pub fn pointers_full(&self) -> bool {
-        self.ptr_ends.len() >= MAX_POINTERS
+        self.ptr_n >= MAX_POINTERS
     }
+}
+
+/// Ends the pointer record begun at ptr_data[start] (its 'p' and a one-byte
+/// length, then the pointer): writes its length, widening the length field
+/// when the pointer is 128 bytes or more.
+pub fn end_pointer_record(b: &mut Vec<u8>, start: usize) {
+    let n = b.len() - start - 2;
+    if n < 0x80 {
+        b[start + 1] = n as u8;
+        return;
+    }
+    let mut v = Vec::new();
+    append_uvarint(&mut v, n as u64);
+    b.splice(start + 1..start + 2, v);
 }
 
 /// The form of v the hmac operator keys on.

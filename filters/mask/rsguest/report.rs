@@ -23,12 +23,8 @@ impl Masker {
                 }
             }
         }
-        let mut s = 0;
-        for &e in &self.ptr_ends {
-            dst.push(b'p');
-            append_bytes(dst, &self.ptr_data[s..e as usize]);
-            s = e as usize;
-        }
+        // the pointers are kept as records already
+        dst.extend_from_slice(&self.ptr_data);
         if self.dropped > 0 {
             dst.push(b'd');
             append_uvarint(dst, self.dropped as u64);
