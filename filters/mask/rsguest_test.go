@@ -226,6 +226,26 @@ func TestBuiltinModuleMatchesGoEngine(t *testing.T) {
 	t.Logf("%d bodies masked alike (%d values masked, %d bodies failed alike)", cases, masked, failed)
 }
 
+// A pointer of 128 bytes or more has a longer length field in the report
+// (the built-in module widens it after writing the pointer): long keys and
+// deep paths are reported as by the Go module, whole.
+func TestBuiltinModuleReportsLongPointers(t *testing.T) {
+	goe, rse := goAndBuiltin(t)
+	for _, n := range []int{100, 130, 300, 20000} {
+		key := strings.Repeat("k", n)
+		body := []byte(`{"a":{"` + key + `":[{"card":"4111 1111 1111 1111"}],"b":"4111111111111111"}}`)
+		want, wd, werr := maskChunks(t, goe, NewProfile("all"), "application/json", body, rand.New(rand.NewPCG(uint64(n), 1)))
+		got, gd, gerr := maskChunks(t, rse, NewProfile("all"), "application/json", body, rand.New(rand.NewPCG(uint64(n), 1)))
+		if werr != nil || gerr != nil || !bytes.Equal(got, want) {
+			t.Fatalf("key of %d bytes: errors %v, %v; outputs equal %v", n, werr, gerr, bytes.Equal(got, want))
+		}
+		ptrs := []string{"/a/" + key + "/0/card", "/a/b"}
+		if !reflect.DeepEqual(gd.Pointers, ptrs) || !reflect.DeepEqual(wd.Pointers, ptrs) {
+			t.Fatalf("key of %d bytes: pointers %.80q (Go module %.80q)", n, gd.Pointers, wd.Pointers)
+		}
+	}
+}
+
 // FuzzBuiltinModuleMatchesGoEngine: any body, in any format and profile,
 // cut anywhere, is masked by the built-in module as by the Go one.
 func FuzzBuiltinModuleMatchesGoEngine(f *testing.F) {

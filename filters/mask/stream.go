@@ -265,8 +265,8 @@ func (s *stream) add(r engine.Report) {
 		s.count(c)
 	}
 	if s.details.Pointers == nil && len(r.Pointers) <= maxPointers {
-		// the report's own slice: it is the call's, and its capacity is
-		// its length, so a later append copies it
+		// the report's own slice: each call's report is new and held by
+		// nothing else, so the stream may keep it and append to it
 		s.details.Pointers = r.Pointers
 	} else {
 		for _, p := range r.Pointers {
