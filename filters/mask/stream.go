@@ -114,7 +114,9 @@ type Details struct {
 	// Counts maps entity → operator → values masked.
 	Counts map[string]map[string]int
 	// Pointers are the JSON pointers of the masked values (NDJSON: the
-	// line number first; CSV: /record/column), at most 1,000.
+	// line number first; CSV: /record/column), at most 1,000, each token
+	// masked with profile all (a key can be a value) and each at most
+	// 1,024 bytes.
 	Pointers []string
 	// PointersDropped counts the pointers left out.
 	PointersDropped int
@@ -320,6 +322,13 @@ func (s *stream) Report() Report {
 }
 
 func (s *stream) Details() Details {
+	d := s.moduleDetails()
+	d.Pointers = scrubPointers(d.Pointers)
+	return d
+}
+
+// moduleDetails is the report as the module gave it, pointers unmasked.
+func (s *stream) moduleDetails() Details {
 	d := s.details
 	for _, c := range s.counts {
 		if d.Counts == nil {

@@ -184,6 +184,11 @@ type group struct{ s, e int }
 
 const maxGroups = 24
 
+// maxSpan is more groups than a value spans (a card: six of three digits
+// and one; an SSN or a phone: at most four), but for a phone led by '+',
+// which starts a run and so is read within its first window.
+const maxSpan = 8
+
 // detect finds the sensitive values in t, appending them to m.matches in
 // order. before is the byte before t[0] (0 at a boundary). It returns the
 // offset of a value that may continue past t (a private key whose end is
@@ -339,6 +344,7 @@ func (m *Masker) numeric(p *Profile, t []byte, i int, fc *fieldCtx, on uint64) i
 		return i
 	}
 	gs := m.groups[:0]
+	a, led := 0, lead != 0
 	j := i
 	for {
 		s := j
@@ -346,9 +352,6 @@ func (m *Masker) numeric(p *Profile, t []byte, i int, fc *fieldCtx, on uint64) i
 			j++
 		}
 		gs = append(gs, group{s, j})
-		if len(gs) == maxGroups {
-			break
-		}
 		k := j
 		if k < n && isSep(t[k]) {
 			k++
@@ -358,6 +361,15 @@ func (m *Masker) numeric(p *Profile, t []byte, i int, fc *fieldCtx, on uint64) i
 		}
 		if k == j || k >= n || !isDigit(t[k]) {
 			break
+		}
+		if len(gs) == maxGroups {
+			// A long run ("1 2 3 … 4111 1111 1111 1111"): decide the
+			// values that start where none can reach past the groups
+			// read, and slide on, so memory stays bounded and a value
+			// astride the window is still read whole.
+			a = m.values(t, gs, a, maxGroups-maxSpan, led, start, fc, on)
+			gs = gs[:copy(gs, gs[a:])]
+			a, led = 0, false
 		}
 		j = k
 	}
@@ -370,10 +382,22 @@ func (m *Masker) numeric(p *Profile, t []byte, i int, fc *fieldCtx, on uint64) i
 			next++
 		}
 	}
-	for a := 0; a < len(gs); {
+	m.values(t, gs, a, len(gs), led, start, fc, on)
+	return next
+}
+
+// values adds the values starting at groups a..limit-1 of gs, at each the
+// longest, and returns the first group not yet decided. led is set when
+// gs[0] starts the run and the run opened with '+' or '(' at t[start].
+func (m *Masker) values(t []byte, gs []group, a, limit int, led bool, start int, fc *fieldCtx, on uint64) int {
+	for a < limit {
 		found := false
-		for b := len(gs); b > a; b-- {
-			s, e, ent, ok := m.classify(t, gs[a:b], a == 0 && lead != 0, start, fc, on)
+		hi := len(gs)
+		if hi-a > maxSpan && !(a == 0 && led) {
+			hi = a + maxSpan // no longer span is a value
+		}
+		for b := hi; b > a; b-- {
+			s, e, ent, ok := m.classify(t, gs[a:b], a == 0 && led, start, fc, on)
 			if ok {
 				m.add(s, e, ent)
 				a, found = b, true
@@ -384,7 +408,7 @@ func (m *Masker) numeric(p *Profile, t []byte, i int, fc *fieldCtx, on uint64) i
 			a++
 		}
 	}
-	return next
+	return a
 }
 
 // classify says which entity the digit groups gs are, if any. led is set

@@ -79,6 +79,12 @@ func TestDetectors(t *testing.T) {
 		{"https://a.blob.core.windows.net/c?sv=2020&sig=abc%2Bdefghij&se=1", "https://a.blob.core.windows.net/c?sv=2020&sig=[REDACTED:SAS]&se=1"},
 		{"k -----BEGIN RSA PRIVATE KEY-----\nMIIabc\n-----END RSA PRIVATE KEY----- z", "k [REDACTED:PRIVATE_KEY] z"},
 		{"2024-01-15T10:20:30Z 1718900000000 1234.56", "2024-01-15T10:20:30Z 1718900000000 1234.56"},
+		// a long run of numbers: values astride the 24th group, after it,
+		// and a '+' phone starting it are all read
+		{"0 0 0 0 0 0 0 0 0 0 0 412 123 123 123 4 0 0 0 0 4334 1234 1234 1234 1", "0 0 0 0 0 0 0 0 0 0 0 [REDACTED:CARD] 0 0 0 0 [REDACTED:CARD]"},
+		{strings.Repeat("7 ", 60) + "4111 1111 1111 1111 " + strings.Repeat("7 ", 60) + "123-45-6789", strings.Repeat("7 ", 60) + "[REDACTED:CARD] " + strings.Repeat("7 ", 60) + "[REDACTED:SSN]"},
+		// (a '+' phone takes up to 15 digits, here 15 groups)
+		{"+4 4 2 0 7 9 4 6 0 9 5 8 " + strings.Repeat("1 ", 30), "[REDACTED:PHONE] " + strings.Repeat("1 ", 27)},
 	}
 	for _, c := range cases {
 		if got := maskAll(t, m, p, Text, c.in); got != c.want {

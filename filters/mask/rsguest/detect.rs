@@ -229,6 +229,9 @@ pub struct Group {
 }
 
 const MAX_GROUPS: usize = 24;
+/// More groups than a value spans, but a phone led by '+' (read within a
+/// run's first window).
+const MAX_SPAN: usize = 8;
 
 pub const PEM_BEGIN: &[u8] = b"-----BEGIN ";
 pub const PEM_END: &[u8] = b"-----END ";
@@ -449,14 +452,13 @@ impl Masker {
         }
         let mut gs = std::mem::take(&mut self.groups);
         gs.clear();
+        let mut a = 0;
+        let mut led = lead != 0;
         let mut j = i;
         loop {
             let s = j;
             j = skip_digits(t, j);
             gs.push(Group { s, e: j });
-            if gs.len() == MAX_GROUPS {
-                break;
-            }
             let mut k = j;
             if k < n && is_sep(t[k]) {
                 k += 1;
@@ -467,6 +469,15 @@ impl Masker {
             if k == j || k >= n || !is_digit(t[k]) {
                 break;
             }
+            if gs.len() == MAX_GROUPS {
+                // A long run: decide the values that start where none can
+                // reach past the groups read, and slide on (bounded memory,
+                // and a value astride the window still read whole).
+                a = self.values(t, &gs, a, MAX_GROUPS - MAX_SPAN, led, start, fc, on);
+                gs.drain(..a);
+                a = 0;
+                led = false;
+            }
             j = k;
         }
         let mut next = gs[gs.len() - 1].e;
@@ -475,12 +486,23 @@ impl Masker {
             ng -= 1;
             next = skip_while(t, next, is_word);
         }
-        let mut a = 0;
-        while a < ng {
+        self.values(t, &gs[..ng], a, ng, led, start, fc, on);
+        self.groups = gs;
+        next
+    }
+
+    /// Adds the values starting at groups a..limit of gs, at each the
+    /// longest, and returns the first group not yet decided.
+    #[allow(clippy::too_many_arguments)]
+    fn values(&mut self, t: &[u8], gs: &[Group], mut a: usize, limit: usize, led: bool, start: usize, fc: &FieldCtx, on: u64) -> usize {
+        while a < limit {
             let mut found = false;
-            let mut b = ng;
+            let mut b = gs.len();
+            if b - a > MAX_SPAN && !(a == 0 && led) {
+                b = a + MAX_SPAN; // no longer span is a value
+            }
             while b > a {
-                if let Some((s, e, ent)) = self.classify(t, &gs[a..b], a == 0 && lead != 0, start, fc, on) {
+                if let Some((s, e, ent)) = self.classify(t, &gs[a..b], a == 0 && led, start, fc, on) {
                     self.add(s, e, ent);
                     a = b;
                     found = true;
@@ -492,8 +514,7 @@ impl Masker {
                 a += 1;
             }
         }
-        self.groups = gs;
-        next
+        a
     }
 
     /// Which entity the digit groups gs are, if any.
