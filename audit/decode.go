@@ -58,8 +58,12 @@ type wire struct {
 			Vote      string   `json:"vote"`
 		} `json:"approval"`
 		Masking *struct {
-			Profile string         `json:"profile"`
-			Counts  map[string]int `json:"counts"`
+			Profile         string                    `json:"profile"`
+			Counts          map[string]int            `json:"counts"`
+			Operators       map[string]map[string]int `json:"operators"`
+			Pointers        []string                  `json:"pointers"`
+			PointersDropped int                       `json:"pointers_dropped"`
+			Unread          bool                      `json:"unread"`
 		} `json:"masking"`
 		BodySHA256 string `json:"body_sha256"`
 		Change     *struct {
@@ -142,7 +146,8 @@ func DecodeEvent(b []byte) (Event, error) {
 		e.Approval = &Approval{ID: a.ID, State: a.State, Rule: a.Rule, Approvers: a.Approvers, Voter: a.Voter, Vote: a.Vote}
 	}
 	if m := c.Masking; m != nil {
-		e.Masking = &Masking{Profile: m.Profile, Counts: m.Counts}
+		e.Masking = &Masking{Profile: m.Profile, Counts: m.Counts, Operators: m.Operators,
+			Pointers: m.Pointers, PointersDropped: m.PointersDropped, Unread: m.Unread}
 	}
 	if ch := c.Change; ch != nil {
 		e.Change = &Change{Revision: ch.Revision, Previous: ch.Previous, Digest: ch.Digest, Source: ch.Source}

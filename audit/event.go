@@ -149,10 +149,19 @@ type Approval struct {
 	Vote  string
 }
 
-// Masking is custos.masking: what was masked, by entity type, never a value.
+// Masking is custos.masking: what was masked and where, never a value.
 type Masking struct {
 	Profile string
-	Counts  map[string]int
+	// Counts is per entity type; Operators per entity type and operator.
+	Counts    map[string]int
+	Operators map[string]map[string]int
+	// Pointers are the JSON pointers of the masked values (their tokens
+	// masked too), at most 1,000; PointersDropped counts the rest.
+	Pointers        []string
+	PointersDropped int
+	// Unread is set when a best_effort profile let a body the engine
+	// cannot read pass unmasked.
+	Unread bool
 }
 
 // Change is custos.change: a policy or configuration load.
@@ -331,7 +340,28 @@ func (e *Event) object(withHole bool) object {
 		for k, v := range m.Counts {
 			counts.add(k, int64(v))
 		}
-		c.add("masking", object{{"profile", m.Profile}, {"counts", counts}})
+		mo := object{{"profile", m.Profile}, {"counts", counts}}
+		if len(m.Operators) > 0 {
+			ops := object{}
+			for ent, byOp := range m.Operators {
+				o := object{}
+				for op, n := range byOp {
+					o.add(op, int64(n))
+				}
+				ops.add(ent, o)
+			}
+			mo.add("operators", ops)
+		}
+		if len(m.Pointers) > 0 {
+			mo.add("pointers", m.Pointers)
+		}
+		if m.PointersDropped > 0 {
+			mo.add("pointers_dropped", int64(m.PointersDropped))
+		}
+		if m.Unread {
+			mo.add("unread", true)
+		}
+		c.add("masking", mo)
 	}
 	c.str("body_sha256", e.BodySHA256)
 	if ch := e.Change; ch != nil {

@@ -41,6 +41,29 @@ func TestEventCanonicalJSON(t *testing.T) {
 	}
 }
 
+// custos.masking in full: counts by operator, the pointers (escaped as JSON
+// strings), how many were dropped, and a body passed unread.
+func TestMaskingCanonicalJSON(t *testing.T) {
+	e := audit.Event{Kind: audit.Response, Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), LogID: "l", Index: 1,
+		Masking: &audit.Masking{Profile: "pci+pii",
+			Counts:          map[string]int{"card": 3, "email": 1},
+			Operators:       map[string]map[string]int{"card": {"redact": 2, "last4": 1}, "email": {"hmac": 1}},
+			Pointers:        []string{"/customers/0/card", "/[REDACTED:CARD]/cvv", "/a~1b/\"quoted\""},
+			PointersDropped: 12, Unread: true}}
+	want := `"masking":{"counts":{"card":3,"email":1},"operators":{"card":{"last4":1,"redact":2},"email":{"hmac":1}},"pointers":["/customers/0/card","/[REDACTED:CARD]/cvv","/a~1b/\"quoted\""],"pointers_dropped":12,"profile":"pci+pii","unread":true}`
+	got := string(e.Encode())
+	if !strings.Contains(got, want) {
+		t.Fatalf("encoding changed:\n got %s\nwant %s", got, want)
+	}
+	d, err := audit.DecodeEvent(e.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(d.Encode()) != got {
+		t.Fatalf("decode and encode changed it:\n%s", d.Encode())
+	}
+}
+
 func TestEveryKindHasTheContractFields(t *testing.T) {
 	for _, k := range audit.Kinds {
 		e := event(1)
@@ -77,6 +100,11 @@ func TestFromRecord(t *testing.T) {
 			[]string{`"kind":"decision"`, `"decision":{"allow":false,"id":"d","policy_revision":"rev","reasons":["no"]}`, `"action":{"kind":"http","risk":"destructive","summary":"DELETE /x"}`, `"activity_id":4`, `"status_id":2`, `"uid":"iss/sub"`}},
 		{record.Event{Kind: record.Completed, RequestID: "r", Status: 200, MaskProfile: "pci", Masked: map[string]int{"card": 2}, Started: start, Finished: start.Add(time.Second)},
 			[]string{`"kind":"response"`, `"http_response":{"code":200}`, `"masking":{"counts":{"card":2},"profile":"pci"}`, `"end_time":"2026-01-01T00:00:01Z"`}},
+		{record.Event{Kind: record.Completed, RequestID: "r", Status: 200, MaskProfile: "pci", Masked: map[string]int{"card": 2},
+			MaskedBy: map[string]map[string]int{"card": {"hmac": 2}}, MaskedPointers: []string{"/0/card", "/1/card"}, MaskedPointersDropped: 3},
+			[]string{`"masking":{"counts":{"card":2},"operators":{"card":{"hmac":2}},"pointers":["/0/card","/1/card"],"pointers_dropped":3,"profile":"pci"}`}},
+		{record.Event{Kind: record.Completed, RequestID: "r", Status: 200, MaskProfile: "pci", MaskUnread: true},
+			[]string{`"masking":{"counts":{},"profile":"pci","unread":true}`}},
 		{record.Event{Kind: record.Aborted, RequestID: "r", Detail: "client left", Finished: start},
 			[]string{`"kind":"aborted"`, `"detail":"client left"`, `"status_id":2`}},
 		{record.Event{Kind: record.Held, RequestID: "r", DecisionID: "d"},

@@ -76,7 +76,8 @@ func FromRecord(e record.Event) Event {
 			a.Response = &HTTPResponse{Code: e.Status}
 		}
 		if e.MaskProfile != "" || len(e.Masked) > 0 {
-			a.Masking = &Masking{Profile: e.MaskProfile, Counts: e.Masked}
+			a.Masking = &Masking{Profile: e.MaskProfile, Counts: e.Masked, Operators: e.MaskedBy,
+				Pointers: e.MaskedPointers, PointersDropped: e.MaskedPointersDropped, Unread: e.MaskUnread}
 		}
 	case record.Held, record.Approved:
 		a.Approval = &Approval{ID: e.DecisionID, State: approvalState(e)}

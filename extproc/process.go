@@ -430,6 +430,8 @@ func (ex *exchange) end(kind record.Kind, detail string) error {
 	e := record.Event{Kind: kind, Status: ex.status, Detail: detail, MaskProfile: joinProfile(ex.v.MaskProfile)}
 	if ex.masker != nil {
 		e.Masked = ex.masker.Report()
+		d := ex.masker.Details()
+		e.MaskedBy, e.MaskedPointers, e.MaskedPointersDropped, e.MaskUnread = d.Counts, d.Pointers, d.PointersDropped, d.Unread
 		ex.masker.Close()
 		if kind == record.Completed {
 			e.BodySHA256 = hex.EncodeToString(ex.bodyHash.Sum(nil))

@@ -12,14 +12,46 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/custos-dev/custos/audit"
 	"github.com/custos-dev/custos/examples/demo"
 	"github.com/custos-dev/custos/filters/record"
 	"github.com/custos-dev/custos/stack"
 	"github.com/custos-dev/custos/stack/stacktest"
 )
+
+// auditEventOf finds the audit log's event of kind k for request id, newest
+// first, and returns it raw and decoded.
+func auditEventOf(t *testing.T, s *stacktest.Fixture, k audit.Kind, id string) ([]byte, audit.Event) {
+	t.Helper()
+	for i := s.CP.Audit.Size() - 1; i >= 0; i-- {
+		raw, err := s.CP.Audit.Read(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := audit.DecodeEvent(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Kind == k && e.RequestID == id {
+			return raw, e
+		}
+	}
+	t.Fatalf("no %s event for request %s in the audit log", k, id)
+	return nil, audit.Event{}
+}
+
+// total adds up counts.
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
 
 // sensitive are the demo customers' values no masked response may carry.
 func sensitive() []string {
@@ -117,6 +149,17 @@ func TestMaskingThroughBothDataPlanes(t *testing.T) {
 		sum := sha256.Sum256(body)
 		if len(d) != 1 || d[0].Masked["card"] == 0 || d[0].MaskProfile != "pci" || d[0].BodySHA256 != hex.EncodeToString(sum[:]) {
 			t.Fatalf("response event %+v: want the counts and the SHA-256 of the body the agent received", d)
+		}
+		// The evidence says where and by which operator, never what.
+		raw, ae := auditEventOf(t, s, audit.Response, resp.Header.Get("x-custos-request-id"))
+		m := ae.Masking
+		if m == nil || m.Profile != "pci" || m.Counts["card"] != d[0].Masked["card"] || m.Operators["card"]["redact"] != d[0].Masked["card"] ||
+			!slices.Contains(m.Pointers, "/customers/0/card_number") || !slices.Contains(m.Pointers, "/customers/1/iban") ||
+			len(m.Pointers) != total(d[0].Masked) || m.PointersDropped != 0 {
+			t.Fatalf("custos.masking %+v: want counts by operator and a pointer per masked value", m)
+		}
+		if leaks(raw) != 0 {
+			t.Fatal("the audit event holds a sensitive value")
 		}
 
 		// A small body of known length is masked whole: its headers say

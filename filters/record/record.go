@@ -89,6 +89,16 @@ type Event struct {
 	MaskProfile string
 	// Masked counts what was masked per entity type (Completed).
 	Masked map[string]int
+	// MaskedBy counts it per entity type and operator.
+	MaskedBy map[string]map[string]int
+	// MaskedPointers are the JSON pointers of the masked values (NDJSON:
+	// the line first; CSV: /record/column), their tokens masked too, at
+	// most 1,000; MaskedPointersDropped counts those left out.
+	MaskedPointers        []string
+	MaskedPointersDropped int
+	// MaskUnread is set when a best_effort profile let a body the engine
+	// cannot read pass unmasked.
+	MaskUnread bool
 	// BodySHA256 is the hex SHA-256 of the body the agent received, after
 	// masking, when Custos saw the body (Completed).
 	BodySHA256 string
@@ -162,6 +172,14 @@ func (l Log) Record(ctx context.Context, e Event) error {
 		attrs = append(attrs, slog.Duration("duration", e.Finished.Sub(e.Started)))
 		if len(e.Masked) > 0 {
 			attrs = append(attrs, slog.Any("masked", e.Masked))
+		}
+		if len(e.MaskedBy) > 0 {
+			// the pointers go to the audit log only: a thousand per line
+			// would drown the service log
+			attrs = append(attrs, slog.Any("masked_by", e.MaskedBy))
+		}
+		if e.MaskUnread {
+			attrs = append(attrs, slog.Bool("mask_unread", true))
 		}
 	}
 	if e.Claimed != nil {
