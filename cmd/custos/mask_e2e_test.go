@@ -107,6 +107,11 @@ func maskingUpstream() http.Handler {
 				esc.WriteString(`\u003` + string(c))
 			}
 			io.WriteString(w, `{"card_number": "`+esc.String()+`"}`)
+		case "/keyed":
+			// a document keyed by its values
+			c := demo.Customers(50, 1)[1]
+			w.Header().Set("content-type", "application/json")
+			io.WriteString(w, `{"accounts":{"`+c.IBAN+`":{"card_number":"`+c.CardNumber+`"},"`+card+`":{"limit":100}}}`)
 		case "/binary":
 			w.Header().Set("content-type", "application/octet-stream")
 			w.Write(append([]byte{0, 1, 2}, card...))
@@ -196,6 +201,18 @@ func TestMaskingThroughBothDataPlanes(t *testing.T) {
 			if leaks(body) != 0 || leaks(again) != 0 {
 				t.Fatalf("%s: a value reached the agent", path)
 			}
+		}
+
+		// Keys are masked as values are; the evidence names the masked
+		// key, never the value.
+		resp, body = get(t, s.URL+"/customers/keyed", nil)
+		if resp.StatusCode != 200 || leaks(body) != 0 || !json.Valid(body) {
+			t.Fatalf("keyed: %d, %d leaks", resp.StatusCode, leaks(body))
+		}
+		raw, ae = auditEventOf(t, s, audit.Response, resp.Header.Get("x-custos-request-id"))
+		if leaks(raw) != 0 || ae.Masking == nil || !slices.Contains(ae.Masking.Pointers, "/accounts/[REDACTED:IBAN]/card_number") ||
+			!slices.Contains(ae.Masking.Pointers, "/accounts/[REDACTED:CARD]") || ae.Masking.Counts["card"] != 2 || ae.Masking.Counts["iban"] != 1 {
+			t.Fatalf("keyed: custos.masking %+v, %d leaks in the event", ae.Masking, leaks(raw))
 		}
 
 		// Range and Accept-Encoding never reach a masked upstream as sent.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"regexp"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/custos-dev/custos/bench/latency"
 )
@@ -142,4 +144,52 @@ func TestBenchDocIsMasked(t *testing.T) {
 		t.Fatal("nothing masked")
 	}
 	t.Logf("64 KB document: %s", strconv.Quote(s.Report().Header()))
+}
+
+// BenchmarkModuleAB times the built-in module against another one
+// (CUSTOS_AB_MODULE=path.wasm, say the previous commit's) on BenchmarkMask's
+// documents, interleaved: rounds of 150 ms take turns, and each module's
+// best round is reported, so a busy or throttled machine slows both alike.
+// Run it with -benchtime 1x.
+func BenchmarkModuleAB(b *testing.B) {
+	path := os.Getenv("CUSTOS_AB_MODULE")
+	if path == "" {
+		b.Skip("set CUSTOS_AB_MODULE to a module to time against the built-in one")
+	}
+	other, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mods := [2][]byte{BuiltinModule, other}
+	var engines [2]*WASM
+	for k, mod := range mods {
+		// timed, as the built-in one is: not interrupted through the context
+		if engines[k], err = NewWASM(b.Context(), Options{Module: mod, timed: true}); err != nil {
+			b.Fatal(err)
+		}
+		defer engines[k].Close(b.Context())
+	}
+	p, body := NewProfile("all"), Body{ContentType: "application/json"}
+	for _, sz := range benchSizes[:2] {
+		doc := benchDoc(sz.size)
+		best := [2]time.Duration{time.Hour, time.Hour}
+		for round := range 20 {
+			k := round % 2
+			n, start := 0, time.Now()
+			for time.Since(start) < 150*time.Millisecond {
+				s, err := engines[k].Open(p, body)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := s.Mask(doc, true); err != nil {
+					b.Fatal(err)
+				}
+				s.Close()
+				n++
+			}
+			best[k] = min(best[k], time.Since(start)/time.Duration(n))
+		}
+		mbs := func(d time.Duration) float64 { return float64(len(doc)) / d.Seconds() / 1e6 }
+		fmt.Printf("%s: built-in %v (%.1f MB/s), %s %v (%.1f MB/s)\n", sz.name, best[0], mbs(best[0]), path, best[1], mbs(best[1]))
+	}
 }

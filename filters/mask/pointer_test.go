@@ -37,19 +37,23 @@ func TestPointersAreMaskedTokenByToken(t *testing.T) {
 	}
 }
 
-// Through the built-in module: a document keyed by card number reports
-// where it masked without the number.
+// Through the built-in module: a document keyed by card number is masked,
+// key and value, and reports where without the number (the key's own
+// pointer, then the values below it).
 func TestDetailsNeverNameAKeyThatIsAValue(t *testing.T) {
 	e := builtinEngine(t)
 	body := []byte(`{"4111111111111111":{"card":"5500000000000004"},"ok":{"iban":"DE89370400440532013000"}}`)
-	_, s, err := maskBody(t, e, NewProfile("pci"), Body{ContentType: "application/json"}, body, 0)
+	out, s, err := maskBody(t, e, NewProfile("pci"), Body{ContentType: "application/json"}, body, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if want := `{"[REDACTED:CARD]":{"card":"[REDACTED:CARD]"},"ok":{"iban":"[REDACTED:IBAN]"}}`; string(out) != want {
+		t.Fatalf("masked %d bytes, not as expected", len(out))
+	}
 	d := s.Details()
-	want := []string{"/[REDACTED:CARD]/card", "/ok/iban"}
-	if strings.Join(d.Pointers, " ") != strings.Join(want, " ") {
-		t.Fatalf("pointers %q, want %q", d.Pointers, want)
+	want := []string{"/[REDACTED:CARD]", "/[REDACTED:CARD]/card", "/ok/iban"}
+	if strings.Join(d.Pointers, " ") != strings.Join(want, " ") || d.Counts["card"]["redact"] != 2 {
+		t.Fatalf("pointers %q, want %q; counts %v", d.Pointers, want, d.Counts)
 	}
 }
 

@@ -108,7 +108,11 @@ func rsDoc(g gen, f string, n int) []byte {
 				case 2:
 					enc = `{"dob":"1970-01-01","secret":` + enc + `,"n":null,"t":true}`
 				}
-				fmt.Fprintf(&s, "%q:%s", keys[r.IntN(len(keys))], enc)
+				key := fmt.Sprintf("%q", keys[r.IntN(len(keys))])
+				if r.IntN(10) == 0 { // keyed by a value
+					key = strings.Replace(fmt.Sprintf("%q", values()), "1", `\u0031`, r.IntN(2))
+				}
+				fmt.Fprintf(&s, "%s:%s", key, enc)
 			}
 			s.WriteString("}")
 			return s.String()
@@ -263,6 +267,7 @@ func FuzzBuiltinModuleMatchesGoEngine(f *testing.F) {
 	// a run of more groups than one window holds, values astride it
 	f.Add([]byte(strings.Repeat("0 ", 20)+"4334 1234 1234 1234 1 +1 415 555 2671 "+strings.Repeat("1-", 40)+"123-45-6789"), uint8(3), uint8(0), uint64(2))
 	f.Add([]byte(`{"n":"`+strings.Repeat("9 ", 30)+`4111 1111 1111 1111"}`), uint8(0), uint8(1), uint64(4))
+	f.Add([]byte(`{"4111111111111111":{"DE89370400440532013000":["a@b.io"]},"\u0034111 1111 1111 1111":1}`), uint8(0), uint8(0), uint64(5))
 	goe, rse := goAndBuiltin(f)
 	formats := []string{"json", "ndjson", "csv", "text"}
 	profiles := []string{"all", "pci", "pii", "secrets", "rules"}

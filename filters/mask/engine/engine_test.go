@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -112,6 +113,39 @@ func TestJSON(t *testing.T) {
 		if err != nil || got != want {
 			t.Fatalf("chunks of %d: %v\n got %s", n, err, got)
 		}
+	}
+}
+
+// A key can be a value: a document keyed by card, IBAN or e-mail has its
+// keys masked as strings are (escapes read), the pointers name the masked
+// key, and null drops the value from the key (a key cannot be null).
+func TestJSONKeys(t *testing.T) {
+	c, _ := Builtin("all")
+	p := mustProfile(t, c)
+	m := NewMasker()
+	in := `{"accounts":{"DE89370400440532013000":{"card":"4111111111111111"},"\u0034111111111111111":1,"ann@example.com":[2],"card_number":"x","n 4111 1111 1111 1111 n":3}}`
+	want := `{"accounts":{"[REDACTED:IBAN]":{"card":"[REDACTED:CARD]"},"[REDACTED:CARD]":1,"[REDACTED:EMAIL]":[2],"card_number":"x","n [REDACTED:CARD] n":3}}`
+	if got := maskAll(t, m, p, JSON, in); got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	rep := m.Report(p)
+	if got := strings.Join(rep.Pointers, " "); got != "/accounts/[REDACTED:IBAN] /accounts/[REDACTED:IBAN]/card /accounts/[REDACTED:CARD] /accounts/[REDACTED:EMAIL] /accounts/n [REDACTED:CARD] n" {
+		t.Fatalf("pointers %s", got)
+	}
+	for n := 1; n < len(in); n++ {
+		got, err := maskChunks(t, m, p, JSON, in, n)
+		if err != nil || got != want {
+			t.Fatalf("chunks of %d: %v\n got %s", n, err, got)
+		}
+	}
+	// null takes the value out of the key; hmac keeps keys apart
+	c.Operators = map[string]string{"card": "null", "iban": "hmac"}
+	c.HMACKey = []byte("k")
+	p = mustProfile(t, c)
+	got := maskAll(t, m, p, JSON, `{"x 4111111111111111":1,"GB82WEST12345698765432":2,"DE89370400440532013000":3}`)
+	var keys map[string]int
+	if err := json.Unmarshal([]byte(got), &keys); err != nil || keys["x "] != 1 || len(keys) != 3 || strings.Contains(got, "GB82") || strings.Contains(got, "DE89") {
+		t.Fatalf("got %s", got)
 	}
 }
 

@@ -311,6 +311,20 @@ func (m *Masker) maskJSON(p *Profile, in []byte, final, nd bool) (int, error) {
 			} else {
 				f.key = append(f.key[:0], key...)
 			}
+			if len(p.patterns) > 0 || len(f.key) >= minValue && m.keyHit(f.key) {
+				// A key can be a value (a document keyed by card or
+				// account number): masked as a string is, before its
+				// context and the pointers are taken from it.
+				changed, err := m.jsonKey(p, f, nd)
+				if err != nil {
+					return 0, err
+				}
+				if changed {
+					m.out = append(m.out, in[emitted:i]...)
+					m.out = append(m.out, m.val...)
+					emitted = e + 1
+				}
+			}
 			// The context cache's lookup, inlined (context's fast path).
 			name := f.key
 			if len(name) == 0 {
@@ -429,6 +443,35 @@ func (m *Masker) jsonValue(p *Profile, raw []byte, str, esc, hit bool, nd bool) 
 		v = append(v, '"')
 	}
 	m.val = v
+	m.jsonPointer(nd)
+	return true, nil
+}
+
+// keyHit says a key may hold a value: it has a byte of the profile's
+// trigger classes.
+func (m *Masker) keyHit(k []byte) bool {
+	for _, c := range k {
+		if cls[c]&m.pf.trig != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonKey masks the values in the key just read (f.key, decoded), with no
+// field context; the null operator drops a value from a key (a key cannot
+// be null). It reports whether the key changed, its new JSON text in
+// m.val, f.key masked and the member's pointer recorded.
+func (m *Masker) jsonKey(p *Profile, f *frame, nd bool) (bool, error) {
+	var fc fieldCtx
+	if _, err := m.detect(p, f.key, &fc, true); err != nil || len(m.matches) == 0 {
+		return false, err
+	}
+	m.scratch2 = m.apply(m.scratch2[:0], p, f.key, m.matches)
+	f.key = append(f.key[:0], m.scratch2...)
+	v := append(m.val[:0], '"')
+	v = appendJSONString(v, f.key)
+	m.val = append(v, '"')
 	m.jsonPointer(nd)
 	return true, nil
 }

@@ -384,6 +384,19 @@ impl Masker {
                     } else {
                         key.extend_from_slice(&inp[i + 1..e]);
                     }
+                    if !p.patterns.is_empty() || (key.len() >= MIN_VALUE && key_hit(&key, self.pf.trig)) {
+                        // A key can be a value: masked as a string is,
+                        // before its context and the pointers are taken.
+                        self.js.frames[d].key = key;
+                        if self.json_key(p, d, nd)? {
+                            self.out.extend_from_slice(&inp[emitted..i]);
+                            let v = std::mem::take(&mut self.val);
+                            self.out.extend_from_slice(&v);
+                            self.val = v;
+                            emitted = e + 1;
+                        }
+                        key = std::mem::take(&mut self.js.frames[d].key);
+                    }
                     // the context cache's lookup, inlined
                     let ctx = if key.is_empty() {
                         FieldCtx::default()
@@ -547,6 +560,37 @@ impl Masker {
         Ok(true)
     }
 
+    /// Masks the values in frame d's key (decoded), with no field context;
+    /// null drops a value from a key. Whether the key changed, its new JSON
+    /// text in self.val, the frame's key masked and the member's pointer
+    /// recorded.
+    fn json_key(&mut self, p: &Profile, d: usize, nd: bool) -> Result<bool, ErrKind> {
+        let mut key = std::mem::take(&mut self.js.frames[d].key);
+        let fc = FieldCtx::default();
+        let r = self.detect(p, &key, &fc, true);
+        if r.is_err() || self.matches.is_empty() {
+            self.js.frames[d].key = key;
+            return r.map(|_| false);
+        }
+        let ms = std::mem::take(&mut self.matches);
+        let mut s2 = std::mem::take(&mut self.scratch2);
+        s2.clear();
+        self.apply(&mut s2, p, &key, &ms);
+        self.matches = ms;
+        key.clear();
+        key.extend_from_slice(&s2);
+        self.scratch2 = s2;
+        let mut v = std::mem::take(&mut self.val);
+        v.clear();
+        v.push(b'"');
+        append_json_string(&mut v, &key);
+        v.push(b'"');
+        self.val = v;
+        self.js.frames[d].key = key;
+        self.json_pointer(nd);
+        Ok(true)
+    }
+
     /// The entity of the field rule matching the current value's path.
     fn rule_at(&self, p: &Profile) -> Option<u8> {
         let js = &self.js;
@@ -705,6 +749,11 @@ fn hex4(b: &[u8]) -> Option<u32> {
         r = r << 4 | v as u32;
     }
     Some(r)
+}
+
+/// Whether a key may hold a value: a byte of the trigger classes.
+fn key_hit(k: &[u8], trig: u8) -> bool {
+    k.iter().any(|&c| CLS[c as usize] & trig != 0)
 }
 
 /// Appends s escaped for the inside of a JSON string.
