@@ -45,63 +45,112 @@ var (
 )
 
 // scrubPointers returns ps with every token masked (profile all, read as
-// text). A token the engine cannot read is replaced whole.
+// text). A token the engine cannot read is replaced whole. ps itself comes
+// back when no token may hold a value, the common case.
 func scrubPointers(ps []string) []string {
-	if len(ps) == 0 {
+	p, err := scrubber.profile()
+	var out []string // ps's copy, made at the first pointer that changes
+	var ts *tokenScrubber
+	for i, ptr := range ps {
+		if ptr == "" || err == nil && len(ptr) <= maxPointerLen && ptr[0] == '/' && !mayHoldToken(p, ptr[1:]) {
+			// the whole document; field names and indexes
+			if out != nil {
+				out[i] = ptr
+			}
+			continue
+		}
+		if out == nil {
+			out = make([]string, len(ps))
+			copy(out, ps[:i])
+		}
+		if ts == nil {
+			ts = &tokenScrubber{p: p}
+			if err == nil {
+				ts.m = scrubber.pool.Get().(*engine.Masker)
+				defer scrubber.pool.Put(ts.m)
+			}
+		}
+		out[i] = ts.pointer(ptr)
+	}
+	if out == nil {
 		return ps
 	}
-	p, err := scrubber.profile()
-	var m *engine.Masker
-	if err == nil {
-		m = scrubber.pool.Get().(*engine.Masker)
-		defer scrubber.pool.Put(m)
+	return out
+}
+
+// tokenScrubber masks the tokens of pointers, each distinct one once.
+type tokenScrubber struct {
+	p    *engine.Profile
+	m    *engine.Masker // nil: the engine could not be set up
+	memo map[string]string
+	b    strings.Builder
+}
+
+// pointer masks ptr's tokens and bounds its length. A module's text that
+// does not start with "/" is read as if it did.
+func (ts *tokenScrubber) pointer(ptr string) string {
+	toks := strings.Split(strings.TrimPrefix(ptr, "/"), "/")
+	n := 0
+	for k, tok := range toks {
+		toks[k] = ts.token(tok)
+		n += 1 + len(toks[k])
 	}
-	memo := map[string]string{}
-	token := func(tok string) string {
-		if v, ok := memo[tok]; ok {
-			return v
+	b := &ts.b
+	b.Reset()
+	for _, v := range toks {
+		if n > maxPointerLen && b.Len()+1+len(v) > maxPointerLen-len(truncatedToken) {
+			b.WriteString(truncatedToken)
+			break
 		}
-		v := "[REDACTED:UNMASKABLE]"
-		if m != nil {
-			raw := tok
-			if strings.IndexByte(tok, '~') >= 0 {
-				raw = unescapeToken.Replace(tok)
-			}
-			if r, err := m.Mask(p, engine.Text, nil, []byte(raw), true); err == nil {
-				if string(r.Out) == raw {
-					v = tok
-				} else {
-					v = escapeToken.Replace(string(r.Out))
-				}
-			}
-		}
-		memo[tok] = v
+		b.WriteByte('/')
+		b.WriteString(v)
+	}
+	return b.String()
+}
+
+// token masks one escaped token: decoded (~1 is /, ~0 is ~), masked,
+// escaped again.
+func (ts *tokenScrubber) token(tok string) string {
+	if ts.m != nil && !ts.p.MayHold(tok) {
+		// no byte a detector starts on ("~" and "/" start none, so the
+		// escaped token says what the decoded one would)
+		return tok
+	}
+	if v, ok := ts.memo[tok]; ok {
 		return v
 	}
-	out := make([]string, len(ps))
-	var b strings.Builder
-	for i, ptr := range ps {
-		if ptr == "" {
-			continue // the whole document
-		}
-		// A pointer is "/"-separated tokens; a module's text that does not
-		// start with "/" is read as if it did.
-		toks := strings.Split(strings.TrimPrefix(ptr, "/"), "/")
-		n := 0
-		for k, tok := range toks {
-			toks[k] = token(tok)
-			n += 1 + len(toks[k])
-		}
-		b.Reset()
-		for _, v := range toks {
-			if n > maxPointerLen && b.Len()+1+len(v) > maxPointerLen-len(truncatedToken) {
-				b.WriteString(truncatedToken)
-				break
-			}
-			b.WriteByte('/')
-			b.WriteString(v)
-		}
-		out[i] = b.String()
+	if ts.memo == nil {
+		ts.memo = map[string]string{}
 	}
-	return out
+	v := "[REDACTED:UNMASKABLE]"
+	if ts.m != nil {
+		raw := tok
+		if strings.IndexByte(tok, '~') >= 0 {
+			raw = unescapeToken.Replace(tok)
+		}
+		if r, err := ts.m.Mask(ts.p, engine.Text, nil, []byte(raw), true); err == nil {
+			if string(r.Out) == raw {
+				v = tok
+			} else {
+				v = escapeToken.Replace(string(r.Out))
+			}
+		}
+	}
+	ts.memo[tok] = v
+	return v
+}
+
+// mayHoldToken reports whether one of the "/"-separated tokens of ptr may
+// hold a value.
+func mayHoldToken(p *engine.Profile, ptr string) bool {
+	for {
+		k := strings.IndexByte(ptr, '/')
+		if k < 0 {
+			return p.MayHold(ptr)
+		}
+		if p.MayHold(ptr[:k]) {
+			return true
+		}
+		ptr = ptr[k+1:]
+	}
 }

@@ -98,6 +98,28 @@ func (p *Profile) triggers() uint8 {
 	return t
 }
 
+// MayHold reports whether text t may hold a value p finds, read as Text:
+// false only when t has no byte a detector starts on (nor a control byte,
+// which fails a text body) or is digits only, fewer than a numeric
+// detector needs. A profile with patterns or field rules may hold anything.
+func (p *Profile) MayHold(t string) bool {
+	if len(p.patterns) > 0 || len(p.rules) > 0 {
+		return true
+	}
+	trig := p.triggers() | clCtrl
+	hit, digits := false, true
+	for k := 0; k < len(t); k++ {
+		c := t[k]
+		if cls[c]&trig != 0 {
+			hit = true
+		}
+		if !isDigit(c) {
+			digits = false
+		}
+	}
+	return hit && !(digits && len(t) < minDigits)
+}
+
 // field hints: what a field's name says its bare values are.
 const (
 	hintSSN = 1 << iota
