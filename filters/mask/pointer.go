@@ -8,10 +8,12 @@ import (
 )
 
 // A pointer is made of a document's keys, and a key can be a value: a
-// document keyed by account or card number ({"4111…": {...}}) names it in
-// the pointer of every value masked below it. So a report's pointers are
-// masked too, token by token, with profile all, whatever module produced
-// them: the record stage gets /[REDACTED:CARD]/cvv, never the number.
+// document keyed by card number or IBAN ({"4111…": {...}}) names it in the
+// pointer of every value masked below it. The built-in module masks such
+// keys itself, but a report's pointers are masked again here, token by
+// token, with profile all (as text: no field name says a token is an
+// account number), whatever module produced them: the record stage gets
+// /[REDACTED:CARD]/cvv, never the number.
 
 // maxPointerLen bounds one pointer as recorded. A longer one keeps the
 // whole tokens that fit and ends in /[TRUNCATED]: it is never cut inside a

@@ -268,6 +268,8 @@ func FuzzBuiltinModuleMatchesGoEngine(f *testing.F) {
 	f.Add([]byte(strings.Repeat("0 ", 20)+"4334 1234 1234 1234 1 +1 415 555 2671 "+strings.Repeat("1-", 40)+"123-45-6789"), uint8(3), uint8(0), uint64(2))
 	f.Add([]byte(`{"n":"`+strings.Repeat("9 ", 30)+`4111 1111 1111 1111"}`), uint8(0), uint8(1), uint64(4))
 	f.Add([]byte(`{"4111111111111111":{"DE89370400440532013000":["a@b.io"]},"\u0034111 1111 1111 1111":1}`), uint8(0), uint8(0), uint64(5))
+	f.Add([]byte("call 212  555-1234, 4111  1111 1111 1111 or 212 555  1234"), uint8(3), uint8(0), uint64(6))
+	f.Add([]byte(strings.Repeat("x", 250)+" 4111111111111111,b\r\n4111111111111111,1\r\n"), uint8(2), uint8(1), uint64(7))
 	goe, rse := goAndBuiltin(f)
 	formats := []string{"json", "ndjson", "csv", "text"}
 	profiles := []string{"all", "pci", "pii", "secrets", "rules"}

@@ -133,9 +133,12 @@ func (m *Masker) csvField(p *Profile, content []byte, quoted bool) (bool, error)
 			for len(cs.headers) <= cs.col {
 				cs.headers = append(cs.headers, nil)
 			}
+			// A name longer than any field's is kept as none (the column
+			// is then named by its number): a cut one could end inside a
+			// value the whole name was not.
 			h := content
 			if len(h) > maxHeaderName {
-				h = h[:maxHeaderName]
+				h = nil
 			}
 			cs.headers[cs.col] = append(cs.headers[cs.col][:0], h...)
 		}

@@ -153,9 +153,11 @@ func TestTextChunks(t *testing.T) {
 	all, _ := Builtin("all")
 	p := mustProfile(t, all)
 	m := NewMasker()
-	in := "pay 4111 1111 1111 1111 to DE89 3704 0044 0532 0130 00, routing number 021000021, mail a.b@example.com key -----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY----- end"
+	// (two spaces join digit groups too: a chunk ending after them keeps
+	// the run back)
+	in := "pay 4111 1111 1111 1111 to DE89 3704 0044 0532 0130 00, routing number 021000021, call 212  555-1234, mail a.b@example.com key -----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY----- end"
 	want := maskAll(t, m, p, Text, in)
-	for _, v := range []string{"4111", "DE89", "021000021", "a.b@", "abc"} {
+	for _, v := range []string{"4111", "DE89", "021000021", "555-1234", "a.b@", "abc"} {
 		if strings.Contains(want, v) {
 			t.Fatalf("unmasked %q in %q", v, want)
 		}
@@ -182,6 +184,13 @@ func TestCSV(t *testing.T) {
 		if err != nil || got != want {
 			t.Fatalf("chunks of %d: %v\n got %q", n, err, got)
 		}
+	}
+	// A header name longer than any field's names its column by number:
+	// cut, it could end inside a value.
+	in = strings.Repeat("x", 240) + " 4111111111111111,b\r\n4111 1111 1111 1111,1\r\n"
+	maskAll(t, m, p, CSV, in)
+	if ptrs := m.Report(p).Pointers; strings.Join(ptrs, " ") != "/0/0 /1/0" {
+		t.Fatalf("pointers %.80q", ptrs)
 	}
 }
 

@@ -89,7 +89,8 @@ func (m *Masker) keepTail(emitted []byte) {
 }
 
 // trailingCut is where the run of bytes that may start a value at the end
-// of t begins: token bytes, single spaces between them, at most maxCarry.
+// of t begins: token bytes, one or two spaces between them (numeric joins
+// digit groups by two separators), at most maxCarry.
 func trailingCut(t []byte) int {
 	n := len(t)
 	j := n
@@ -99,7 +100,7 @@ func trailingCut(t []byte) int {
 			j--
 			continue
 		}
-		if c == ' ' && j >= 2 && isToken(t[j-2]) {
+		if c == ' ' && j >= 2 && (isToken(t[j-2]) || t[j-2] == ' ' && j >= 3 && isToken(t[j-3])) {
 			j--
 			continue
 		}

@@ -160,7 +160,9 @@ impl Masker {
                     cs.headers[cs.nheaders].clear();
                     cs.nheaders += 1;
                 }
-                let h = if content.len() > MAX_HEADER_NAME { &content[..MAX_HEADER_NAME] } else { content };
+                // a name longer than any field's is kept as none: a cut one
+                // could end inside a value the whole name was not
+                let h = if content.len() > MAX_HEADER_NAME { &[][..] } else { content };
                 let hd = &mut cs.headers[cs.col as usize];
                 hd.clear();
                 hd.extend_from_slice(h);

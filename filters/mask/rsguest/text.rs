@@ -107,7 +107,7 @@ fn trailing_cut(t: &[u8]) -> usize {
             j -= 1;
             continue;
         }
-        if c == b' ' && j >= 2 && is_token(t[j - 2]) {
+        if c == b' ' && j >= 2 && (is_token(t[j - 2]) || (t[j - 2] == b' ' && j >= 3 && is_token(t[j - 3]))) {
             j -= 1;
             continue;
         }
