@@ -156,3 +156,18 @@ func mayHoldToken(p *engine.Profile, ptr string) bool {
 		ptr = ptr[k+1:]
 	}
 }
+
+// cutPointer keeps the whole tokens of ptr that fit in maxPointerLen and
+// ends in /[TRUNCATED]; the result is a new string (not a substring).
+func cutPointer(ptr string) string {
+	end := 0
+	for k := 1; k < len(ptr); k++ {
+		if ptr[k] == '/' {
+			if k > maxPointerLen-len(truncatedToken) {
+				break
+			}
+			end = k
+		}
+	}
+	return ptr[:end] + truncatedToken
+}

@@ -1,8 +1,11 @@
 package mask
 
 import (
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/custos-dev/custos/filters/mask/engine"
 )
 
 // A pointer is made of keys, and keys can be values: every token is masked
@@ -75,4 +78,34 @@ func FuzzScrubPointers(f *testing.F) {
 			t.Fatalf("not stable: %q -> %q -> %q", p, out, again)
 		}
 	})
+}
+
+// A stream holds at most 1,000 pointers of at most 1,024 bytes, however
+// long the keys a module reports, and none of them keeps a large report's
+// bytes alive.
+func TestStreamBoundsLongPointers(t *testing.T) {
+	s := &stream{u: &union{}}
+	key := strings.Repeat("k", 1<<20)
+	for range 3 {
+		var r engine.Report
+		for k := range 400 {
+			r.Pointers = append(r.Pointers, "/"+key+"/"+strconv.Itoa(k), "/a/"+strconv.Itoa(k))
+		}
+		s.add(r)
+	}
+	d := s.moduleDetails()
+	held := 0
+	for _, p := range d.Pointers {
+		held += len(p)
+		if len(p) > maxPointerLen {
+			t.Fatalf("a pointer of %d bytes", len(p))
+		}
+	}
+	if len(d.Pointers) != maxPointers || d.PointersDropped != 1400 || d.Pointers[0] != truncatedToken || d.Pointers[1] != "/a/0" {
+		t.Fatalf("%d pointers, %d dropped, first %.40q %.40q", len(d.Pointers), d.PointersDropped, d.Pointers[0], d.Pointers[1])
+	}
+	if got := cutPointer("/a/" + key + "/b"); got != "/a"+truncatedToken {
+		t.Fatalf("cutPointer: %.40q", got)
+	}
+	t.Logf("%d pointers, %d bytes held", len(d.Pointers), held)
 }

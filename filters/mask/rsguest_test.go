@@ -236,7 +236,8 @@ func TestBuiltinModuleMatchesGoEngine(t *testing.T) {
 
 // A pointer of 128 bytes or more has a longer length field in the report
 // (the built-in module widens it after writing the pointer): long keys and
-// deep paths are reported as by the Go module, whole.
+// deep paths are reported as by the Go module, whole up to the 1,024 bytes
+// a stream keeps.
 func TestBuiltinModuleReportsLongPointers(t *testing.T) {
 	goe, rse := goAndBuiltin(t)
 	for _, n := range []int{100, 130, 300, 20000} {
@@ -248,6 +249,11 @@ func TestBuiltinModuleReportsLongPointers(t *testing.T) {
 			t.Fatalf("key of %d bytes: errors %v, %v; outputs equal %v", n, werr, gerr, bytes.Equal(got, want))
 		}
 		ptrs := []string{"/a/" + key + "/0/card", "/a/b"}
+		if len(ptrs[0]) > maxPointerLen {
+			// read whole from the report (the next record lines up), then
+			// cut between tokens by the stream
+			ptrs[0] = "/a" + truncatedToken
+		}
 		if !reflect.DeepEqual(gd.Pointers, ptrs) || !reflect.DeepEqual(wd.Pointers, ptrs) {
 			t.Fatalf("key of %d bytes: pointers %.80q (Go module %.80q)", n, gd.Pointers, wd.Pointers)
 		}

@@ -23,6 +23,10 @@ const sliceSize = 256 << 10
 // maxPointers bounds the JSON pointers a stream's report keeps.
 const maxPointers = 1000
 
+// maxPointerBytes is the size of a report whose pointers a stream copies
+// out rather than keeping the report's bytes alive.
+const maxPointerBytes = 256 << 10
+
 // backend runs the engine: natively or in a WASM instance.
 type backend interface {
 	// call masks in (the stream's unconsumed bytes then new ones),
@@ -266,7 +270,16 @@ func (s *stream) add(r engine.Report) {
 		}
 		s.count(c)
 	}
-	if s.details.Pointers == nil && len(r.Pointers) <= maxPointers {
+	// Pointers are substrings of one copy of the report. A stream keeps
+	// at most 1,000, each cut to 1,024 bytes between tokens, and copies
+	// them out of a large report, so a module (or a document of long keys)
+	// cannot make it hold more than about a megabyte, however long the body.
+	long, total := false, 0
+	for _, p := range r.Pointers {
+		total += len(p)
+		long = long || len(p) > maxPointerLen
+	}
+	if !long && total <= maxPointerBytes && s.details.Pointers == nil && len(r.Pointers) <= maxPointers {
 		// the report's own slice: each call's report is new and held by
 		// nothing else, so the stream may keep it and append to it
 		s.details.Pointers = r.Pointers
@@ -275,6 +288,11 @@ func (s *stream) add(r engine.Report) {
 			if len(s.details.Pointers) >= maxPointers {
 				s.details.PointersDropped++
 				continue
+			}
+			if len(p) > maxPointerLen {
+				p = cutPointer(p)
+			} else if total > maxPointerBytes {
+				p = strings.Clone(p)
 			}
 			s.details.Pointers = append(s.details.Pointers, p)
 		}
