@@ -24,6 +24,8 @@ func TestPointersAreMaskedTokenByToken(t *testing.T) {
 		// NDJSON and CSV pointers are numbers
 		{"/12/card", "/12/card"},
 		{"/3/4", "/3/4"},
+		// a token the engine cannot read as text is replaced whole
+		{"/a/b\x01c 4111111111111111", "/a/[REDACTED:UNMASKABLE]"},
 		// a module's pointer that does not start with "/"
 		{"123-45-6789", "/[REDACTED:SSN]"},
 		// a long pointer keeps whole tokens and says it was cut
