@@ -156,19 +156,39 @@ pub struct FieldCtx {
 #[derive(Clone, Default)]
 pub struct CtxEntry {
     pub gen: u32,
+    /// The key's length; a key of at most 16 bytes is in lo and hi
+    /// (short_words), a longer one in key.
+    pub klen: usize,
+    pub lo: u64,
+    pub hi: u64,
     pub key: Vec<u8>,
     pub ctx: FieldCtx,
 }
 
 /// The slot of Masker::ctx_cache for a non-empty field name.
-#[inline(always)]
 pub fn ctx_slot(name: &[u8]) -> usize {
+    if name.len() <= 16 {
+        let (lo, hi) = crate::json::short_words(name);
+        return ctx_slot_words(lo, hi, name.len());
+    }
     let n = name.len();
     (n.wrapping_mul(31)
         .wrapping_add(name[0] as usize * 7)
         .wrapping_add(name[n - 1] as usize * 3)
         .wrapping_add(name[n / 2] as usize))
-        & 63
+        & (CTX_SLOTS - 1)
+}
+
+/// The slots of Masker::ctx_cache: a name is looked for in its slot h
+/// and in h ^ 1 (two ways, so two names that share a slot do not evict
+/// each other on every record).
+pub const CTX_SLOTS: usize = 128;
+
+/// The slot of a field name of n bytes, at most 16, whose words are lo
+/// and hi (short_words).
+#[inline(always)]
+pub fn ctx_slot_words(lo: u64, hi: u64, n: usize) -> usize {
+    ((lo ^ hi.rotate_left(23) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 57) as usize
 }
 
 fn contains(h: &[u8], n: &[u8]) -> bool {
@@ -251,19 +271,34 @@ impl Masker {
             self.ctx_gen = self.ctx_gen.wrapping_add(1);
         }
         let h = ctx_slot(name);
-        {
-            let e = &self.ctx_cache[h];
-            if e.gen == self.ctx_gen && bytes_eq(&e.key, name) {
+        let (lo, hi) = if name.len() <= 16 { crate::json::short_words(name) } else { (0, 0) };
+        for s in [h, h ^ 1] {
+            let e = &self.ctx_cache[s];
+            if e.gen == self.ctx_gen && e.klen == name.len() && (if name.len() <= 16 { e.lo == lo && e.hi == hi } else { bytes_eq(&e.key, name) }) {
                 return e.ctx;
             }
         }
         let fc = self.new_context(p, name);
         if name.len() <= 64 {
             let gen = self.ctx_gen;
-            let e = &mut self.ctx_cache[h];
+            // a free way if there is one, else each way in turn
+            let s = if self.ctx_cache[h].gen != gen {
+                h
+            } else if self.ctx_cache[h ^ 1].gen != gen {
+                h ^ 1
+            } else {
+                self.ctx_flip ^= 1;
+                h ^ self.ctx_flip
+            };
+            let e = &mut self.ctx_cache[s];
             e.gen = gen;
+            e.klen = name.len();
+            e.lo = lo;
+            e.hi = hi;
             e.key.clear();
-            e.key.extend_from_slice(name);
+            if name.len() > 16 {
+                e.key.extend_from_slice(name);
+            }
             e.ctx = fc;
         }
         fc

@@ -3,7 +3,7 @@
 //! string or number is consumed only once it is whole in the input.
 
 use crate::config::*;
-use crate::detect::{ctx_slot, is_digit, FieldCtx, CLS};
+use crate::detect::{ctx_slot_words, is_digit, FieldCtx, CLS};
 use crate::masker::*;
 use crate::swar::*;
 
@@ -30,8 +30,62 @@ pub struct Frame {
     pub open: u64,
     pub arr: bool,
     pub idx: u64,
-    pub key: Vec<u8>,
+    /// The current member's key: in short (zeros after it) when it has at
+    /// most 16 bytes, else in long. A short key is stored and compared as
+    /// two words, without a copy loop or a call.
+    pub short: [u8; 16],
+    pub klen: usize,
+    pub long: Vec<u8>,
     pub ctx: FieldCtx,
+}
+
+impl Frame {
+    /// The current member's key (empty in an array, or before the first).
+    #[inline(always)]
+    pub fn key(&self) -> &[u8] {
+        if self.klen <= 16 {
+            &self.short[..self.klen]
+        } else {
+            &self.long
+        }
+    }
+
+    /// Makes k the current member's key.
+    pub fn set_key(&mut self, k: &[u8]) {
+        self.klen = k.len();
+        if k.len() <= 16 {
+            let (lo, hi) = short_words(k);
+            self.set_short(lo, hi, k.len());
+        } else {
+            self.long.clear();
+            self.long.extend_from_slice(k);
+        }
+    }
+
+    /// Makes the short key whose words are lo and hi (short_words) of n
+    /// bytes the current member's key.
+    #[inline(always)]
+    pub fn set_short(&mut self, lo: u64, hi: u64, n: usize) {
+        self.klen = n;
+        self.short[..8].copy_from_slice(&lo.to_le_bytes());
+        self.short[8..].copy_from_slice(&hi.to_le_bytes());
+    }
+}
+
+/// A key of at most 16 bytes as two little-endian words, zeros after it.
+pub fn short_words(k: &[u8]) -> (u64, u64) {
+    let mut b = [0u8; 16];
+    b[..k.len()].copy_from_slice(k);
+    (load8(&b, 0), load8(&b, 8))
+}
+
+/// The n bytes at inp[s..] as short_words gives them; the caller checks
+/// s + 16 <= inp.len() and n <= 16.
+#[inline(always)]
+fn window_words(inp: &[u8], s: usize, n: usize) -> (u64, u64) {
+    let (lo, hi) = (load8(inp, s), load8(inp, s + 8));
+    let keep = |w: u64, k: usize| if k >= 8 { w } else { w & ((1u64 << (8 * k)) - 1) };
+    (keep(lo, n), if n > 8 { keep(hi, n - 8) } else { 0 })
 }
 
 #[derive(Default)]
@@ -214,7 +268,7 @@ impl Masker {
         f.open = js.opened;
         f.arr = arr;
         f.idx = 0;
-        f.key.clear();
+        f.klen = 0;
         f.ctx = ctx;
         js.depth += 1;
         js.st = if arr { J_VALUE_OR_END } else { J_KEY_OR_END };
@@ -373,45 +427,61 @@ impl Masker {
                         return self.incomplete(inp, i, emitted, fin);
                     }
                     let d = self.js.depth - 1;
-                    let mut key = std::mem::take(&mut self.js.frames[d].key);
-                    key.clear();
-                    if esc {
-                        let r = decode_string(&mut key, &inp[i + 1..e]);
-                        if let Err(err) = r {
-                            self.js.frames[d].key = key;
-                            return Err(err);
-                        }
-                    } else {
-                        key.extend_from_slice(&inp[i + 1..e]);
-                    }
-                    if !p.patterns.is_empty() || (key.len() >= MIN_VALUE && key_hit(&key, self.pf.trig)) {
-                        // A key can be a value: masked as a string is,
-                        // before its context and the pointers are taken.
-                        self.js.frames[d].key = key;
-                        if self.json_key(p, d, nd)? {
-                            self.out.extend_from_slice(&inp[emitted..i]);
-                            let v = std::mem::take(&mut self.val);
-                            self.out.extend_from_slice(&v);
-                            self.val = v;
-                            emitted = e + 1;
-                        }
-                        key = std::mem::take(&mut self.js.frames[d].key);
-                    }
-                    // the context cache's lookup, inlined
-                    let ctx = if key.is_empty() {
-                        FieldCtx::default()
-                    } else {
-                        let h = ctx_slot(&key);
-                        let ent = &self.ctx_cache[h];
-                        if self.ctx_prof == p.id && ent.gen == self.ctx_gen && bytes_eq(&ent.key, &key) {
-                            ent.ctx
+                    let len = e - i - 1;
+                    let plain = !esc && len <= 16 && i + 17 <= n;
+                    if plain && p.patterns.is_empty() && (len < MIN_VALUE || !key_hit(&inp[i + 1..e], self.pf.trig)) {
+                        // The common key: short, no escapes, no value in
+                        // it. Stored as two words; the context cache's
+                        // lookup inlined.
+                        let (lo, hi) = window_words(inp, i + 1, len);
+                        let ctx = if len == 0 {
+                            FieldCtx::default()
                         } else {
-                            self.context(p, &key)
+                            let h = ctx_slot_words(lo, hi, len);
+                            let gen = self.ctx_gen;
+                            let (a, b) = (&self.ctx_cache[h], &self.ctx_cache[h ^ 1]);
+                            if self.ctx_prof == p.id && a.gen == gen && a.klen == len && a.lo == lo && a.hi == hi {
+                                a.ctx
+                            } else if self.ctx_prof == p.id && b.gen == gen && b.klen == len && b.lo == lo && b.hi == hi {
+                                b.ctx
+                            } else {
+                                self.context(p, &inp[i + 1..e])
+                            }
+                        };
+                        let f = &mut self.js.frames[d];
+                        f.set_short(lo, hi, len);
+                        f.ctx = ctx;
+                    } else {
+                        let mut key = std::mem::take(&mut self.keybuf);
+                        key.clear();
+                        if esc {
+                            if let Err(err) = decode_string(&mut key, &inp[i + 1..e]) {
+                                self.keybuf = key;
+                                return Err(err);
+                            }
+                        } else {
+                            key.extend_from_slice(&inp[i + 1..e]);
                         }
-                    };
-                    let f = &mut self.js.frames[d];
-                    f.key = key;
-                    f.ctx = ctx;
+                        self.js.frames[d].set_key(&key);
+                        self.keybuf = key;
+                        if !p.patterns.is_empty() || (self.js.frames[d].klen >= MIN_VALUE && key_hit(self.js.frames[d].key(), self.pf.trig)) {
+                            // A key can be a value: masked as a string is,
+                            // before its context and the pointers are taken.
+                            if self.json_key(p, d, nd)? {
+                                self.out.extend_from_slice(&inp[emitted..i]);
+                                let v = std::mem::take(&mut self.val);
+                                self.out.extend_from_slice(&v);
+                                self.val = v;
+                                emitted = e + 1;
+                            }
+                        }
+                        let mut key = std::mem::take(&mut self.keybuf);
+                        key.clear();
+                        key.extend_from_slice(self.js.frames[d].key());
+                        let ctx = self.context(p, &key);
+                        self.keybuf = key;
+                        self.js.frames[d].ctx = ctx;
+                    }
                     i = e + 1;
                     self.js.st = J_COLON;
                     // the colon, as the next iteration would read it
@@ -565,11 +635,13 @@ impl Masker {
     /// text in self.val, the frame's key masked and the member's pointer
     /// recorded.
     fn json_key(&mut self, p: &Profile, d: usize, nd: bool) -> Result<bool, ErrKind> {
-        let mut key = std::mem::take(&mut self.js.frames[d].key);
+        let mut key = std::mem::take(&mut self.keybuf);
+        key.clear();
+        key.extend_from_slice(self.js.frames[d].key());
         let fc = FieldCtx::default();
         let r = self.detect(p, &key, &fc, true);
         if r.is_err() || self.matches.is_empty() {
-            self.js.frames[d].key = key;
+            self.keybuf = key;
             return r.map(|_| false);
         }
         let ms = std::mem::take(&mut self.matches);
@@ -586,7 +658,8 @@ impl Masker {
         append_json_string(&mut v, &key);
         v.push(b'"');
         self.val = v;
-        self.js.frames[d].key = key;
+        self.js.frames[d].set_key(&key);
+        self.keybuf = key;
         self.json_pointer(nd);
         Ok(true)
     }
@@ -612,7 +685,7 @@ impl Masker {
                         ok = false;
                         break;
                     }
-                } else if *s != f.key {
+                } else if s.as_slice() != f.key() {
                     ok = false;
                     break;
                 }
@@ -671,7 +744,7 @@ fn append_segment(b: &mut Vec<u8>, f: &Frame) {
         b.push(b'/');
         append_int(b, f.idx);
     } else {
-        append_pointer_token(b, &f.key);
+        append_pointer_token(b, f.key());
     }
 }
 

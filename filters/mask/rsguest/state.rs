@@ -105,9 +105,7 @@ impl Masker {
                     fr.open = js.opened;
                     fr.arr = r.uvarint() == 1;
                     fr.idx = r.uvarint();
-                    let key = r.bytes();
-                    fr.key.clear();
-                    fr.key.extend_from_slice(key);
+                    fr.set_key(r.bytes());
                     fr.ctx = FieldCtx::default();
                     k += 1;
                 }
@@ -122,11 +120,12 @@ impl Masker {
                             self.js.frames[k].ctx = self.js.frames[k - 1].ctx;
                         }
                     } else if self.js.st != J_KEY_OR_END || k != depth - 1 {
-                        let key = std::mem::take(&mut self.js.frames[k].key);
+                        let mut key = std::mem::take(&mut self.keybuf);
+                        key.clear();
+                        key.extend_from_slice(self.js.frames[k].key());
                         let ctx = self.context(p, &key);
-                        let fr = &mut self.js.frames[k];
-                        fr.key = key;
-                        fr.ctx = ctx;
+                        self.keybuf = key;
+                        self.js.frames[k].ctx = ctx;
                     }
                 }
             }
@@ -179,7 +178,7 @@ impl Masker {
                 for fr in &js.frames[..js.depth] {
                     append_uvarint(b, fr.arr as u64);
                     append_uvarint(b, fr.idx);
-                    append_bytes(b, &fr.key);
+                    append_bytes(b, fr.key());
                 }
             }
             CSV => {
