@@ -74,7 +74,7 @@ func rsDoc(g gen, f string, n int) []byte {
 		}
 		return "called about the last statement, no action needed"
 	}
-	keys := []string{"card", "iban", "order_id", "ref", "acct_no", "ACCT-NO", "account number", "dob", "secret", "note", "phone", "access_token", "clientSecret", "email", "x"}
+	keys := []string{"card", "iban", "order_id", "ref", "acct_no", "ACCT-NO", "account number", "dob", "secret", "note", "phone", "access_token", "clientSecret", "email", "x", "a/b~c", "~1/~0", "a_key_of_exactly16", "a_key_of_sixteen", "", "customer/contact~email/primary"}
 	var b bytes.Buffer
 	switch f {
 	case "text":

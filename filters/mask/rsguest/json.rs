@@ -742,9 +742,37 @@ impl Masker {
 fn append_segment(b: &mut Vec<u8>, f: &Frame) {
     if f.arr {
         b.push(b'/');
-        append_int(b, f.idx);
+        if f.idx >= 100_000_000 {
+            append_int(b, f.idx);
+            return;
+        }
+        // up to eight digits built in a word, written in one piece
+        let (mut w, mut k, mut v) = (0u64, 0, f.idx);
+        loop {
+            w = w << 8 | (b'0' + (v % 10) as u8) as u64;
+            v /= 10;
+            k += 1;
+            if v == 0 {
+                break;
+            }
+        }
+        let start = b.len();
+        b.extend_from_slice(&w.to_le_bytes());
+        b.truncate(start + k);
+    } else if f.klen <= 16 {
+        let (lo, hi) = (load8(&f.short, 0), load8(&f.short, 8));
+        if eq_mask(lo, b'~') | eq_mask(lo, b'/') | eq_mask(hi, b'~') | eq_mask(hi, b'/') != 0 {
+            append_pointer_token(b, f.key());
+            return;
+        }
+        // nothing to escape: the key's sixteen bytes (zeros after it)
+        // written in one piece, then cut to its length
+        let start = b.len();
+        b.push(b'/');
+        b.extend_from_slice(&f.short);
+        b.truncate(start + 1 + f.klen);
     } else {
-        append_pointer_token(b, f.key());
+        append_pointer_token(b, &f.long);
     }
 }
 
