@@ -103,6 +103,8 @@ func rsDoc(g gen, f string, n int) []byte {
 				switch r.IntN(8) {
 				case 0:
 					enc = g.digits(1 + r.IntN(18))
+				case 3: // a number with a sign, a fraction or an exponent
+					enc = fmt.Sprintf("%s%s.%d%s%+d", []string{"", "-"}[r.IntN(2)], g.digits(1+r.IntN(18)), r.IntN(100), []string{"e", "E"}[r.IntN(2)], r.IntN(40)-20)
 				case 1:
 					enc = "[" + enc + "," + fmt.Sprintf("%q", values()) + "]"
 				case 2:
