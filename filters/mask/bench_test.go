@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -215,7 +214,7 @@ func BenchmarkModuleAB(b *testing.B) {
 // beside BenchmarkMask, it says how this machine compares with that one.
 func BenchmarkCalibration(b *testing.B) {
 	mod := filepath.Join(b.TempDir(), "calibrate.wasm")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-buildmode=c-shared", "-o", mod, "./calibrate/guest")
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-o", mod, "./calibrate/guest")
 	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("building the calibration guest: %v\n%s", err, out)
