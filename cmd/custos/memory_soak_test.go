@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/custos-dev/custos/filters/mask/calibrate"
 )
 
 // soakBody is the size of the streamed response the soak test masks.
@@ -224,7 +226,7 @@ func soakCard(r *rand.Rand, spaced bool) string {
 	}
 	for c := byte('0'); c <= '9'; c++ {
 		d[15] = c
-		if luhnOK(d) {
+		if calibrate.Luhn(d) {
 			break
 		}
 	}
@@ -232,21 +234,6 @@ func soakCard(r *rand.Rand, spaced bool) string {
 		return string(d)
 	}
 	return string(d[0:4]) + " " + string(d[4:8]) + " " + string(d[8:12]) + " " + string(d[12:16])
-}
-
-func luhnOK(d []byte) bool {
-	sum, double := 0, false
-	for i := len(d) - 1; i >= 0; i-- {
-		v := int(d[i] - '0')
-		if double {
-			if v *= 2; v > 9 {
-				v -= 9
-			}
-		}
-		sum += v
-		double = !double
-	}
-	return sum%10 == 0
 }
 
 // luhnScanner reads a body and counts the runs of 13 to 19 digits (single
@@ -291,7 +278,7 @@ func (s *luhnScanner) Write(p []byte) (int, error) {
 func (s *luhnScanner) flush() {
 	if n := len(s.digits); n >= 13 {
 		s.runs++
-		if n <= 19 && luhnOK(s.digits) && s.digits[0] >= '2' && s.digits[0] <= '6' {
+		if n <= 19 && calibrate.Luhn(s.digits) && s.digits[0] >= '2' && s.digits[0] <= '6' {
 			s.valid++
 		}
 	}

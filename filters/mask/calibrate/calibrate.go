@@ -18,7 +18,7 @@ func Cards(b []byte) int {
 			continue
 		}
 		if start >= 0 {
-			if l := i - start; l >= 13 && l <= 19 && luhn(b[start:i]) {
+			if l := i - start; l >= 13 && l <= 19 && Luhn(b[start:i]) {
 				n++
 			}
 			start = -1
@@ -27,8 +27,8 @@ func Cards(b []byte) int {
 	return n
 }
 
-// luhn reports whether the digits d pass the Luhn check.
-func luhn(d []byte) bool {
+// Luhn reports whether the ASCII digits d pass the Luhn check.
+func Luhn(d []byte) bool {
 	sum, double := 0, false
 	for i := len(d) - 1; i >= 0; i-- {
 		v := int(d[i] - '0')
