@@ -56,7 +56,13 @@ func rsDoc(g gen, f string, n int) []byte {
 		case 6:
 			return g.bumpDigit(g.card())
 		case 7:
-			return "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+			// the token's space anywhere in a block, and a key's dashes
+			pre := strings.Repeat("x ", 12)[:r.IntN(24)]
+			if r.IntN(4) == 0 {
+				nl := []string{"\n", " "}[r.IntN(2)]
+				return pre + "-----BEGIN PRIVATE KEY-----" + nl + "MIIB" + strings.Repeat("A", 64) + nl + "-----END PRIVATE KEY-----"
+			}
+			return pre + []string{"Bearer", "bearer", "BEARER", "Bearr", "Beaer"}[r.IntN(5)] + " eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
 		case 8:
 			return "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=" + strings.Repeat("Qk", 43) + "==;"
 		case 9:

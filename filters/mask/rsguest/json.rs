@@ -119,6 +119,7 @@ struct Scan {
 #[inline(always)]
 fn scan_string(inp: &[u8], mut j: usize, pf: &Prefilter) -> Result<Scan, ErrKind> {
     let n = inp.len();
+    let s0 = j;
     let mut cand: u64 = 0;
     let mut esc = false;
     while j < n {
@@ -127,7 +128,7 @@ fn scan_string(inp: &[u8], mut j: usize, pf: &Prefilter) -> Result<Scan, ErrKind
             let b = Block16::load(inp, j);
             let s = b.string_stops();
             if cand == 0 {
-                cand = pf.candidates16(&b, false) as u64 & ((s & s.wrapping_neg()).wrapping_sub(1)) as u64;
+                cand = string_candidates(pf, &b, inp, j, s0) as u64 & ((s & s.wrapping_neg()).wrapping_sub(1)) as u64;
             }
             if s == 0 {
                 j += 16;
@@ -162,6 +163,44 @@ fn scan_string(inp: &[u8], mut j: usize, pf: &Prefilter) -> Result<Scan, ErrKind
         j += 1;
     }
     Ok(Scan { end: 0, esc, hit: false, ok: false })
+}
+
+/// Marks (bit k for inp[j + k]) the bytes of b, the block at inp[j] in a
+/// string whose content starts at inp[s0], that may start a value: what
+/// Prefilter::candidates16 marks, read across the block's edges rather
+/// than word by word. A space is marked only after "er" (a bearer token's
+/// end), a dash only before a dash ("-----BEGIN"), looking at the bytes
+/// before and after the block; the spaces at a word's start that
+/// candidates16 marks because it cannot look back sent every long string
+/// with a space there ("called about the last statement") to detect.
+#[inline(always)]
+fn string_candidates(pf: &Prefilter, b: &Block16, inp: &[u8], j: usize, s0: usize) -> u32 {
+    let mut m = b.digits() & pf.digit as u32
+        | b.eq2(b'+', b'(') & pf.lead as u32
+        | b.eq(b'@') & pf.at as u32
+        | b.eq(b'=') & pf.eq as u32;
+    let dash = b.eq(b'-') & pf.dash as u32;
+    if dash != 0 {
+        // the last byte's dash: the byte after the block decides (the
+        // input's end leaves it open)
+        let next = if j + 16 >= inp.len() || inp[j + 16] == b'-' { 0x8000 } else { 0 };
+        m |= dash & ((dash >> 1) | next);
+    }
+    let space = b.eq(b' ') & pf.space as u32;
+    if space != 0 {
+        // "er" before each space, the first two read before the block
+        let (mut rc, mut ec) = (0, 0);
+        if j > s0 {
+            let c = inp[j - 1] | 0x20;
+            rc = (c == b'r') as u32;
+            ec = ((c == b'e') as u32) << 1;
+        }
+        if j > s0 + 1 && inp[j - 2] | 0x20 == b'e' {
+            ec |= 1;
+        }
+        m |= space & (b.eq_fold(b'r') << 1 | rc) & (b.eq_fold(b'e') << 2 | ec);
+    }
+    m
 }
 
 /// Whether the built-in detectors may find a value in t, a short string's
