@@ -212,6 +212,7 @@ fn string_candidates(pf: &Prefilter, b: &Block16, inp: &[u8], j: usize, s0: usiz
 /// Reading t here, a block or two at a time, is cheaper than a detect call
 /// finding nothing (names such as "Customer 12", amounts such as 79659.23,
 /// times such as 2026-03-05T10:20:30Z).
+#[inline(always)]
 fn may_match(inp: &[u8], s: usize, e: usize) -> bool {
     let l = e - s;
     if l > 32 || s + 32 > inp.len() {
